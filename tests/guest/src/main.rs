@@ -1,0 +1,720 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `lags-init`: the in-guest test runner for LAGS.
+//!
+//! In the QEMU guest this binary is `/init` (PID 1 of an initramfs). It mounts the kernel
+//! filesystems, reads its options from the kernel command line (`lags.*` keys, see
+//! [`Config::from_cmdline`]), runs the selected suites against the booted kernel, prints KTAP
+//! v1 to `/dev/kmsg` (which the host reads from the serial console), and reboots, which
+//! makes QEMU (`-no-reboot`) exit. PID 1 must never return, so every path ends in
+//! [`power_off`].
+//!
+//! On a development host, `lags-init --no-pid1 --suites boot,cgroup` runs the same suites
+//! without mounting or rebooting and prints KTAP to stdout.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
+
+mod ktap;
+mod suites;
+mod util;
+
+use ktap::{Ktap, Sink};
+
+// ---------------------------------------------------------------------------------------
+// Configuration
+
+/// Fault injection for testing the host side (`lags.fault=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fault {
+    #[default]
+    None,
+    /// Crash the kernel (sysrq `c`) after the first test result.
+    Panic,
+    /// Print nothing more and sleep forever after the first test result.
+    Hang,
+    /// Oops in a child process (needs CONFIG_LKDTM) after the first result, then carry on.
+    Oops,
+}
+
+/// Runner options, from the kernel command line (and, off-guest, from arguments).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Suites to run in this order; empty means all, in the default order.
+    pub suites: Vec<String>,
+    /// Expected prefix of the kernel release (`lags.expect_version=`).
+    pub expect_version: Option<String>,
+    /// Whether the kernel is built with CONFIG_SCHED_LAGS (`lags.expect_lags=`, default 1).
+    pub expect_lags: bool,
+    pub fault: Fault,
+    /// The kernel was booted with `sched_lags=off` (or `=0`, `=n`).
+    pub sched_lags_off: bool,
+    /// Running as PID 1 in the test guest: allowed to do things that would disturb a real
+    /// system (freeing the cpu controller from cgroup v2, crashing the kernel).
+    pub in_guest: bool,
+    /// Problems found while parsing, printed at start-up.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            suites: Vec::new(),
+            expect_version: None,
+            expect_lags: true,
+            fault: Fault::None,
+            sched_lags_off: false,
+            in_guest: false,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Splits a kernel command line into parameters, honouring double quotes as the kernel
+/// does (`a="b c"` is one parameter `a=b c`). Stops at `--` (the rest is for init).
+fn cmdline_params(cmdline: &str) -> Vec<String> {
+    let mut params = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    params.push(std::mem::take(&mut cur));
+                    started = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        params.push(cur);
+    }
+    if let Some(end) = params.iter().position(|p| p == "--") {
+        params.truncate(end);
+    }
+    params
+}
+
+/// Kernel-style boolean (`1/y/yes/on/true`, `0/n/no/off/false`).
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "y" | "yes" | "on" | "true" => Some(true),
+        "0" | "n" | "no" | "off" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Reads the runner options from a kernel command line:
+    ///
+    /// * `lags.suites=a,b,c`: suites to run, in this order (default: all);
+    /// * `lags.expect_version=6.12.117`: expected kernel release prefix;
+    /// * `lags.expect_lags=1|0`: kernel built with CONFIG_SCHED_LAGS (default 1);
+    /// * `lags.fault=panic|hang|oops|none`;
+    /// * `sched_lags=off|0|n` (the kernel's own boot flag): the sysctl must default to 0.
+    pub fn from_cmdline(cmdline: &str) -> Config {
+        let mut cfg = Config::default();
+        cfg.apply_cmdline(cmdline);
+        cfg
+    }
+
+    /// Applies the options of a command line on top of the current ones (later wins).
+    pub fn apply_cmdline(&mut self, cmdline: &str) {
+        for param in cmdline_params(cmdline) {
+            let (key, value) = match param.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (param.as_str(), None),
+            };
+            match (key, value) {
+                ("lags.suites", Some(v)) => {
+                    self.suites = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                ("lags.expect_version", Some(v)) if !v.is_empty() => {
+                    self.expect_version = Some(v.to_owned());
+                }
+                ("lags.expect_lags", Some(v)) => match parse_bool(v) {
+                    Some(b) => self.expect_lags = b,
+                    None => self
+                        .warnings
+                        .push(format!("ignoring lags.expect_lags={v:?} (want 1 or 0)")),
+                },
+                ("lags.fault", Some(v)) => match v {
+                    "panic" => self.fault = Fault::Panic,
+                    "hang" => self.fault = Fault::Hang,
+                    "oops" => self.fault = Fault::Oops,
+                    "none" | "" => self.fault = Fault::None,
+                    _ => self.warnings.push(format!(
+                        "ignoring lags.fault={v:?} (want panic, hang, oops or none)"
+                    )),
+                },
+                ("sched_lags", Some(v)) => self.sched_lags_off = parse_bool(v) == Some(false),
+                (k, _) if k.starts_with("lags.") => {
+                    self.warnings
+                        .push(format!("ignoring unknown runner option {param:?}"));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The suites to run, resolving "all".
+    pub fn suite_names(&self) -> Vec<String> {
+        if self.suites.is_empty() {
+            suites::ALL.iter().map(|s| s.name.to_owned()).collect()
+        } else {
+            self.suites.clone()
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "suites={} expect_version={} expect_lags={} fault={:?} sched_lags_off={}",
+            self.suite_names().join(","),
+            self.expect_version.as_deref().unwrap_or("(none)"),
+            u8::from(self.expect_lags),
+            self.fault,
+            self.sched_lags_off
+        )
+        .to_lowercase()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Panic hook: remember where a test panicked instead of printing to the console
+
+thread_local! {
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Replaces the default panic hook (which prints to stderr, i.e. the raw console) with one
+/// that only records the location; the runner prints it as a KTAP diagnostic.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let loc = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        PANIC_LOCATION.with(|p| *p.borrow_mut() = loc);
+    }));
+}
+
+/// The location of the last panic on this thread, if the hook recorded one.
+pub fn take_panic_location() -> Option<String> {
+    PANIC_LOCATION.with(|p| p.borrow_mut().take())
+}
+
+// ---------------------------------------------------------------------------------------
+// Output sinks
+
+/// Guest output: one `write()` per line to `/dev/kmsg` as `<6>line`, or plain lines to
+/// `/dev/console` if kmsg is unavailable.
+struct GuestSink {
+    kmsg: Option<File>,
+    console: Option<File>,
+}
+
+impl Sink for GuestSink {
+    fn line(&mut self, line: &str) {
+        if let Some(k) = &self.kmsg {
+            if util::write_once(k, format!("<6>{line}\n").as_bytes()).is_ok() {
+                return;
+            }
+        }
+        if let Some(c) = &self.console {
+            let _ = util::write_once(c, format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// Development output: stdout, flushed per line.
+struct StdoutSink;
+
+impl Sink for StdoutSink {
+    fn line(&mut self, line: &str) {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Guest set-up
+
+/// A kernel filesystem PID 1 mounts, and the config option that provides it.
+struct MountSpec {
+    source: &'static str,
+    target: &'static str,
+    fstype: &'static str,
+    flags: libc::c_ulong,
+    data: &'static str,
+    config: &'static str,
+}
+
+const MOUNTS: &[MountSpec] = &[
+    MountSpec {
+        source: "proc",
+        target: "/proc",
+        fstype: "proc",
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: "",
+        config: "CONFIG_PROC_FS",
+    },
+    MountSpec {
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: "",
+        config: "CONFIG_SYSFS",
+    },
+    MountSpec {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: libc::MS_NOSUID,
+        data: "mode=0755",
+        config: "CONFIG_DEVTMPFS",
+    },
+    MountSpec {
+        source: "tmpfs",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: "mode=1777",
+        config: "CONFIG_TMPFS",
+    },
+    MountSpec {
+        source: "debugfs",
+        target: "/sys/kernel/debug",
+        fstype: "debugfs",
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: "",
+        config: "CONFIG_DEBUG_FS",
+    },
+    MountSpec {
+        source: "cgroup2",
+        target: "/sys/fs/cgroup",
+        fstype: "cgroup2",
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: "",
+        config: "CONFIG_CGROUPS",
+    },
+];
+
+/// Mounts the table; returns messages for the ones that failed. EBUSY means "already
+/// mounted" (devtmpfs may be auto-mounted) and is fine.
+fn mount_all() -> Vec<String> {
+    let mut msgs = Vec::new();
+    for m in MOUNTS {
+        let target = Path::new(m.target);
+        // Errors ignored: sysfs directories cannot be created, and mount reports the rest.
+        let _ = std::fs::create_dir_all(target);
+        match util::mount(m.source, target, m.fstype, m.flags, m.data) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => msgs.push(format!(
+                "lags-init: mounting {} on {} failed: {} ({} might be missing from the kernel config)",
+                m.fstype,
+                m.target,
+                util::describe_err(&e),
+                m.config
+            )),
+        }
+    }
+    for dir in ["/mnt", "/tmp"] {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    msgs
+}
+
+/// Makes sure descriptors 0-2 are open (the kernel leaves them closed if the initramfs has
+/// no /dev/console), so that later files and pipes never land on them.
+fn ensure_std_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the descriptor.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // SAFETY: opening /dev/null with a NUL-terminated literal path; the lowest free
+            // descriptor (this one) is used.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
+}
+
+/// `/dev/kmsg` writes from user space are rate-limited unless `printk.devkmsg=on`; if the
+/// host forgot it, switch it on (it is locked only when set on the command line).
+/// Returns whether kmsg is usable (not rate-limited) and a message if something was done.
+fn ensure_devkmsg_on() -> (bool, Option<String>) {
+    let path = "/proc/sys/kernel/printk_devkmsg";
+    let Ok(cur) = util::read_trimmed(path) else {
+        return (true, None);
+    };
+    if cur == "on" {
+        return (true, None);
+    }
+    match util::write_file(path, "on") {
+        Ok(()) => (
+            true,
+            Some(format!("lags-init: printk_devkmsg was {cur:?}; switched it on")),
+        ),
+        Err(e) => (
+            false,
+            Some(format!(
+                "lags-init: printk_devkmsg is {cur:?} and cannot be changed ({}); writing to /dev/console instead (pass printk.devkmsg=on)",
+                util::describe_err(&e)
+            )),
+        ),
+    }
+}
+
+/// Syncs, kills and reaps every other process, and reboots (QEMU exits on reboot because of
+/// `-no-reboot`); falls back to power-off, then to sleeping. Never returns.
+fn power_off() -> ! {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    // SAFETY: as PID 1, kill(-1) signals every other process; none of them matters now.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    let deadline = util::now_ns() + 2_000_000_000;
+    loop {
+        // SAFETY: reaping any child, status pointer may be null.
+        let rc = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if rc < 0 || util::now_ns() > deadline {
+            break;
+        }
+        if rc == 0 {
+            util::sleep_ms(10);
+        }
+    }
+    // SAFETY: reboot(2) has no memory-safety preconditions; on success it does not return.
+    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
+    // SAFETY: as above.
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    loop {
+        // SAFETY: pause only sleeps until a signal arrives.
+        unsafe { libc::pause() };
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fault injection
+
+fn inject_fault(fault: Fault, in_guest: bool, out: &mut Ktap) {
+    match fault {
+        Fault::None => {}
+        Fault::Hang => loop {
+            // "Stops printing": no message, just never come back.
+            util::sleep_ms(60_000);
+        },
+        Fault::Panic | Fault::Oops if !in_guest => {
+            out.raw(&format!(
+                "lags-init: fault={fault:?} ignored outside the guest (not PID 1)"
+            ));
+        }
+        Fault::Panic => {
+            out.raw("lags-init: fault=panic: writing 'c' to /proc/sysrq-trigger");
+            let r = util::write_file("/proc/sysrq-trigger", "c");
+            // Only reached if the crash did not happen (e.g. no CONFIG_MAGIC_SYSRQ): exiting
+            // PID 1 panics the kernel too ("Attempted to kill init!").
+            out.raw(&format!(
+                "lags-init: sysrq crash did not happen ({}); exiting PID 1 to panic instead",
+                util::describe(&r)
+            ));
+            std::process::exit(1);
+        }
+        Fault::Oops => {
+            let direct = "/sys/kernel/debug/provoke-crash/DIRECT";
+            if !util::exists(direct) {
+                out.raw(&format!(
+                    "lags-init: fault=oops unsupported by this kernel (no {direct}; needs CONFIG_LKDTM); continuing"
+                ));
+                return;
+            }
+            out.raw("lags-init: fault=oops: LKDTM EXCEPTION in a child process");
+            match util::Worker::spawn(move |_| {
+                let _ = util::write_file(direct, "EXCEPTION");
+                0
+            }) {
+                Ok(mut w) => {
+                    let _ = w.go();
+                    let status = w.wait(Duration::from_secs(30));
+                    out.raw(&format!("lags-init: oops child ended: {status:?}"));
+                }
+                Err(e) => out.raw(&format!("lags-init: fork for oops failed: {e}")),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running
+
+/// Prints the KTAP document for the configured suites.
+fn run(cfg: &Config, out: &mut Ktap) {
+    let names = cfg.suite_names();
+    out.header(names.len());
+    let (fault, in_guest) = (cfg.fault, cfg.in_guest);
+    let mut hooks = suites::RunHooks {
+        after_first_result: (fault != Fault::None).then(|| {
+            Box::new(move |k: &mut Ktap| inject_fault(fault, in_guest, k)) as suites::Hook
+        }),
+    };
+    for (i, name) in names.iter().enumerate() {
+        match suites::find(name) {
+            Some(suite) => {
+                let outcome = suites::run_suite(suite, cfg, out, &mut hooks);
+                out.end_suite(i + 1, name, &outcome);
+            }
+            None => {
+                let known: Vec<_> = suites::ALL.iter().map(|s| s.name).collect();
+                out.broken_suite(
+                    i + 1,
+                    name,
+                    &format!("unknown suite {name:?}; known: {}", known.join(",")),
+                );
+            }
+        }
+    }
+}
+
+/// Runs everything, surviving a bug in the runner itself, and prints the done line.
+fn run_and_summarise(cfg: &Config, out: &mut Ktap) {
+    for w in &cfg.warnings {
+        out.raw(&format!("lags-init: warning: {w}"));
+    }
+    out.raw(&format!("lags-init: config {}", cfg.summary()));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cfg, out)));
+    if let Err(p) = r {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        out.raw(&format!(
+            "lags-init: runner bug: panicked outside a test: {msg} (at {})",
+            take_panic_location().unwrap_or_default()
+        ));
+        out.failed += 1;
+    }
+    out.raw(&format!(
+        "lags-init: done passed={} failed={} skipped={}",
+        out.passed, out.failed, out.skipped
+    ));
+}
+
+fn guest_main() -> ! {
+    install_panic_hook();
+    ensure_std_fds();
+    let mut msgs = mount_all();
+    let (kmsg_ok, msg) = ensure_devkmsg_on();
+    msgs.extend(msg);
+    // A rate-limited kmsg drops lines; the console is the better fallback then.
+    let kmsg = if kmsg_ok {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/kmsg")
+            .ok()
+    } else {
+        None
+    };
+    let console = if kmsg.is_none() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/console")
+            .ok()
+    } else {
+        None
+    };
+    let mut out = Ktap::new(Box::new(GuestSink { kmsg, console }));
+    for m in &msgs {
+        out.raw(m);
+    }
+    // LAGS_CMDLINE exists only to try PID 1 mode in a PID namespace on a development host
+    // (`unshare --pid --fork --mount`), where /proc/cmdline is the host's.
+    let cmdline = std::env::var("LAGS_CMDLINE")
+        .unwrap_or_else(|_| util::read_trimmed("/proc/cmdline").unwrap_or_default());
+    let mut cfg = Config::from_cmdline(&cmdline);
+    cfg.in_guest = true;
+    out.raw("lags-init: start");
+    run_and_summarise(&cfg, &mut out);
+    power_off()
+}
+
+const USAGE: &str = "\
+lags-init: LAGS in-guest test runner (KTAP v1)
+
+As /init (PID 1) it takes its options from the kernel command line:
+  lags.suites=a,b,c  lags.expect_version=V  lags.expect_lags=1|0
+  lags.fault=panic|hang|oops|none  (and honours sched_lags=off)
+
+For development, not as PID 1:
+  lags-init --no-pid1 [--suites a,b] [--expect-version V] [--expect-lags 1|0]
+                      [--fault hang] [--cmdline 'kernel command line']
+  lags-init --list     list suites and tests
+Options given as arguments override the command line (default: /proc/cmdline).
+";
+
+fn dev_main(args: &[String]) -> i32 {
+    install_panic_hook();
+    let mut cmdline: Option<String> = None;
+    let mut overrides: Vec<String> = Vec::new();
+    let mut no_pid1 = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let r = match a.as_str() {
+            "--no-pid1" => {
+                no_pid1 = true;
+                Ok(())
+            }
+            "--suites" => value(a).map(|v| overrides.push(format!("lags.suites={v}"))),
+            "--expect-version" => {
+                value(a).map(|v| overrides.push(format!("lags.expect_version={v}")))
+            }
+            "--expect-lags" => value(a).map(|v| overrides.push(format!("lags.expect_lags={v}"))),
+            "--fault" => value(a).map(|v| overrides.push(format!("lags.fault={v}"))),
+            "--cmdline" => value(a).map(|v| cmdline = Some(v)),
+            "--list" => {
+                for s in suites::ALL {
+                    println!("{}", s.name);
+                    for t in s.tests {
+                        println!("  {}", t.name);
+                    }
+                }
+                return 0;
+            }
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return 0;
+            }
+            other => Err(format!("unknown argument {other:?}")),
+        };
+        if let Err(e) = r {
+            eprintln!("lags-init: {e}\n\n{USAGE}");
+            return 2;
+        }
+    }
+    if !no_pid1 {
+        eprintln!("lags-init: not PID 1; pass --no-pid1 to run the suites here\n\n{USAGE}");
+        return 2;
+    }
+    let base = cmdline.unwrap_or_else(|| util::read_trimmed("/proc/cmdline").unwrap_or_default());
+    let mut cfg = Config::from_cmdline(&base);
+    // Arguments override the command line; quote them for the tokenizer.
+    let args_cmdline = overrides
+        .iter()
+        .map(|o| format!("\"{o}\""))
+        .collect::<Vec<_>>()
+        .join(" ");
+    cfg.apply_cmdline(&args_cmdline);
+    let mut out = Ktap::new(Box::new(StdoutSink));
+    out.raw("lags-init: start");
+    run_and_summarise(&cfg, &mut out);
+    i32::from(out.failed > 0)
+}
+
+fn main() {
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } == 1 {
+        guest_main();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = dev_main(&args);
+    let _ = io::stdout().flush();
+    // Keep stdout's descriptor referenced so the flush above is the last write.
+    let _ = io::stdout().as_raw_fd();
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect the defaults when the command line has no runner options.
+    #[test]
+    fn cmdline_defaults() {
+        let c = Config::from_cmdline("console=ttyS0 printk.devkmsg=on panic=-1 rdinit=/init");
+        assert!(c.suites.is_empty());
+        assert_eq!(c.expect_version, None);
+        assert!(c.expect_lags);
+        assert_eq!(c.fault, Fault::None);
+        assert!(!c.sched_lags_off);
+        assert!(c.warnings.is_empty());
+        assert_eq!(c.suite_names()[0], "boot");
+        assert_eq!(c.suite_names().len(), suites::ALL.len());
+    }
+
+    // Expect every runner key to be read, in any position.
+    #[test]
+    fn cmdline_all_keys() {
+        let c = Config::from_cmdline(
+            "console=ttyS0 lags.suites=cgroup,boot lags.expect_version=6.12.117 \
+             lags.expect_lags=0 lags.fault=hang sched_lags=off loglevel=7\n",
+        );
+        assert_eq!(c.suites, vec!["cgroup", "boot"]);
+        assert_eq!(c.expect_version.as_deref(), Some("6.12.117"));
+        assert!(!c.expect_lags);
+        assert_eq!(c.fault, Fault::Hang);
+        assert!(c.sched_lags_off);
+    }
+
+    // Expect the three spellings of the boot flag being off, and on otherwise.
+    #[test]
+    fn cmdline_sched_lags_flag() {
+        for v in ["off", "0", "n", "N"] {
+            assert!(
+                Config::from_cmdline(&format!("sched_lags={v}")).sched_lags_off,
+                "{v}"
+            );
+        }
+        for v in ["on", "1", "y"] {
+            assert!(
+                !Config::from_cmdline(&format!("sched_lags={v}")).sched_lags_off,
+                "{v}"
+            );
+        }
+        // A similar-looking parameter is not the flag.
+        assert!(!Config::from_cmdline("xsched_lags=off").sched_lags_off);
+    }
+
+    // Expect bad values and unknown keys to be reported, not silently taken.
+    #[test]
+    fn cmdline_warnings() {
+        let c = Config::from_cmdline("lags.expect_lags=maybe lags.fault=boom lags.colour=red");
+        assert!(c.expect_lags);
+        assert_eq!(c.fault, Fault::None);
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    }
+
+    // Expect kernel-style quoting, empty list items dropped, and `--` to end parsing.
+    #[test]
+    fn cmdline_quoting() {
+        assert_eq!(
+            cmdline_params(r#"a=1 b="x y" "c=z"  d"#),
+            vec!["a=1", "b=x y", "c=z", "d"]
+        );
+        let c = Config::from_cmdline("lags.suites=boot,,module, -- lags.suites=cgroup");
+        assert_eq!(c.suites, vec!["boot", "module"]);
+        // Later keys win (dev mode appends argument overrides).
+        let c = Config::from_cmdline(r#"lags.suites=boot "lags.suites=cgroup""#);
+        assert_eq!(c.suites, vec!["cgroup"]);
+    }
+}

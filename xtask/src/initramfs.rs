@@ -1,0 +1,278 @@
+//! The guest's initramfs, written in-process as a newc cpio archive.
+//!
+//! Device nodes are created inside the archive, so no root privileges are needed (the
+//! virtme-ng approach). Host programs are carried with the shared libraries `ldd` reports,
+//! at the same paths, so real tools (perf, stress-ng) run unchanged in the guest.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Dir,
+    File { data: Vec<u8>, mode: u32 },
+    Symlink(String),
+    CharDev { major: u32, minor: u32 },
+}
+
+/// An initramfs being assembled; paths are absolute guest paths.
+#[derive(Debug, Default)]
+pub struct Initramfs {
+    entries: BTreeMap<String, Entry>,
+}
+
+fn key(path: &str) -> String {
+    path.trim_start_matches('/').trim_end_matches('/').to_string()
+}
+
+impl Initramfs {
+    /// An archive with the standard directories and the device nodes PID 1 needs before
+    /// devtmpfs is mounted.
+    pub fn new() -> Self {
+        let mut i = Initramfs::default();
+        for d in ["/bin", "/sbin", "/dev", "/proc", "/sys", "/tmp", "/mnt", "/etc", "/root", "/lib/modules/extra", "/usr/bin"] {
+            i.dir(d);
+        }
+        i.char_dev("/dev/console", 5, 1);
+        i.char_dev("/dev/null", 1, 3);
+        i.char_dev("/dev/kmsg", 1, 11);
+        i.char_dev("/dev/ttyS0", 4, 64);
+        i.file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(), 0o644);
+        i.file("/etc/group", b"root:x:0:\nnogroup:x:65534:\n".to_vec(), 0o644);
+        i
+    }
+
+    /// Adds a directory and its parents.
+    pub fn dir(&mut self, path: &str) {
+        let k = key(path);
+        let mut acc = String::new();
+        for part in k.split('/').filter(|p| !p.is_empty()) {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(part);
+            self.entries.entry(acc.clone()).or_insert(Entry::Dir);
+        }
+    }
+
+    fn parent(&mut self, path: &str) {
+        if let Some((p, _)) = key(path).rsplit_once('/') {
+            self.dir(p);
+        }
+    }
+
+    /// Adds a regular file.
+    pub fn file(&mut self, path: &str, data: Vec<u8>, mode: u32) {
+        self.parent(path);
+        self.entries.insert(key(path), Entry::File { data, mode });
+    }
+
+    /// Adds a symbolic link.
+    pub fn symlink(&mut self, path: &str, target: &str) {
+        self.parent(path);
+        self.entries.insert(key(path), Entry::Symlink(target.to_string()));
+    }
+
+    /// Adds a character device node.
+    pub fn char_dev(&mut self, path: &str, major: u32, minor: u32) {
+        self.parent(path);
+        self.entries.insert(key(path), Entry::CharDev { major, minor });
+    }
+
+    /// Copies a host file (following symlinks) to `dest`, keeping its permission bits.
+    pub fn host_file(&mut self, dest: &str, src: &Path) -> Result<()> {
+        let data = std::fs::read(src).with_context(|| format!("failed to read {}", src.display()))?;
+        let mode = std::fs::metadata(src)?.permissions().mode() & 0o7777;
+        self.file(dest, data, mode);
+        Ok(())
+    }
+
+    /// Adds static busybox as `/bin/busybox` with a symlink per applet.
+    pub fn busybox(&mut self, busybox: &Path) -> Result<()> {
+        self.host_file("/bin/busybox", busybox)?;
+        let list = util::output(Command::new(busybox).arg("--list-full"))
+            .context("`busybox --list-full` failed (is busybox-static installed?)")?;
+        for applet in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let path = format!("/{applet}");
+            // Never let an applet shadow /init or a file we placed deliberately.
+            if path == "/init" || self.entries.contains_key(&key(&path)) {
+                continue;
+            }
+            self.symlink(&path, "/bin/busybox");
+        }
+        Ok(())
+    }
+
+    /// Adds a host program and every shared library it needs, at their host paths.
+    pub fn host_program(&mut self, program: &Path) -> Result<()> {
+        let program = if program.is_absolute() {
+            program.to_path_buf()
+        } else {
+            util::which(&program.to_string_lossy())
+                .with_context(|| format!("program {} not found in PATH", program.display()))?
+        };
+        let dest = program.to_string_lossy().into_owned();
+        self.host_file(&dest, &program)?;
+        for lib in shared_libs(&program)? {
+            let d = lib.to_string_lossy().into_owned();
+            if !self.entries.contains_key(&key(&d)) {
+                self.host_file(&d, &lib)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the archive.
+    pub fn write_to(&self, out: &Path) -> Result<()> {
+        let mut buf = Vec::new();
+        self.encode(&mut buf)?;
+        util::write(out, buf)
+    }
+
+    /// Encodes the archive in the newc format (parents always precede children: the map
+    /// is sorted and '/' sorts after every character allowed in our names but '-' and '.').
+    pub fn encode(&self, w: &mut impl Write) -> Result<()> {
+        let mut ino = 1u32;
+        // BTreeMap order puts "a-b" between "a" and "a/x", which is harmless: parents still
+        // come first because a parent is a prefix of its children.
+        for (path, entry) in &self.entries {
+            let (mode, data, rdev): (u32, &[u8], (u32, u32)) = match entry {
+                Entry::Dir => (0o040_755, &[], (0, 0)),
+                Entry::File { data, mode } => (0o100_000 | mode, data, (0, 0)),
+                Entry::Symlink(t) => (0o120_777, t.as_bytes(), (0, 0)),
+                Entry::CharDev { major, minor } => (0o020_600, &[], (*major, *minor)),
+            };
+            let nlink = if matches!(entry, Entry::Dir) { 2 } else { 1 };
+            write_entry(w, ino, mode, nlink, path, data, rdev)?;
+            ino += 1;
+        }
+        write_entry(w, 0, 0, 1, "TRAILER!!!", &[], (0, 0))?;
+        Ok(())
+    }
+}
+
+fn write_entry(
+    w: &mut impl Write,
+    ino: u32,
+    mode: u32,
+    nlink: u32,
+    name: &str,
+    data: &[u8],
+    rdev: (u32, u32),
+) -> Result<()> {
+    let namesize = name.len() + 1;
+    let header = format!(
+        "070701{ino:08x}{mode:08x}{:08x}{:08x}{nlink:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{namesize:08x}{:08x}",
+        0, // uid
+        0, // gid
+        0, // mtime: fixed, so identical inputs give identical archives
+        data.len(),
+        0, // devmajor
+        0, // devminor
+        rdev.0,
+        rdev.1,
+        0, // check
+    );
+    w.write_all(header.as_bytes())?;
+    w.write_all(name.as_bytes())?;
+    w.write_all(&[0])?;
+    pad(w, 110 + namesize)?;
+    w.write_all(data)?;
+    pad(w, data.len())?;
+    Ok(())
+}
+
+fn pad(w: &mut impl Write, len: usize) -> Result<()> {
+    let n = (4 - len % 4) % 4;
+    w.write_all(&[0u8; 3][..n])?;
+    Ok(())
+}
+
+/// Shared libraries (absolute paths, including the dynamic loader) that `ldd` lists.
+pub fn shared_libs(program: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(program).output().context("failed to run ldd")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("not a dynamic executable") || !out.status.success() {
+        return Ok(Vec::new());
+    }
+    let libs = parse_ldd(&text);
+    if let Some(missing) = text.lines().find(|l| l.contains("=> not found")) {
+        bail!("{}: shared library missing on the host: {}", program.display(), missing.trim());
+    }
+    Ok(libs)
+}
+
+/// Parses `ldd` output into the absolute library paths it mentions.
+pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rhs)) => rhs.trim().split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect newc headers, 4-byte alignment, parents before children and a trailer.
+    #[test]
+    fn newc_layout() {
+        let mut i = Initramfs::default();
+        i.file("/bin/x", b"hello".to_vec(), 0o755);
+        i.symlink("/bin/sh", "/bin/busybox");
+        i.char_dev("/dev/console", 5, 1);
+        let mut buf = Vec::new();
+        i.encode(&mut buf).unwrap();
+        assert_eq!(buf.len() % 4, 0);
+        let text = String::from_utf8_lossy(&buf);
+        let names: Vec<&str> = ["bin\0", "bin/sh\0", "bin/x\0", "dev\0", "dev/console\0", "TRAILER!!!\0"]
+            .into_iter()
+            .collect();
+        let mut last = 0;
+        for n in names {
+            let pos = text.find(n).unwrap_or_else(|| panic!("{n:?} missing"));
+            assert!(pos >= last, "{n:?} out of order");
+            last = pos;
+        }
+        // First header: magic, inode 1, directory mode.
+        assert!(text.starts_with("07070100000001000041ed"));
+        // The character device carries its major/minor in rdev.
+        let dev = text.find("dev/console\0").unwrap();
+        let hdr = &text[dev - 110..dev];
+        assert_eq!(&hdr[78..94], "0000000500000001");
+        // File data follows its padded name.
+        assert!(text.contains("bin/x\0hello"));
+    }
+
+    // Expect that ldd lines with and without "=>" yield absolute paths only.
+    #[test]
+    fn parses_ldd_output() {
+        let out = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            parse_ldd(out),
+            [PathBuf::from("/lib/x86_64-linux-gnu/libm.so.6"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
+        );
+    }
+
+    // Expect that a real host program is carried with its loader.
+    #[test]
+    fn carries_host_program_with_libs() {
+        let mut i = Initramfs::new();
+        i.host_program(Path::new("/bin/true")).unwrap();
+        assert!(i.entries.contains_key("bin/true"));
+        assert!(i.entries.keys().any(|k| k.contains("ld-linux")));
+    }
+}

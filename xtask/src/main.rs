@@ -1,0 +1,82 @@
+//! `cargo xtask`: fetch → patch → configure → build → boot → test for the LAGS series.
+//!
+//! See <https://github.com/matklad/cargo-xtask>. Every task lives in its own module; this
+//! file only parses the command line and maps errors to documented exit codes
+//! (`Documentation/xtask.md`).
+
+mod build;
+mod config;
+mod console;
+mod fetch;
+mod initramfs;
+mod ktap;
+mod patch;
+mod pipeline;
+mod qemu;
+mod series;
+mod setup;
+mod util;
+mod vmtest;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::util::{exit_code_of, Paths};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Build, boot and test the LAGS kernel series", version)]
+struct Cli {
+    /// Work directory for the kernel tree, builds and results.
+    #[arg(long, global = true, env = "LAGS_WORK_DIR", value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Check and install the pinned toolchain (apt, cargo install); print versions.
+    Setup(setup::SetupArgs),
+    /// Put a pristine kernel tree in work/linux as a git repository.
+    Fetch(fetch::FetchArgs),
+    /// Apply patches/ on the base commit (idempotent).
+    Patch(patch::PatchArgs),
+    /// Write a minimal VM .config: defconfig + configs/ fragments, verified.
+    Configure(config::ConfigureArgs),
+    /// Build bzImage and the in-tree modules the config selects.
+    BuildKernel(build::BuildKernelArgs),
+    /// Build kernel-module/ out of tree against the build tree.
+    BuildModule(build::BuildModuleArgs),
+    /// Boot the kernel in QEMU, run the in-guest suites, collect KTAP.
+    QemuTest(vmtest::QemuTestArgs),
+    /// checkpatch --strict, subjects, sign-offs and base of patches/ (and optionally build each).
+    CheckSeries(series::CheckSeriesArgs),
+    /// The main job: setup, fetch, patch, configure, build kernel and module, qemu-test.
+    Run(pipeline::RunArgs),
+    /// Everything CI checks: fmt, clippy, host tests, check-series and the main job.
+    Ci(pipeline::CiArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let paths = Paths::new(cli.work_dir);
+    let result = match cli.cmd {
+        Cmd::Setup(a) => a.run(),
+        Cmd::Fetch(a) => a.run(&paths),
+        Cmd::Patch(a) => a.run(&paths),
+        Cmd::Configure(a) => a.run(&paths),
+        Cmd::BuildKernel(a) => a.run(&paths),
+        Cmd::BuildModule(a) => a.run(&paths),
+        Cmd::QemuTest(a) => a.run(&paths),
+        Cmd::CheckSeries(a) => a.run(&paths),
+        Cmd::Run(a) => a.run(&paths),
+        Cmd::Ci(a) => a.run(&paths),
+    };
+    if let Err(e) = result {
+        let code = exit_code_of(&e);
+        eprintln!("error: {e:#}");
+        eprintln!("(exit code {} = {:?})", code as i32, code);
+        std::process::exit(code as i32);
+    }
+}

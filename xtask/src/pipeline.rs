@@ -1,0 +1,106 @@
+//! `cargo xtask run` (the main job) and `cargo xtask ci` (everything CI checks).
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::build::{self, ProfileArgs};
+use crate::config::{self, Profile};
+use crate::fetch::FetchArgs;
+use crate::patch::PatchArgs;
+use crate::series::CheckSeriesArgs;
+use crate::util::{self, Paths};
+use crate::vmtest::QemuTestArgs;
+
+/// Arguments of `cargo xtask run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Kernel source for `fetch` (see `cargo xtask fetch --help`).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Do not install missing tools (only check them).
+    #[arg(long)]
+    pub no_install: bool,
+    #[command(flatten)]
+    pub test: QemuTestArgs,
+}
+
+impl RunArgs {
+    pub fn run(&self, paths: &Paths) -> Result<()> {
+        let profile = self.test.profile.profile();
+        let mut steps = Steps::default();
+        steps.time("setup", || crate::setup::setup(!self.no_install))?;
+        let fetch = FetchArgs { from: self.from.clone(), allow_version_mismatch: false, force: false };
+        steps.time("fetch", || fetch.run(paths))?;
+        steps.time("patch", || PatchArgs { force: false }.run(paths))?;
+        steps.time("configure", || config::configure(paths, profile, false))?;
+        steps.time("build-kernel", || build::build_kernel(paths, profile, false))?;
+        steps.time("build-module", || build::build_module(paths, profile).map(|_| ()))?;
+        let r = steps.time("qemu-test", || self.test.run(paths));
+        steps.print();
+        r
+    }
+}
+
+/// Arguments of `cargo xtask ci`.
+#[derive(Debug, clap::Args)]
+pub struct CiArgs {
+    /// Also build the CONFIG_SCHED_LAGS=n variant and boot it.
+    #[arg(long)]
+    pub nolags: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl CiArgs {
+    pub fn run(&self, paths: &Paths) -> Result<()> {
+        let start = Instant::now();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let cargo_cmd = |args: &[&str]| {
+            let mut c = Command::new(&cargo);
+            c.current_dir(&paths.root).args(args);
+            c
+        };
+        util::run(&mut cargo_cmd(&["fmt", "--all", "--check"])).context("rustfmt: run `cargo fmt --all`")?;
+        util::run(&mut cargo_cmd(&["clippy", "--workspace", "--all-targets", "-q", "--", "-D", "warnings"]))
+            .context("clippy found problems")?;
+        util::run(&mut cargo_cmd(&["test", "--workspace", "-q"])).context("host tests failed")?;
+        self.run.run(paths)?;
+        CheckSeriesArgs { build_each: false }.run(paths)?;
+        if self.nolags {
+            let p = Profile::Nolags;
+            config::configure(paths, p, false)?;
+            build::build_kernel(paths, p, false)?;
+            let mut t = self.run.test.clone();
+            t.profile = ProfileArgs { profile: p, debug: false };
+            t.suites = Some("boot,lags_iface".into());
+            t.run(paths)?;
+        }
+        let el = start.elapsed().as_secs();
+        eprintln!("[ci] all checks passed in {}m{:02}s", el / 60, el % 60);
+        Ok(())
+    }
+}
+
+/// Wall time per pipeline step, printed at the end.
+#[derive(Default)]
+struct Steps(Vec<(&'static str, f64)>);
+
+impl Steps {
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        eprintln!("\n=== {name} ===");
+        let r = f();
+        self.0.push((name, t.elapsed().as_secs_f64()));
+        r
+    }
+
+    fn print(&self) {
+        eprintln!("\nstep           seconds");
+        for (n, s) in &self.0 {
+            eprintln!("{n:<14} {s:>7.1}");
+        }
+        eprintln!("{:<14} {:>7.1}", "total", self.0.iter().map(|x| x.1).sum::<f64>());
+    }
+}

@@ -1,0 +1,339 @@
+//! QEMU: the command line (pure functions, one per concern), the KVM probe and the
+//! supervisor (spawn, console capture, timeouts, reaping).
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// The accelerator a VM runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Everything needed to boot one VM.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Extra kernel parameters (runner options, `sched_lags=off`, ...).
+    pub extra_cmdline: Vec<String>,
+    pub cpus: u32,
+    pub mem_mib: u32,
+    pub accel: Accel,
+}
+
+/// The fixed part of the kernel command line.
+pub const BASE_CMDLINE: &[&str] = &[
+    // All kernel and test output goes to the first serial port, which QEMU gives us on stdout.
+    "console=ttyS0,115200",
+    "earlyprintk=serial,ttyS0,115200",
+    // The test runner prints KTAP through /dev/kmsg; never rate-limit it.
+    "printk.devkmsg=on",
+    "loglevel=7",
+    // On panic reboot at once; with -no-reboot that makes QEMU exit.
+    "panic=-1",
+    "rdinit=/init",
+    // Boot faster and quieter under emulation.
+    "mitigations=off",
+    "nokaslr",
+];
+
+/// Flags that make QEMU a headless, deviceless box with a serial console on stdio.
+pub fn machine_args(spec: &VmSpec) -> Vec<OsString> {
+    let mut v: Vec<OsString> = [
+        // No default devices (VGA, NIC, floppy, ...): faster boot, nothing to probe.
+        "-nodefaults",
+        "-display",
+        "none",
+        // Reboot (test runner done, or panic=-1) exits QEMU instead of booting again.
+        "-no-reboot",
+        "-parallel",
+        "none",
+        "-net",
+        "none",
+        "-monitor",
+        "none",
+        // The guest's ttyS0 is our stdout.
+        "-serial",
+        "stdio",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    v.push("-smp".into());
+    v.push(spec.cpus.to_string().into());
+    v.push("-m".into());
+    v.push(format!("{}M", spec.mem_mib).into());
+    v
+}
+
+/// Accelerator and CPU model.
+pub fn accel_args(accel: Accel) -> Vec<OsString> {
+    match accel {
+        Accel::Kvm => ["-machine", "q35,accel=kvm", "-cpu", "host"].iter().map(OsString::from).collect(),
+        // Multi-threaded TCG runs one host thread per vCPU.
+        Accel::Tcg => ["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"]
+            .iter()
+            .map(OsString::from)
+            .collect(),
+    }
+}
+
+/// Kernel, initramfs and command line.
+pub fn kernel_args(spec: &VmSpec) -> Vec<OsString> {
+    let mut cmdline: Vec<String> = BASE_CMDLINE.iter().map(|s| s.to_string()).collect();
+    cmdline.extend(spec.extra_cmdline.iter().cloned());
+    vec![
+        "-kernel".into(),
+        spec.kernel.clone().into_os_string(),
+        "-initrd".into(),
+        spec.initrd.clone().into_os_string(),
+        "-append".into(),
+        cmdline.join(" ").into(),
+    ]
+}
+
+/// The complete argument vector.
+pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
+    let mut v = machine_args(spec);
+    v.extend(accel_args(spec.accel));
+    v.extend(kernel_args(spec));
+    v
+}
+
+/// The QEMU binary.
+pub fn qemu_binary() -> &'static str {
+    "qemu-system-x86_64"
+}
+
+/// Kills and reaps the child when dropped, so no QEMU outlives xtask's stack frame.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Why a VM run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// QEMU exited by itself (guest reboot/poweroff, or a QEMU error).
+    Exited,
+    /// No console output for the silence limit.
+    Silent,
+    /// The hard time limit passed.
+    HardTimeout,
+}
+
+/// What a VM run produced.
+#[derive(Debug)]
+pub struct VmRun {
+    pub console: String,
+    pub ending: Ending,
+    pub qemu_status: Option<i32>,
+    pub qemu_stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Time limits of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub hard: Duration,
+    pub silence: Duration,
+}
+
+/// Boots the VM, copies the console into `log`, calls `on_line` for each console line,
+/// and stops it at the first of: QEMU exit, silence, hard timeout.
+pub fn run_vm(spec: &VmSpec, log: &Path, limits: Limits, mut on_line: impl FnMut(&str)) -> Result<VmRun> {
+    let args = qemu_args(spec);
+    let mut cmd = Command::new(qemu_binary());
+    cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut logf = std::fs::File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
+    writeln!(logf, "# {}", crate::util::display_cmd(&cmd))?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("failed to start {}: is qemu-system-x86 installed? (cargo xtask setup)", qemu_binary()))?;
+    let mut guard = ChildGuard(child);
+    let stdout = guard.0.stdout.take().context("no QEMU stdout")?;
+    let stderr = guard.0.stderr.take().context("no QEMU stderr")?;
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n') {
+            match line {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut last_output = Instant::now();
+    let mut console = String::new();
+    let ending = loop {
+        let left = limits.hard.saturating_sub(start.elapsed());
+        let quiet = limits.silence.saturating_sub(last_output.elapsed());
+        if left.is_zero() {
+            break Ending::HardTimeout;
+        }
+        if quiet.is_zero() {
+            break Ending::Silent;
+        }
+        match rx.recv_timeout(left.min(quiet).min(Duration::from_millis(500))) {
+            Ok(bytes) => {
+                last_output = Instant::now();
+                let line = String::from_utf8_lossy(&bytes);
+                let line = line.trim_end_matches('\r');
+                logf.write_all(line.as_bytes())?;
+                logf.write_all(b"\n")?;
+                console.push_str(line);
+                console.push('\n');
+                on_line(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Ending::Exited,
+        }
+    };
+    if ending != Ending::Exited {
+        let _ = guard.0.kill();
+    }
+    let status = guard.0.wait().ok().and_then(|s| s.code());
+    drop(guard);
+    let qemu_stderr = err_thread.join().unwrap_or_default();
+    if !qemu_stderr.trim().is_empty() {
+        writeln!(logf, "# qemu stderr:\n{qemu_stderr}")?;
+    }
+    Ok(VmRun { console, ending, qemu_status: status, qemu_stderr, elapsed: start.elapsed() })
+}
+
+/// Decides the accelerator: `forced` if given, else KVM only if a real boot under KVM
+/// reaches the test runner within a short limit (nested KVM can stall forever in the
+/// kernel decompressor), else TCG. The answer is cached in `cache`.
+pub fn choose_accel(forced: Option<Accel>, probe: &VmSpec, cache: &Path) -> Result<(Accel, String)> {
+    if let Some(a) = forced {
+        return Ok((a, format!("{} forced by --accel/LAGS_ACCEL", a.name())));
+    }
+    let kvm_dev = Path::new("/dev/kvm");
+    if std::fs::OpenOptions::new().read(true).write(true).open(kvm_dev).is_err() {
+        return Ok((Accel::Tcg, "/dev/kvm is not usable".into()));
+    }
+    let key = probe_key(probe);
+    if let Ok(text) = std::fs::read_to_string(cache) {
+        if let Some((k, v)) = text.trim().split_once(' ') {
+            if k == key {
+                let a = if v == "kvm" { Accel::Kvm } else { Accel::Tcg };
+                return Ok((a, format!("cached KVM probe result ({})", cache.display())));
+            }
+        }
+    }
+    eprintln!("[qemu] probing whether KVM actually boots this kernel (up to 25 s) ...");
+    let mut spec = probe.clone();
+    spec.accel = Accel::Kvm;
+    spec.extra_cmdline.push("lags.suites=none".into());
+    let log = cache.with_extension("log");
+    let run = run_vm(&spec, &log, Limits { hard: Duration::from_secs(25), silence: Duration::from_secs(20) }, |_| {})?;
+    let ok = run.console.contains("lags-init: start");
+    let accel = if ok { Accel::Kvm } else { Accel::Tcg };
+    crate::util::write(cache, format!("{key} {}\n", accel.name()))?;
+    let why = if ok {
+        format!("KVM probe booted to the runner in {:.1}s", run.elapsed.as_secs_f64())
+    } else {
+        format!("KVM probe did not reach the runner ({:?}); see {}", run.ending, log.display())
+    };
+    Ok((accel, why))
+}
+
+fn probe_key(spec: &VmSpec) -> String {
+    let mut h = crate::util::Fnv::default();
+    if let Ok(m) = std::fs::metadata(&spec.kernel) {
+        h.update(format!("{:?}{}", m.modified().ok(), m.len()).as_bytes());
+    }
+    h.update(crate::util::tool_version(qemu_binary(), &["--version"]).unwrap_or_default().as_bytes());
+    h.hex()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(accel: Accel) -> VmSpec {
+        VmSpec {
+            kernel: "/k/bzImage".into(),
+            initrd: "/k/initramfs.cpio".into(),
+            extra_cmdline: vec!["lags.suites=boot".into(), "sched_lags=off".into()],
+            cpus: 2,
+            mem_mib: 1024,
+            accel,
+        }
+    }
+
+    fn strings(v: &[OsString]) -> Vec<String> {
+        v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    // Expect the safety flags, the serial console on stdio and the sizes.
+    #[test]
+    fn machine_flags() {
+        let a = strings(&qemu_args(&spec(Accel::Tcg)));
+        for flag in ["-nodefaults", "-no-reboot", "stdio"] {
+            assert!(a.contains(&flag.to_string()), "{flag} missing in {a:?}");
+        }
+        let smp = a.iter().position(|s| s == "-smp").unwrap();
+        assert_eq!(a[smp + 1], "2");
+        let m = a.iter().position(|s| s == "-m").unwrap();
+        assert_eq!(a[m + 1], "1024M");
+    }
+
+    // Expect KVM to use the host CPU and TCG the emulated "max" CPU with MTTCG.
+    #[test]
+    fn accel_flags() {
+        let k = strings(&accel_args(Accel::Kvm));
+        assert!(k.contains(&"q35,accel=kvm".to_string()) && k.contains(&"host".to_string()));
+        let t = strings(&accel_args(Accel::Tcg));
+        assert!(t.contains(&"tcg,thread=multi".to_string()) && t.contains(&"max".to_string()));
+        assert!(!t.iter().any(|s| s.contains("kvm")));
+    }
+
+    // Expect the command line to carry panic=-1, the console and the extra parameters last.
+    #[test]
+    fn kernel_cmdline() {
+        let a = strings(&kernel_args(&spec(Accel::Tcg)));
+        assert_eq!(a[0], "-kernel");
+        assert_eq!(a[1], "/k/bzImage");
+        assert_eq!(a[3], "/k/initramfs.cpio");
+        let cmdline = &a[5];
+        assert!(cmdline.starts_with("console=ttyS0,115200"));
+        assert!(cmdline.contains(" panic=-1 "));
+        assert!(cmdline.contains("rdinit=/init"));
+        assert!(cmdline.ends_with("lags.suites=boot sched_lags=off"));
+    }
+}

@@ -1,0 +1,221 @@
+//! `cargo xtask check-series`: what a tip-tree maintainer checks before reading the code.
+//!
+//! Subjects (`subsys/component: Uppercase imperative`), a Signed-off-by from the author,
+//! `scripts/checkpatch.pl --strict` clean, a cover letter with `base-commit:`, and with
+//! `--build-each` every patch compiling the scheduler on its own (bisectability).
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Profile;
+use crate::fetch::BASE_TAG;
+use crate::patch::{parse_mbox, series};
+use crate::util::{self, failure, Exit, Paths};
+
+/// Arguments of `cargo xtask check-series`.
+#[derive(Debug, clap::Args)]
+pub struct CheckSeriesArgs {
+    /// Also compile kernel/sched/ and init/ at every patch of the applied series
+    /// (needs a configured default profile; checks out each commit in turn).
+    #[arg(long)]
+    pub build_each: bool,
+}
+
+/// Problems found in one patch's metadata (pure, unit-tested).
+pub fn metadata_problems(text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let p = match parse_mbox(text) {
+        Ok(p) => p,
+        Err(e) => return vec![format!("not a format-patch mail: {e:#}")],
+    };
+    if !subject_ok(&p.subject) {
+        problems.push(format!(
+            "subject {:?} is not `subsys/component: Uppercase imperative` (e.g. `sched/fair: Add ...`)",
+            p.subject
+        ));
+    }
+    let sob = format!("Signed-off-by: {} <{}>", p.author_name, p.author_email);
+    if !p.message.lines().any(|l| l.trim() == sob) {
+        problems.push(format!("no `{sob}` from the author"));
+    }
+    let body_lines = p.message.lines().skip(2).filter(|l| !l.trim().is_empty() && !is_trailer(l)).count();
+    if body_lines < 3 {
+        problems.push("changelog too short: give context, problem and solution".into());
+    }
+    if p.message.to_lowercase().contains("this patch") {
+        problems.push("changelog says \"this patch\": describe the change in imperative mood".into());
+    }
+    problems
+}
+
+fn is_trailer(l: &str) -> bool {
+    ["Signed-off-by:", "Reviewed-by:", "Acked-by:", "Link:", "Suggested-by:", "Co-developed-by:", "Tested-by:", "Cc:"]
+        .iter()
+        .any(|t| l.starts_with(t))
+}
+
+/// `sched/fair: Add ...`, `sched: ...`, `docs: scheduler: ...`, `rust: ...`.
+pub fn subject_ok(s: &str) -> bool {
+    let Some((prefix, rest)) = s.split_once(": ") else { return false };
+    let rest = rest.rsplit(": ").next().unwrap_or(rest);
+    let prefix_ok = !prefix.is_empty()
+        && prefix.split('/').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'));
+    prefix_ok && rest.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && !rest.ends_with('.')
+}
+
+/// Parses checkpatch's `total: N errors, N warnings, N checks` line.
+pub fn checkpatch_totals(out: &str) -> Option<(u32, u32, u32)> {
+    let line = out.lines().find(|l| l.starts_with("total: "))?;
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (nums.len() >= 3).then(|| (nums[0], nums[1], nums[2]))
+}
+
+impl CheckSeriesArgs {
+    pub fn run(&self, paths: &Paths) -> Result<()> {
+        let dir = paths.patches();
+        let files = series(&dir)?;
+        if files.is_empty() {
+            bail!("no patches in {}", dir.display());
+        }
+        let mut bad = Vec::new();
+        let cover = dir.join("0000-cover-letter.patch");
+        match std::fs::read_to_string(&cover) {
+            Ok(t) if t.contains("\nbase-commit: ") => {
+                if t.contains("*** SUBJECT HERE ***") || t.contains("*** BLURB HERE ***") {
+                    bad.push("0000-cover-letter.patch: template placeholders left in".to_string());
+                }
+            }
+            Ok(_) => bad.push("0000-cover-letter.patch: no base-commit: line (use format-patch --base)".into()),
+            Err(_) => bad.push("0000-cover-letter.patch missing (use format-patch --cover-letter)".into()),
+        }
+        let checkpatch = paths.src().join("scripts/checkpatch.pl");
+        if !checkpatch.is_file() {
+            bail!("{} missing: run `cargo xtask fetch`", checkpatch.display());
+        }
+        for f in &files {
+            let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            for p in metadata_problems(&util::read(f)?) {
+                bad.push(format!("{name}: {p}"));
+            }
+            let out = Command::new("perl")
+                .arg(&checkpatch)
+                .args(["--strict", "--no-signoff", "--show-types"])
+                .arg(f)
+                .current_dir(paths.src())
+                .output()
+                .context("failed to run checkpatch.pl")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            match checkpatch_totals(&text) {
+                Some((0, 0, 0)) => eprintln!("[check-series] {name}: checkpatch --strict clean"),
+                Some((e, w, c)) => {
+                    let detail: Vec<&str> = text
+                        .lines()
+                        .filter(|l| l.starts_with("ERROR:") || l.starts_with("WARNING:") || l.starts_with("CHECK:"))
+                        .collect();
+                    bad.push(format!("{name}: checkpatch --strict: {e} errors, {w} warnings, {c} checks\n    {}", detail.join("\n    ")));
+                }
+                None => bad.push(format!("{name}: checkpatch produced no totals:\n{text}")),
+            }
+        }
+        if self.build_each {
+            if let Err(e) = build_each(paths) {
+                bad.push(format!("bisectability: {e:#}"));
+            }
+        }
+        if bad.is_empty() {
+            eprintln!("[check-series] {} patches: all checks passed", files.len());
+            Ok(())
+        } else {
+            Err(failure(Exit::TestsFailed, format!("check-series found problems:\n  {}", bad.join("\n  "))))
+        }
+    }
+}
+
+/// Compiles kernel/sched/ and init/ at every commit of the applied series, then returns the
+/// tree to the series head.
+fn build_each(paths: &Paths) -> Result<()> {
+    let repo = git2::Repository::open(paths.src())?;
+    let head = repo.head()?.peel_to_commit()?;
+    let base = repo.revparse_single(BASE_TAG)?.peel_to_commit()?;
+    let mut walk = repo.revwalk()?;
+    walk.push(head.id())?;
+    walk.hide(base.id())?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+    let commits: Vec<git2::Oid> = walk.collect::<Result<_, _>>()?;
+    let out = paths.work.join("build").join("bisect");
+    std::fs::create_dir_all(&out)?;
+    std::fs::copy(paths.build(Profile::Default).join(".config"), out.join(".config"))
+        .context("configure the default profile first (cargo xtask configure)")?;
+    let checkout = |id: git2::Oid| -> Result<()> {
+        let obj = repo.find_object(id, None)?;
+        repo.checkout_tree(&obj, Some(git2::build::CheckoutBuilder::new().force()))?;
+        repo.set_head_detached(id)?;
+        Ok(())
+    };
+    let mut result = Ok(());
+    for (i, id) in commits.iter().enumerate() {
+        checkout(*id)?;
+        let summary = repo.find_commit(*id)?.summary().unwrap_or_default().to_string();
+        eprintln!("[check-series] building {}/{}: {summary}", i + 1, commits.len());
+        let mut cmd = Command::new("make");
+        cmd.arg("-C")
+            .arg(paths.src())
+            .arg(format!("O={}", out.display()))
+            .arg(format!("-j{}", util::jobs()))
+            .args(["olddefconfig", "kernel/sched/", "init/"]);
+        util::kernel_make_env(&mut cmd);
+        if !util::run_logged(&mut cmd, &out.join("build.log"), "build-each")? {
+            let text = std::fs::read_to_string(out.join("build.log")).unwrap_or_default();
+            result = Err(anyhow::anyhow!(
+                "patch {} ({summary}) does not build on its own:\n{}",
+                i + 1,
+                util::first_error(&text).unwrap_or_default()
+            ));
+            break;
+        }
+    }
+    // Back to the series head, whatever happened.
+    checkout(head.id())?;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect tip-tree subjects to pass and file paths, lowercase or full stops to fail.
+    #[test]
+    fn subjects() {
+        assert!(subject_ok("sched/fair: Order LAGS groups by load credit"));
+        assert!(subject_ok("sched: Add cpu.lags"));
+        assert!(subject_ok("docs: scheduler: Document LAGS"));
+        assert!(!subject_ok("kernel/sched/fair.c: add thing"));
+        assert!(!subject_ok("sched/fair: add thing"));
+        assert!(!subject_ok("sched/fair: Add thing."));
+        assert!(!subject_ok("Add thing"));
+    }
+
+    // Expect the checkpatch totals line to be parsed.
+    #[test]
+    fn checkpatch_output() {
+        let out = "WARNING: foo\n\ntotal: 0 errors, 1 warnings, 2 checks, 120 lines checked\n";
+        assert_eq!(checkpatch_totals(out), Some((0, 1, 2)));
+        assert_eq!(checkpatch_totals("nothing"), None);
+    }
+
+    // Expect missing sign-off, "this patch" and a one-line changelog to be reported.
+    #[test]
+    fn metadata() {
+        let good = "From 0 Mon Sep 17 00:00:00 2001\nFrom: A B <a@b.c>\nDate: Sat, 22 Nov 2026 16:23:32 +0000\nSubject: [PATCH 1/1] sched/fair: Add x\n\nContext.\n\nProblem.\n\nSolution.\n\nSigned-off-by: A B <a@b.c>\n---\ndiff --git a/x b/x\n";
+        assert!(metadata_problems(good).is_empty(), "{:?}", metadata_problems(good));
+        let bad = good.replace("Signed-off-by: A B <a@b.c>\n", "").replace("Problem.", "This patch fixes it.");
+        let p = metadata_problems(&bad);
+        assert!(p.iter().any(|s| s.contains("Signed-off-by")), "{p:?}");
+        assert!(p.iter().any(|s| s.contains("this patch")), "{p:?}");
+    }
+}

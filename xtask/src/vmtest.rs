@@ -1,0 +1,391 @@
+//! `cargo xtask qemu-test`: initramfs → QEMU → KTAP → verdict, results on disk.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::build::{self, ProfileArgs};
+use crate::config::Profile;
+use crate::initramfs::Initramfs;
+use crate::qemu::{self, Accel, Ending, Limits, VmSpec};
+use crate::util::{self, failure, Exit, Paths};
+use crate::{console, ktap};
+
+/// Target triple of the static guest binaries.
+pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Arguments of `cargo xtask qemu-test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QemuTestArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Comma-separated guest suites to run (default: all the runner knows).
+    #[arg(long)]
+    pub suites: Option<String>,
+    /// Accelerator; default: KVM if a probe boot works, else TCG.
+    #[arg(long, value_enum, env = "LAGS_ACCEL")]
+    pub accel: Option<Accel>,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub mem: u32,
+    /// Hard time limit per boot, seconds (default 300 under TCG, 120 under KVM).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Fail as a hang when the console is silent this long, seconds.
+    #[arg(long, default_value_t = 90)]
+    pub silence: u64,
+    /// Host programs to carry into the guest with their shared libraries (repeatable).
+    #[arg(long = "with", value_name = "PROGRAM")]
+    pub with: Vec<PathBuf>,
+    /// Extra kernel command-line parameters for the main boot (repeatable).
+    #[arg(long = "cmdline", value_name = "PARAM")]
+    pub cmdline: Vec<String>,
+    /// Skip the second boot that checks the `sched_lags=off` boot parameter.
+    #[arg(long)]
+    pub no_bootflag_run: bool,
+    /// Fault injection for testing this runner: panic, hang or noboot.
+    #[arg(long, hide = true)]
+    pub inject: Option<String>,
+    /// Echo the whole guest console instead of a progress summary.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// The result of one boot.
+#[derive(Debug, Serialize)]
+pub struct BootResult {
+    pub name: String,
+    pub verdict: Verdict,
+    pub message: String,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub elapsed_s: f64,
+    pub ending: Ending,
+    pub cmdline: Vec<String>,
+    pub faults: Vec<console::Fault>,
+    pub ktap: ktap::Report,
+    pub console_log: PathBuf,
+}
+
+/// Outcome classes, in increasing severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Passed,
+    TestsFailed,
+    Timeout,
+    KernelFault,
+    BootFailure,
+}
+
+impl Verdict {
+    pub fn exit(self) -> Exit {
+        match self {
+            Verdict::Passed => Exit::Ok,
+            Verdict::TestsFailed => Exit::TestsFailed,
+            Verdict::Timeout => Exit::Timeout,
+            Verdict::KernelFault => Exit::KernelFault,
+            Verdict::BootFailure => Exit::BootFailure,
+        }
+    }
+}
+
+/// Classifies a finished boot from its console and how it ended. Pure, unit-tested.
+pub fn classify(console_text: &str, ending: Ending) -> (Verdict, String, console::ConsoleScan, ktap::Report) {
+    let scan = console::scan(console_text);
+    let report = ktap::parse(console_text);
+    let (verdict, msg) = if !scan.runner_started {
+        let why = match scan.worst() {
+            Some(f) => format!("kernel fault before the runner started: {}", f.line.trim()),
+            None => match ending {
+                Ending::Exited => "QEMU exited before the test runner started".to_string(),
+                _ => format!("no test runner after {ending:?}; last console line: {}", scan.last_line.clone().unwrap_or_default()),
+            },
+        };
+        (Verdict::BootFailure, why)
+    } else if let Some(f) = scan.worst() {
+        (Verdict::KernelFault, format!("kernel log shows {:?} at console line {}: {}", f.kind, f.line_no, f.line.trim()))
+    } else if ending != Ending::Exited || !scan.runner_done {
+        let how = match ending {
+            Ending::Silent => "the guest stopped producing output",
+            Ending::HardTimeout => "the hard time limit passed",
+            Ending::Exited => "QEMU exited before the runner finished",
+        };
+        let v = if ending == Ending::Exited { Verdict::BootFailure } else { Verdict::Timeout };
+        (v, format!("{how}; last console line: {}", scan.last_line.clone().unwrap_or_default()))
+    } else if !report.passed() {
+        let c = report.counts();
+        (Verdict::TestsFailed, format!("{} of {} tests failed or crashed", c.failed + c.crashed, c.total))
+    } else {
+        let c = report.counts();
+        (Verdict::Passed, format!("{} passed, {} skipped", c.passed, c.skipped))
+    };
+    (verdict, msg, scan, report)
+}
+
+/// Builds the static guest runner and returns its path.
+pub fn build_guest(paths: &Paths) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&paths.root)
+        .args(["build", "--release", "-q", "-p", "lags-guest", "--target", GUEST_TARGET])
+        // Static glibc binaries: the initramfs has no libc. With --target, RUSTFLAGS do not
+        // reach build scripts or proc macros.
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    util::run(&mut cmd).context("failed to build the guest runner (tests/guest)")?;
+    Ok(paths.root.join("target").join(GUEST_TARGET).join("release"))
+}
+
+/// Assembles the initramfs of a profile.
+pub fn make_initramfs(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> Result<PathBuf> {
+    let bin = build_guest(paths)?;
+    let mut fs = Initramfs::new();
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        bail!("/bin/busybox missing: install busybox-static (cargo xtask setup)");
+    }
+    fs.busybox(busybox)?;
+    fs.host_file("/init", &bin.join("lags-init"))?;
+    for extra in ["lags-bench"] {
+        let p = bin.join(extra);
+        if p.is_file() {
+            fs.host_file(&format!("/bin/{extra}"), &p)?;
+        }
+    }
+    let mut modules = build::sample_modules(paths, profile);
+    let ours = paths.build(profile).join("lags-module");
+    if ours.is_dir() {
+        for e in std::fs::read_dir(&ours)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "ko") {
+                modules.push(p);
+            }
+        }
+    }
+    for m in &modules {
+        let name = m.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        fs.host_file(&format!("/lib/modules/extra/{name}"), m)?;
+    }
+    for p in programs {
+        fs.host_program(p)?;
+    }
+    let out = paths.build(profile).join("initramfs.cpio");
+    fs.write_to(&out)?;
+    Ok(out)
+}
+
+impl QemuTestArgs {
+    pub fn run(&self, paths: &Paths) -> Result<()> {
+        let results = self.run_boots(paths)?;
+        let worst = results.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Passed);
+        if worst == Verdict::Passed {
+            return Ok(());
+        }
+        let msgs: Vec<String> = results
+            .iter()
+            .filter(|r| r.verdict != Verdict::Passed)
+            .map(|r| format!("{}: {:?}: {} (console: {})", r.name, r.verdict, r.message, r.console_log.display()))
+            .collect();
+        Err(failure(worst.exit(), msgs.join("\n")))
+    }
+
+    /// Runs every boot and writes the results; returns them for the caller's verdict.
+    pub fn run_boots(&self, paths: &Paths) -> Result<Vec<BootResult>> {
+        let profile = self.profile.profile();
+        let kernel = build::bzimage(paths, profile);
+        if !kernel.is_file() {
+            bail!("{} missing: run `cargo xtask build-kernel --profile {}`", kernel.display(), profile.name());
+        }
+        let version = crate::fetch::makefile_version(&paths.src())?;
+        let initrd = make_initramfs(paths, profile, &self.with)?;
+        let has_lags = profile != Profile::Nolags;
+        let mut base = vec![
+            format!("lags.expect_version={version}"),
+            format!("lags.expect_lags={}", u8::from(has_lags)),
+        ];
+        match self.inject.as_deref() {
+            None => {}
+            Some("panic") => base.push("lags.fault=panic".into()),
+            Some("hang") => base.push("lags.fault=hang".into()),
+            // A boot that never reaches the runner: point rdinit at nothing.
+            Some("noboot") => base.push("rdinit=/does-not-exist".into()),
+            Some(other) => bail!("unknown --inject {other}: use panic, hang or noboot"),
+        }
+        let mut spec = VmSpec {
+            kernel,
+            initrd,
+            extra_cmdline: base.clone(),
+            cpus: self.cpus,
+            mem_mib: self.mem,
+            accel: Accel::Tcg,
+        };
+        let (accel, why) = qemu::choose_accel(self.accel, &spec, &paths.work.join("kvm-probe"))?;
+        spec.accel = accel;
+        if accel == Accel::Tcg {
+            eprintln!("[qemu-test] WARNING: running under TCG software emulation ({why}); timings are only comparable within one boot");
+        } else {
+            eprintln!("[qemu-test] accelerator: KVM ({why})");
+        }
+        let hard = Duration::from_secs(self.timeout.unwrap_or(if accel == Accel::Kvm { 120 } else { 300 }));
+        let limits = Limits { hard, silence: Duration::from_secs(self.silence) };
+        let dir = paths.results().join(util::timestamp());
+        std::fs::create_dir_all(&dir)?;
+        let mut boots: Vec<(String, Vec<String>)> = Vec::new();
+        let mut main = base.clone();
+        if let Some(s) = &self.suites {
+            main.push(format!("lags.suites={s}"));
+        }
+        main.extend(self.cmdline.iter().cloned());
+        boots.push(("main".into(), main));
+        if has_lags && !self.no_bootflag_run && self.inject.is_none() && self.suites.is_none() {
+            let mut b = base.clone();
+            b.push("sched_lags=off".into());
+            b.push("lags.suites=lags_iface".into());
+            boots.push(("bootflag-off".into(), b));
+        }
+        let mut results = Vec::new();
+        for (name, cmdline) in boots {
+            spec.extra_cmdline = cmdline.clone();
+            let log = dir.join(format!("{name}.console.log"));
+            eprintln!("[qemu-test] boot {name}: {} vCPUs, {}, limit {}s", spec.cpus, accel.name(), hard.as_secs());
+            let verbose = self.verbose;
+            let run = qemu::run_vm(&spec, &log, limits, |line| progress(line, verbose))?;
+            let (verdict, message, scan, report) = classify(&run.console, run.ending);
+            let r = BootResult {
+                name: name.clone(),
+                verdict,
+                message,
+                accel,
+                cpus: spec.cpus,
+                elapsed_s: run.elapsed.as_secs_f64(),
+                ending: run.ending,
+                cmdline,
+                faults: scan.faults.clone(),
+                ktap: report,
+                console_log: log,
+            };
+            util::write(&dir.join(format!("{name}.ktap")), r.ktap.to_ktap())?;
+            util::write(&dir.join(format!("{name}.json")), serde_json::to_string_pretty(&r)?)?;
+            eprintln!("{}", r.ktap.summary());
+            eprintln!("[qemu-test] {name}: {:?} — {} ({:.1}s, {})", r.verdict, r.message, r.elapsed_s, accel.name());
+            results.push(r);
+        }
+        write_summary(&dir, &results)?;
+        let latest = paths.results().join("latest");
+        let _ = std::fs::remove_file(&latest);
+        let _ = std::os::unix::fs::symlink(&dir, &latest);
+        eprintln!("[qemu-test] results: {}", dir.display());
+        Ok(results)
+    }
+}
+
+/// Echo runner progress: markers, suite results and failures (or everything with -v).
+fn progress(line: &str, verbose: bool) {
+    if verbose {
+        eprintln!("  | {line}");
+        return;
+    }
+    let body = strip_timestamp(line);
+    let interesting = body.starts_with("lags-init:")
+        || body.starts_with("ok ")
+        || body.starts_with("not ok ")
+        || body.trim_start().starts_with("not ok ")
+        || body.contains("Kernel panic")
+        || body.contains("WARNING:")
+        || body.contains("BUG:");
+    if interesting {
+        eprintln!("  | {body}");
+    }
+}
+
+fn strip_timestamp(line: &str) -> &str {
+    if line.starts_with('[') {
+        if let Some(i) = line.find("] ") {
+            return &line[i + 2..];
+        }
+    }
+    line
+}
+
+fn write_summary(dir: &Path, results: &[BootResult]) -> Result<()> {
+    let mut md = String::from("# qemu-test results\n\n| boot | verdict | accel | vCPUs | time (s) | passed | failed | skipped | message |\n|---|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        let c = r.ktap.counts();
+        md.push_str(&format!(
+            "| {} | {:?} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
+            r.name,
+            r.verdict,
+            r.accel.name(),
+            r.cpus,
+            r.elapsed_s,
+            c.passed,
+            c.failed + c.crashed,
+            c.skipped,
+            r.message.replace('|', "/")
+        ));
+    }
+    util::write(&dir.join("summary.md"), md)?;
+    util::write(&dir.join("summary.json"), serde_json::to_string_pretty(results)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START: &str = "[    0.000000] Linux version 6.12.117\n[    1.000000] lags-init: start\n";
+
+    fn ktap_ok() -> String {
+        [
+            "[    1.1] KTAP version 1",
+            "[    1.1] 1..1",
+            "[    1.1]   KTAP version 1",
+            "[    1.1]   # Subtest: boot",
+            "[    1.1]   1..1",
+            "[    1.1]   ok 1 kernel_version",
+            "[    1.1] ok 1 boot",
+            "[    1.2] lags-init: done passed=1 failed=0 skipped=0",
+            "[    1.3] reboot: Restarting system",
+        ]
+        .join("\n")
+    }
+
+    // Expect each outcome class to map to its own verdict and exit code.
+    #[test]
+    fn classifies_outcomes() {
+        let ok = format!("{START}{}\n", ktap_ok());
+        assert_eq!(classify(&ok, Ending::Exited).0, Verdict::Passed);
+
+        let failed = ok.replace("  ok 1 kernel_version", "  not ok 1 kernel_version").replace("ok 1 boot", "not ok 1 boot");
+        assert_eq!(classify(&failed, Ending::Exited).0, Verdict::TestsFailed);
+
+        let panic = format!("{START}[    1.1] KTAP version 1\n[    1.1] 1..1\n[    1.2] sysrq: Trigger a crash\n[    1.2] Kernel panic - not syncing: sysrq triggered crash\n");
+        assert_eq!(classify(&panic, Ending::Exited).0, Verdict::KernelFault);
+
+        let hang = format!("{START}[    1.1] KTAP version 1\n[    1.1] 1..1\n");
+        assert_eq!(classify(&hang, Ending::Silent).0, Verdict::Timeout);
+        assert_eq!(classify(&hang, Ending::HardTimeout).0, Verdict::Timeout);
+
+        let noboot = "[    0.0] Linux version 6.12.117\n[    0.9] Kernel panic - not syncing: No working init found.\n";
+        let (v, msg, ..) = classify(noboot, Ending::Exited);
+        assert_eq!(v, Verdict::BootFailure);
+        assert!(msg.contains("No working init"), "{msg}");
+        assert_eq!(classify("[ 0.0] Linux version\n", Ending::Silent).0, Verdict::BootFailure);
+
+        let warn = ok.replace(
+            "[    1.2] lags-init: done",
+            "[    1.15] ------------[ cut here ]------------\n[    1.15] WARNING: CPU: 0 PID: 1 at kernel/sched/fair.c:100 f+0x1/0x2\n[    1.2] lags-init: done",
+        );
+        assert_eq!(classify(&warn, Ending::Exited).0, Verdict::KernelFault);
+
+        let order = [Verdict::Passed, Verdict::TestsFailed, Verdict::Timeout, Verdict::KernelFault, Verdict::BootFailure];
+        let codes: Vec<i32> = order.iter().map(|v| v.exit() as i32).collect();
+        assert_eq!(codes, [0, 1, 12, 10, 11]);
+    }
+}
