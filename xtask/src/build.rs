@@ -53,7 +53,10 @@ pub fn bzimage(paths: &Paths, profile: Profile) -> PathBuf {
 /// Everything that decides the build output: tree HEAD, config and toolchain versions.
 fn build_stamp(paths: &Paths, profile: Profile) -> Result<String> {
     let repo = git2::Repository::open(paths.src())?;
-    let head = repo.head()?.target().context("kernel tree HEAD has no target")?;
+    let head = repo
+        .head()?
+        .target()
+        .context("kernel tree HEAD has no target")?;
     let mut h = Fnv::default();
     h.update(head.as_bytes());
     h.update(&std::fs::read(paths.build(profile).join(".config"))?);
@@ -63,7 +66,11 @@ fn build_stamp(paths: &Paths, profile: Profile) -> Result<String> {
         ("gcc".into(), &["--version"][..]),
     ] {
         let prog: PathBuf = prog;
-        h.update(util::tool_version(&prog, args).unwrap_or_default().as_bytes());
+        h.update(
+            util::tool_version(&prog, args)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
     }
     Ok(h.hex())
 }
@@ -72,7 +79,11 @@ fn build_stamp(paths: &Paths, profile: Profile) -> Result<String> {
 pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> {
     let out = paths.build(profile);
     if !out.join(".config").is_file() {
-        bail!("{} is not configured; run `cargo xtask configure --profile {}`", out.display(), profile.name());
+        bail!(
+            "{} is not configured; run `cargo xtask configure --profile {}`",
+            out.display(),
+            profile.name()
+        );
     }
     let stamp_file = out.join(".xtask-build-stamp");
     let stamp = build_stamp(paths, profile)?;
@@ -80,7 +91,10 @@ pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> 
         && bzimage(paths, profile).is_file()
         && std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
     {
-        eprintln!("[build-kernel] {} is up to date (tree, config and toolchain unchanged)", profile.name());
+        eprintln!(
+            "[build-kernel] {} is up to date (tree, config and toolchain unchanged)",
+            profile.name()
+        );
         return Ok(());
     }
     let _ = std::fs::remove_file(&stamp_file);
@@ -96,7 +110,10 @@ pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> 
     if !util::run_logged(&mut cmd, &log, "build-kernel")? {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let first = util::first_error(&text).unwrap_or_else(|| last_lines(&text, 15));
-        bail!("kernel build failed (full log: {}):\n{first}", log.display());
+        bail!(
+            "kernel build failed (full log: {}):\n{first}",
+            log.display()
+        );
     }
     util::write(&stamp_file, &stamp)?;
     eprintln!("[build-kernel] {}", bzimage(paths, profile).display());
@@ -131,12 +148,18 @@ impl BuildModuleArgs {
 pub fn build_module(paths: &Paths, profile: Profile) -> Result<Vec<PathBuf>> {
     let src = module_dir(paths);
     if !src.join("Kbuild").is_file() {
-        eprintln!("[build-module] {} has no Kbuild yet: nothing to build", src.display());
+        eprintln!(
+            "[build-module] {} has no Kbuild yet: nothing to build",
+            src.display()
+        );
         return Ok(Vec::new());
     }
     let kbuild = paths.build(profile);
     if !bzimage(paths, profile).is_file() {
-        bail!("kernel {} is not built; run `cargo xtask build-kernel`", profile.name());
+        bail!(
+            "kernel {} is not built; run `cargo xtask build-kernel`",
+            profile.name()
+        );
     }
     let dest = kbuild.join("lags-module");
     if dest.exists() {
@@ -145,12 +168,19 @@ pub fn build_module(paths: &Paths, profile: Profile) -> Result<Vec<PathBuf>> {
     copy_dir(&src, &dest)?;
     let log = kbuild.join("module-build.log");
     let mut cmd = Command::new("make");
-    cmd.arg("-C").arg(&kbuild).arg(format!("M={}", dest.display())).arg(format!("-j{}", util::jobs())).arg("modules");
+    cmd.arg("-C")
+        .arg(&kbuild)
+        .arg(format!("M={}", dest.display()))
+        .arg(format!("-j{}", util::jobs()))
+        .arg("modules");
     util::kernel_make_env(&mut cmd);
     if !util::run_logged(&mut cmd, &log, "build-module")? {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let first = util::first_error(&text).unwrap_or_else(|| last_lines(&text, 15));
-        bail!("module build failed (full log: {}):\n{first}", log.display());
+        bail!(
+            "module build failed (full log: {}):\n{first}",
+            log.display()
+        );
     }
     let kos = list_ko(&dest)?;
     if kos.is_empty() {
@@ -185,7 +215,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         if e.file_type()?.is_dir() {
             copy_dir(&src, &dst)?;
         } else {
-            std::fs::copy(&src, &dst).with_context(|| format!("failed to copy {}", src.display()))?;
+            std::fs::copy(&src, &dst)
+                .with_context(|| format!("failed to copy {}", src.display()))?;
         }
     }
     Ok(())

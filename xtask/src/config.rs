@@ -109,7 +109,12 @@ pub fn lost_options(fragments: &[(String, String)], final_config: &str) -> Vec<L
                 (Some(r), Some(g)) => r == g,
                 (Some(r), None) => r == "n",
             };
-            (!ok).then(|| Lost { option, requested, actual: got, fragment })
+            (!ok).then_some(Lost {
+                option,
+                requested,
+                actual: got,
+                fragment,
+            })
         })
         .collect()
 }
@@ -179,17 +184,27 @@ pub fn configure(paths: &Paths, profile: Profile, dry_run: bool) -> Result<()> {
     }
     let src = paths.src();
     if !src.join("Makefile").is_file() {
-        bail!("no kernel tree at {}; run `cargo xtask fetch` first", src.display());
+        bail!(
+            "no kernel tree at {}; run `cargo xtask fetch` first",
+            src.display()
+        );
     }
     let out = paths.build(profile);
     std::fs::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
     let make = |target: &str| -> Result<()> {
         let mut cmd = Command::new("make");
-        cmd.arg("-C").arg(&src).arg(format!("O={}", out.display())).arg(target);
+        cmd.arg("-C")
+            .arg(&src)
+            .arg(format!("O={}", out.display()))
+            .arg(target);
         util::kernel_make_env(&mut cmd);
         util::output(&mut cmd).map(|_| ())
     };
-    eprintln!("[configure] {} profile: x86_64_defconfig + {}", profile.name(), profile.fragments().join(" + "));
+    eprintln!(
+        "[configure] {} profile: x86_64_defconfig + {}",
+        profile.name(),
+        profile.fragments().join(" + ")
+    );
     make("x86_64_defconfig")?;
     let mut cmd = Command::new(src.join("scripts/kconfig/merge_config.sh"));
     cmd.current_dir(&src)
@@ -224,7 +239,11 @@ pub fn configure(paths: &Paths, profile: Profile, dry_run: bool) -> Result<()> {
         }
         bail!(msg);
     }
-    eprintln!("[configure] {} options requested, all present in {}", count(&texts), out.join(".config").display());
+    eprintln!(
+        "[configure] {} options requested, all present in {}",
+        count(&texts),
+        out.join(".config").display()
+    );
     Ok(())
 }
 
@@ -233,7 +252,8 @@ fn count(texts: &[(String, String)]) -> usize {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    p.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -247,7 +267,9 @@ mod tests {
     // Expect that values, "is not set" and comments are parsed, later lines winning.
     #[test]
     fn parses_fragments() {
-        let m = parse_config("# Help: x\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"s\"\nCONFIG_A=m\n");
+        let m = parse_config(
+            "# Help: x\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"s\"\nCONFIG_A=m\n",
+        );
         assert_eq!(m["CONFIG_A"], Some("m".into()));
         assert_eq!(m["CONFIG_B"], None);
         assert_eq!(m["CONFIG_C"], Some("\"s\"".into()));
@@ -270,7 +292,10 @@ mod tests {
     #[test]
     fn disabled_and_overridden() {
         let frags = [
-            frag("lags.config", "CONFIG_SCHED_LAGS=y\n# CONFIG_USB is not set\n"),
+            frag(
+                "lags.config",
+                "CONFIG_SCHED_LAGS=y\n# CONFIG_USB is not set\n",
+            ),
             frag("nolags.config", "# CONFIG_SCHED_LAGS is not set\n"),
         ];
         assert!(lost_options(&frags, "CONFIG_X=y\n").is_empty());
@@ -297,7 +322,11 @@ mod tests {
             let frags = fragment_paths(&paths, p).unwrap();
             for f in frags {
                 let text = util::read(&f).unwrap();
-                assert!(text.starts_with("# Help: "), "{} lacks a # Help: line", f.display());
+                assert!(
+                    text.starts_with("# Help: "),
+                    "{} lacks a # Help: line",
+                    f.display()
+                );
             }
         }
     }

@@ -41,9 +41,15 @@ impl Source {
         match s.rsplit_once('@') {
             // user@host:path URLs have no tag after the last path component.
             Some((url, tag)) if !tag.contains('/') && !tag.contains(':') && !url.is_empty() => {
-                Source::Git { url: url.to_string(), tag: tag.to_string() }
+                Source::Git {
+                    url: url.to_string(),
+                    tag: tag.to_string(),
+                }
             }
-            _ => Source::Git { url: s.to_string(), tag: util::KERNEL_TAG.to_string() },
+            _ => Source::Git {
+                url: s.to_string(),
+                tag: util::KERNEL_TAG.to_string(),
+            },
         }
     }
 }
@@ -71,7 +77,10 @@ impl FetchArgs {
             if repo.revparse_single(BASE_TAG).is_ok() {
                 let v = makefile_version(&src)?;
                 check_version(&v, self.allow_version_mismatch)?;
-                eprintln!("[fetch] {} already holds Linux {v} (tag {BASE_TAG}); use --force to replace", src.display());
+                eprintln!(
+                    "[fetch] {} already holds Linux {v} (tag {BASE_TAG}); use --force to replace",
+                    src.display()
+                );
                 return Ok(());
             }
         }
@@ -93,7 +102,10 @@ fn default_source() -> Result<Source> {
     }
     let tarball = PathBuf::from(util::DEBIAN_TARBALL);
     if tarball.is_file() {
-        eprintln!("[fetch] git.kernel.org is not reachable: using Debian's {}", tarball.display());
+        eprintln!(
+            "[fetch] git.kernel.org is not reachable: using Debian's {}",
+            tarball.display()
+        );
         return Ok(Source::Tarball(tarball));
     }
     bail!(
@@ -105,7 +117,9 @@ fn default_source() -> Result<Source> {
 
 /// A quick network probe: DNS plus a TCP connect with a short timeout.
 fn reachable(host: &str, port: u16) -> bool {
-    let Ok(addrs) = (host, port).to_socket_addrs() else { return false };
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
     addrs
         .take(2)
         .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok())
@@ -146,7 +160,10 @@ pub fn check_version(found: &str, allow_mismatch: bool) -> Result<()> {
         eprintln!("[fetch] warning: {msg} (continuing: --allow-version-mismatch)");
         return Ok(());
     }
-    bail!("{msg}; fetch {} or pass --allow-version-mismatch", util::KERNEL_TAG)
+    bail!(
+        "{msg}; fetch {} or pass --allow-version-mismatch",
+        util::KERNEL_TAG
+    )
 }
 
 /// Fetches `source` into `work/linux` (via a temporary directory, so a failure leaves no
@@ -184,15 +201,25 @@ pub fn fetch(paths: &Paths, source: &Source, allow_mismatch: bool) -> Result<()>
     }
     if !matches!(source, Source::Git { .. }) {
         let what = match source {
-            Source::Tarball(t) => t.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            Source::Tarball(t) => t
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             Source::Dir(d) => d.display().to_string(),
             Source::Git { .. } => unreachable!(),
         };
-        commit_tree(&tmp, &format!("Linux {version} (pristine source from {what})"))?;
+        commit_tree(
+            &tmp,
+            &format!("Linux {version} (pristine source from {what})"),
+        )?;
     }
     remove_dir(&dest)?;
     std::fs::rename(&tmp, &dest)?;
-    eprintln!("[fetch] Linux {version} ready in {} (tag {BASE_TAG})", dest.display());
+    eprintln!(
+        "[fetch] Linux {version} ready in {} (tag {BASE_TAG})",
+        dest.display()
+    );
     Ok(())
 }
 
@@ -205,7 +232,11 @@ fn remove_dir(p: &Path) -> Result<()> {
 
 /// The fixed identity of base commits, so the same source always gives the same commit id.
 fn base_signature() -> Result<Signature<'static>> {
-    Ok(Signature::new("LAGS xtask", "xtask@lags.invalid", &Time::new(1_700_000_000, 0))?)
+    Ok(Signature::new(
+        "LAGS xtask",
+        "xtask@lags.invalid",
+        &Time::new(1_700_000_000, 0),
+    )?)
 }
 
 /// Turns an unpacked tree into a repository with one commit, tagged [`BASE_TAG`].
@@ -249,7 +280,9 @@ fn clone_tag(url: &str, tag: &str, dir: &Path) -> Result<()> {
     remote
         .fetch(&[refspec.as_str()], Some(&mut fo), None)
         .with_context(|| format!("failed to fetch {tag} from {url}"))?;
-    let commit = repo.revparse_single(&format!("refs/tags/{tag}"))?.peel_to_commit()?;
+    let commit = repo
+        .revparse_single(&format!("refs/tags/{tag}"))?
+        .peel_to_commit()?;
     repo.checkout_tree(commit.as_object(), Some(CheckoutBuilder::new().force()))?;
     repo.set_head_detached(commit.id())?;
     repo.tag_lightweight(BASE_TAG, commit.as_object(), true)?;
@@ -265,7 +298,10 @@ mod tests {
     fn parses_sources() {
         assert_eq!(
             Source::parse("https://example.org/linux.git@v6.12.1"),
-            Source::Git { url: "https://example.org/linux.git".into(), tag: "v6.12.1".into() }
+            Source::Git {
+                url: "https://example.org/linux.git".into(),
+                tag: "v6.12.1".into()
+            }
         );
         assert_eq!(
             Source::parse("git@github.com:torvalds/linux.git"),
@@ -282,10 +318,15 @@ mod tests {
     fn version_check() {
         let mk = "# SPDX\nVERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\nNAME = Baby Opossum Posse\n";
         assert_eq!(parse_makefile_version(mk).as_deref(), Some("6.12.117"));
-        let mk2 = mk.replace("SUBLEVEL = 117", "SUBLEVEL = 3").replace("EXTRAVERSION =", "EXTRAVERSION = -rc1");
+        let mk2 = mk
+            .replace("SUBLEVEL = 117", "SUBLEVEL = 3")
+            .replace("EXTRAVERSION =", "EXTRAVERSION = -rc1");
         assert_eq!(parse_makefile_version(&mk2).as_deref(), Some("6.12.3-rc1"));
         let err = check_version("6.13.0", false).unwrap_err().to_string();
-        assert!(err.contains("6.13.0") && err.contains(util::KERNEL_VERSION), "{err}");
+        assert!(
+            err.contains("6.13.0") && err.contains(util::KERNEL_VERSION),
+            "{err}"
+        );
         assert!(check_version("6.13.0", true).is_ok());
         assert!(check_version(util::KERNEL_VERSION, false).is_ok());
     }

@@ -29,7 +29,9 @@ pub struct Initramfs {
 }
 
 fn key(path: &str) -> String {
-    path.trim_start_matches('/').trim_end_matches('/').to_string()
+    path.trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
 }
 
 impl Initramfs {
@@ -37,15 +39,35 @@ impl Initramfs {
     /// devtmpfs is mounted.
     pub fn new() -> Self {
         let mut i = Initramfs::default();
-        for d in ["/bin", "/sbin", "/dev", "/proc", "/sys", "/tmp", "/mnt", "/etc", "/root", "/lib/modules/extra", "/usr/bin"] {
+        for d in [
+            "/bin",
+            "/sbin",
+            "/dev",
+            "/proc",
+            "/sys",
+            "/tmp",
+            "/mnt",
+            "/etc",
+            "/root",
+            "/lib/modules/extra",
+            "/usr/bin",
+        ] {
             i.dir(d);
         }
         i.char_dev("/dev/console", 5, 1);
         i.char_dev("/dev/null", 1, 3);
         i.char_dev("/dev/kmsg", 1, 11);
         i.char_dev("/dev/ttyS0", 4, 64);
-        i.file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(), 0o644);
-        i.file("/etc/group", b"root:x:0:\nnogroup:x:65534:\n".to_vec(), 0o644);
+        i.file(
+            "/etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(),
+            0o644,
+        );
+        i.file(
+            "/etc/group",
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+            0o644,
+        );
         i
     }
 
@@ -77,18 +99,21 @@ impl Initramfs {
     /// Adds a symbolic link.
     pub fn symlink(&mut self, path: &str, target: &str) {
         self.parent(path);
-        self.entries.insert(key(path), Entry::Symlink(target.to_string()));
+        self.entries
+            .insert(key(path), Entry::Symlink(target.to_string()));
     }
 
     /// Adds a character device node.
     pub fn char_dev(&mut self, path: &str, major: u32, minor: u32) {
         self.parent(path);
-        self.entries.insert(key(path), Entry::CharDev { major, minor });
+        self.entries
+            .insert(key(path), Entry::CharDev { major, minor });
     }
 
     /// Copies a host file (following symlinks) to `dest`, keeping its permission bits.
     pub fn host_file(&mut self, dest: &str, src: &Path) -> Result<()> {
-        let data = std::fs::read(src).with_context(|| format!("failed to read {}", src.display()))?;
+        let data =
+            std::fs::read(src).with_context(|| format!("failed to read {}", src.display()))?;
         let mode = std::fs::metadata(src)?.permissions().mode() & 0o7777;
         self.file(dest, data, mode);
         Ok(())
@@ -139,10 +164,9 @@ impl Initramfs {
     /// Encodes the archive in the newc format (parents always precede children: the map
     /// is sorted and '/' sorts after every character allowed in our names but '-' and '.').
     pub fn encode(&self, w: &mut impl Write) -> Result<()> {
-        let mut ino = 1u32;
         // BTreeMap order puts "a-b" between "a" and "a/x", which is harmless: parents still
         // come first because a parent is a prefix of its children.
-        for (path, entry) in &self.entries {
+        for (ino, (path, entry)) in (1u32..).zip(&self.entries) {
             let (mode, data, rdev): (u32, &[u8], (u32, u32)) = match entry {
                 Entry::Dir => (0o040_755, &[], (0, 0)),
                 Entry::File { data, mode } => (0o100_000 | mode, data, (0, 0)),
@@ -151,7 +175,6 @@ impl Initramfs {
             };
             let nlink = if matches!(entry, Entry::Dir) { 2 } else { 1 };
             write_entry(w, ino, mode, nlink, path, data, rdev)?;
-            ino += 1;
         }
         write_entry(w, 0, 0, 1, "TRAILER!!!", &[], (0, 0))?;
         Ok(())
@@ -197,14 +220,21 @@ fn pad(w: &mut impl Write, len: usize) -> Result<()> {
 
 /// Shared libraries (absolute paths, including the dynamic loader) that `ldd` lists.
 pub fn shared_libs(program: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd").arg(program).output().context("failed to run ldd")?;
+    let out = Command::new("ldd")
+        .arg(program)
+        .output()
+        .context("failed to run ldd")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if text.contains("not a dynamic executable") || !out.status.success() {
         return Ok(Vec::new());
     }
     let libs = parse_ldd(&text);
     if let Some(missing) = text.lines().find(|l| l.contains("=> not found")) {
-        bail!("{}: shared library missing on the host: {}", program.display(), missing.trim());
+        bail!(
+            "{}: shared library missing on the host: {}",
+            program.display(),
+            missing.trim()
+        );
     }
     Ok(libs)
 }
@@ -215,7 +245,7 @@ pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
         .filter_map(|l| {
             let l = l.trim();
             let path = match l.split_once("=>") {
-                Some((_, rhs)) => rhs.trim().split_whitespace().next()?,
+                Some((_, rhs)) => rhs.split_whitespace().next()?,
                 None => l.split_whitespace().next()?,
             };
             path.starts_with('/').then(|| PathBuf::from(path))
@@ -238,9 +268,16 @@ mod tests {
         i.encode(&mut buf).unwrap();
         assert_eq!(buf.len() % 4, 0);
         let text = String::from_utf8_lossy(&buf);
-        let names: Vec<&str> = ["bin\0", "bin/sh\0", "bin/x\0", "dev\0", "dev/console\0", "TRAILER!!!\0"]
-            .into_iter()
-            .collect();
+        let names: Vec<&str> = [
+            "bin\0",
+            "bin/sh\0",
+            "bin/x\0",
+            "dev\0",
+            "dev/console\0",
+            "TRAILER!!!\0",
+        ]
+        .into_iter()
+        .collect();
         let mut last = 0;
         for n in names {
             let pos = text.find(n).unwrap_or_else(|| panic!("{n:?} missing"));
@@ -263,7 +300,10 @@ mod tests {
         let out = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
         assert_eq!(
             parse_ldd(out),
-            [PathBuf::from("/lib/x86_64-linux-gnu/libm.so.6"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libm.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
         );
     }
 

@@ -14,7 +14,7 @@
 //! `# Subtest:` line, a plan, or (older kunit output) nothing at all.
 
 use serde::Serialize;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::mem::take;
 
 /// At most this many foreign console lines are kept as context per test.
@@ -65,12 +65,6 @@ impl Status {
             Status::Crashed => "crashed",
             Status::NotRun => "notrun",
         }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -159,21 +153,17 @@ impl Counts {
     }
 
     fn describe(&self) -> String {
-        let mut s = format!(
-            "{} test{}",
-            self.total,
-            if self.total == 1 { "" } else { "s" }
-        );
-        for (n, what) in [
+        let plural = if self.total == 1 { "" } else { "s" };
+        let mut s = format!("{} test{plural}", self.total);
+        let parts = [
             (self.passed, "passed"),
             (self.failed, "failed"),
             (self.skipped, "skipped"),
             (self.crashed, "crashed"),
             (self.not_run, "not run"),
-        ] {
-            if n > 0 {
-                let _ = write!(s, ", {n} {what}");
-            }
+        ];
+        for (n, what) in parts.iter().filter(|(n, _)| *n > 0) {
+            let _ = write!(s, ", {n} {what}");
         }
         s
     }
@@ -211,7 +201,7 @@ impl TestCase {
         if self.status.is_failure() && out.len() == before {
             match self.status {
                 Status::Fail => out.push(path.to_string()),
-                other => out.push(format!("{path} ({other})")),
+                other => out.push(format!("{path} ({})", other.as_str())),
             }
         }
     }
@@ -294,28 +284,19 @@ impl Report {
         for t in &self.tests {
             let mut c = Counts::default();
             c.add_tree(t);
-            let _ = write!(
-                out,
-                "{:<7} {}: {}",
-                t.status.as_str().to_uppercase(),
-                t.display_name(),
-                c.describe()
-            );
+            let status = t.status.as_str().to_uppercase();
+            let _ = write!(out, "{status:<7} {}: {}", t.display_name(), c.describe());
             let mut failures = Vec::new();
             for s in &t.subtests {
                 s.collect_failures(&s.display_name(), &mut failures);
             }
             failures.retain(|f| !f.ends_with("(notrun)"));
             if !failures.is_empty() {
-                let shown = failures
-                    .iter()
-                    .take(10)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let _ = write!(out, "; failing: {shown}");
-                if failures.len() > 10 {
-                    let _ = write!(out, " and {} more", failures.len() - 10);
+                let more = failures.len().saturating_sub(10);
+                failures.truncate(10);
+                let _ = write!(out, "; failing: {}", failures.join(", "));
+                if more > 0 {
+                    let _ = write!(out, " and {more} more");
                 }
             }
             out.push('\n');
@@ -358,14 +339,17 @@ pub fn parse(log: &str) -> Report {
             problems: vec!["no KTAP output found".to_string()],
         };
     };
-    let mut p = Parser::new(lines[start].0);
+    let start_line = lines[start].0;
+    let mut p = Parser {
+        stack: vec![Block::default()],
+        ..Parser::default()
+    };
     if !matches!(
         version,
         "KTAP version 1" | "TAP version 13" | "TAP version 14"
     ) {
         p.problems.push(format!(
-            "line {}: unsupported version {version:?}",
-            lines[start].0
+            "line {start_line}: unsupported version {version:?}"
         ));
     }
     for &(no, raw, content) in &lines[start + 1..] {
@@ -382,7 +366,7 @@ pub fn parse(log: &str) -> Report {
             None => p.foreign(no, raw, content),
         }
     }
-    p.finish(version.to_string())
+    p.finish(version.to_string(), start_line)
 }
 
 /// Strips the printk timestamp `[    1.234567] ` and an optional caller id `[    T1] `.
@@ -535,21 +519,11 @@ fn is_crash(content: &str, in_warning: &mut bool) -> bool {
     if content.starts_with("---[ end trace") {
         return !take(in_warning);
     }
-    if content.starts_with("---[ end Kernel panic") {
-        return false;
-    }
-    let die_counter = content.find("[#").is_some_and(|i| {
-        let rest = &content[i + 2..];
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        end > 0 && rest[end..].starts_with(']')
-    });
-    content.contains("Kernel panic - not syncing")
-        || content.contains("Oops:")
-        || content.contains("Oops -")
-        || content.starts_with("general protection fault")
-        || die_counter
+    !content.starts_with("---[ end Kernel panic")
+        && (content.contains("Kernel panic - not syncing")
+            || content.contains("Oops:")
+            || content.contains("Oops -")
+            || content.starts_with("general protection fault"))
 }
 
 /// One open (sub)test block on the parser stack.
@@ -559,11 +533,10 @@ struct Block {
     name: Option<String>,
     plan: Option<u32>,
     tests: Vec<TestCase>,
-    /// Diagnostics / foreign lines seen in the parent just before this block opened.
-    pre_diags: Vec<String>,
-    pre_log: Vec<String>,
-    /// Diagnostics before the plan and first result (they describe the block itself).
-    header_diags: Vec<String>,
+    /// Diagnostics and kernel lines about the block itself (before it opened or before its plan).
+    diags: Vec<String>,
+    log: Vec<String>,
+    /// Diagnostics and kernel lines for the next test of this block.
     pending_diags: Vec<String>,
     pending_log: Vec<String>,
     /// Name from a `# Subtest:` line for the next child block.
@@ -576,35 +549,19 @@ impl Block {
     }
 }
 
+#[derive(Default)]
 struct Parser {
     stack: Vec<Block>,
     problems: Vec<String>,
     in_warning: bool,
     crash: Option<String>,
     stopped: bool,
-    complete: bool,
-    start_line: usize,
+    incomplete: bool,
 }
 
 impl Parser {
-    fn new(start_line: usize) -> Self {
-        Parser {
-            stack: vec![Block::default()],
-            problems: Vec::new(),
-            in_warning: false,
-            crash: None,
-            stopped: false,
-            complete: true,
-            start_line,
-        }
-    }
-
     fn top(&mut self) -> &mut Block {
         self.stack.last_mut().expect("root block")
-    }
-
-    fn top_ref(&self) -> &Block {
-        self.stack.last().expect("root block")
     }
 
     /// Index of the deepest open block whose indentation is <= `indent`.
@@ -615,23 +572,23 @@ impl Parser {
             .unwrap_or(0)
     }
 
-    /// Dotted path of the block at `depth` (`"top level"` for the root).
-    fn path(&self, depth: usize) -> String {
-        match depth {
-            0 => "top level".to_string(),
-            d => self.child_path(d - 1, self.stack[d].name.as_deref()),
-        }
-    }
-
-    /// Dotted path of the next test of the block at `depth`.
-    fn child_path(&self, depth: usize, name: Option<&str>) -> String {
+    /// Dotted path of a test called `name` (`#N` if unnamed) in the block at `depth`.
+    fn path(&self, depth: usize, name: Option<&str>) -> String {
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => n.to_string(),
             None => format!("#{}", self.stack[depth].tests.len() + 1),
         };
         match depth {
             0 => name,
-            d => format!("{}.{name}", self.path(d)),
+            d => format!("{}.{name}", self.path(d - 1, self.stack[d].name.as_deref())),
+        }
+    }
+
+    /// Dotted path of the open block at `depth` (default: the innermost).
+    fn block_path(&self, depth: Option<usize>) -> String {
+        match depth.unwrap_or(self.stack.len() - 1) {
+            0 => "top level".to_string(),
+            d => self.path(d - 1, self.stack[d].name.as_deref()),
         }
     }
 
@@ -645,8 +602,8 @@ impl Parser {
         let block = Block {
             indent,
             name: parent.pending_name.take(),
-            pre_diags: take(&mut parent.pending_diags),
-            pre_log: take(&mut parent.pending_log),
+            diags: take(&mut parent.pending_diags),
+            log: take(&mut parent.pending_log),
             ..Block::default()
         };
         self.stack.push(block);
@@ -655,66 +612,62 @@ impl Parser {
 
     fn foreign(&mut self, no: usize, raw: &str, content: &str) {
         if is_crash(content, &mut self.in_warning) {
-            return self.crashed(no, raw, content.trim());
-        }
-        if !self.root_done() {
-            let log = &mut self.top().pending_log;
-            if log.len() < MAX_CONTEXT_LINES {
-                log.push(raw.to_string());
-            }
+            self.crashed(no, raw, content.trim());
+        } else if !self.root_done() && self.top().pending_log.len() < MAX_CONTEXT_LINES {
+            self.top().pending_log.push(raw.to_string());
         }
     }
 
     fn crashed(&mut self, no: usize, raw: &str, cause: &str) {
-        if self.root_done() {
-            return;
+        if !self.root_done() {
+            let path = self.block_path(None);
+            self.problems
+                .push(format!("line {no}: test run ended in {path}: {cause}"));
+            self.top().pending_log.push(raw.to_string());
+            self.crash = Some(cause.to_string());
+            self.stopped = true;
         }
-        let path = self.path(self.stack.len() - 1);
-        self.problems
-            .push(format!("line {no}: test run ended in {path}: {cause}"));
-        self.top().pending_log.push(raw.to_string());
-        self.crash = Some(cause.to_string());
-        self.stopped = true;
     }
 
     fn ktap(&mut self, no: usize, indent: usize, kind: Kind<'_>) {
-        let top_indent = self.top_ref().indent;
+        let nested = self.stack.len() > 1;
+        let top = self.stack.last().expect("root block");
+        let (deeper, same, fresh, unnamed) = (
+            indent > top.indent,
+            indent == top.indent,
+            top.fresh(),
+            top.name.is_none(),
+        );
         match kind {
-            Kind::Version if indent > top_indent => {
+            Kind::Version if deeper => {
                 self.push(indent);
             }
-            Kind::Version
-                if indent == top_indent && self.stack.len() > 1 && self.top_ref().fresh() => {}
+            Kind::Version if same && nested && fresh => {} // after a `# Subtest:` line
             Kind::Version if self.root_done() => {
                 self.problems
                     .push(format!("line {no}: ignoring a second KTAP document"));
                 self.stopped = true;
             }
             Kind::Version => {
-                let path = self.path(self.stack.len() - 1);
+                let path = self.block_path(None);
                 self.problems
                     .push(format!("line {no}: unexpected version line in {path}"));
             }
-            Kind::Subtest(name) if indent > top_indent => {
-                self.push(indent).name = Some(name.to_string())
+            Kind::Subtest(name) if deeper => self.push(indent).name = Some(name.to_string()),
+            Kind::Subtest(name) if same && nested && fresh && unnamed => {
+                self.top().name = Some(name.to_string())
             }
             Kind::Subtest(name) => {
-                let top = self.stack.len() - 1;
-                let t = self.top_ref();
-                if self.stack.len() > 1 && indent == top_indent && t.fresh() && t.name.is_none() {
-                    self.top().name = Some(name.to_string());
-                } else {
-                    let d = self.depth_for(indent);
-                    self.stack[d.min(top)].pending_name = Some(name.to_string());
-                }
+                let d = self.depth_for(indent);
+                self.stack[d].pending_name = Some(name.to_string());
             }
-            Kind::Plan(n) if indent > top_indent => self.push(indent).plan = Some(n),
+            Kind::Plan(n) if deeper => self.push(indent).plan = Some(n),
             Kind::Plan(n) => {
                 let d = self.depth_for(indent);
                 if self.stack[d].plan.is_none() {
                     self.stack[d].plan = Some(n);
                 } else {
-                    let path = self.path(d);
+                    let path = self.block_path(Some(d));
                     self.problems
                         .push(format!("line {no}: unexpected plan line 1..{n} in {path}"));
                 }
@@ -722,12 +675,12 @@ impl Parser {
             Kind::Diag(text) => {
                 let d = self.depth_for(indent);
                 let b = &mut self.stack[d];
-                if d > 0 && b.fresh() {
-                    &mut b.header_diags
+                let to = if d > 0 && b.fresh() {
+                    &mut b.diags
                 } else {
                     &mut b.pending_diags
-                }
-                .push(text.to_string());
+                };
+                to.push(text.to_string());
             }
             Kind::Result(r) => self.result(no, indent, r),
             Kind::BailOut(text) => self.crashed(no, text, text),
@@ -741,29 +694,23 @@ impl Parser {
         }
         let k = self.depth_for(indent);
         while self.stack.len() > k + 2 {
-            let path = self.path(self.stack.len() - 1);
+            let path = self.block_path(None);
             self.problems
                 .push(format!("line {no}: {path}: missing result line"));
             self.close_unfinished("missing result line", false);
         }
-        let child = if self.stack.len() == k + 2 {
-            let path = self.child_path(k, self.stack[k + 1].name.as_deref().or(Some(r.name)));
-            Some((self.stack.pop().expect("child block"), path))
-        } else {
-            None
-        };
         let (status, reason) = directive_status(r.ok, r.directive);
         let mut tc = TestCase::new(r.number, r.name.to_string(), status, reason);
-        if let Some((block, path)) = child {
-            if let Some(sub) = &block.name {
-                if tc.name.is_empty() {
-                    tc.name = sub.clone();
-                } else if *sub != tc.name {
-                    self.problems.push(format!(
-                        "line {no}: subtest {sub:?} ended by result {:?}",
-                        tc.name
-                    ));
+        if self.stack.len() == k + 2 {
+            let path = self.path(k, self.stack[k + 1].name.as_deref().or(Some(r.name)));
+            let block = self.stack.pop().expect("child block");
+            match &block.name {
+                Some(sub) if tc.name.is_empty() => tc.name = sub.clone(),
+                Some(sub) if *sub != tc.name => {
+                    let msg = format!("line {no}: subtest {sub:?} ended by result {:?}", tc.name);
+                    self.problems.push(msg);
                 }
+                _ => {}
             }
             self.absorb(block, &mut tc, &path, None);
         }
@@ -772,158 +719,115 @@ impl Parser {
 
     /// Moves a finished block's tests and diagnostics into its parent test
     /// case, synthesizing results for planned tests that never reported.
-    fn absorb(&mut self, b: Block, tc: &mut TestCase, path: &str, crash: Option<&str>) {
-        let Block {
-            plan,
-            mut tests,
-            pre_diags,
-            pre_log,
-            header_diags,
-            mut pending_diags,
-            mut pending_log,
-            ..
-        } = b;
-        if plan.is_none() {
+    fn absorb(&mut self, mut b: Block, tc: &mut TestCase, path: &str, crash: Option<&str>) {
+        if b.plan.is_none() {
             self.problems.push(format!("{path}: missing plan"));
         }
-        self.synthesize(
-            &mut tests,
-            plan,
-            crash,
-            path,
-            &mut pending_diags,
-            &mut pending_log,
-        );
-        tc.diagnostics = [pre_diags, header_diags, pending_diags].concat();
-        tc.kernel_log = [pre_log, pending_log].concat();
-        tc.subtests = tests;
-        tc.plan = plan;
+        self.synthesize(&mut b, crash, path);
+        tc.diagnostics = [b.diags, b.pending_diags].concat();
+        tc.kernel_log = [b.log, b.pending_log].concat();
+        tc.subtests = b.tests;
+        tc.plan = b.plan;
     }
 
     /// Appends results for missing planned tests: the first gets `Crashed`
     /// (plus the pending diagnostics and kernel lines) when `crash` is given,
     /// the others `NotRun`.
-    fn synthesize(
-        &mut self,
-        tests: &mut Vec<TestCase>,
-        plan: Option<u32>,
-        crash: Option<&str>,
-        path: &str,
-        diags: &mut Vec<String>,
-        log: &mut Vec<String>,
-    ) {
-        let Some(plan) = plan else { return };
-        let have = tests.len() as u32;
+    fn synthesize(&mut self, b: &mut Block, crash: Option<&str>, path: &str) {
+        let Some(plan) = b.plan else { return };
+        let have = b.tests.len() as u32;
+        if have > plan {
+            self.problems
+                .push(format!("{path}: {have} results but plan was 1..{plan}"));
+        }
         if have >= plan {
-            if have > plan {
-                self.problems
-                    .push(format!("{path}: {have} results but plan was 1..{plan}"));
-            }
             return;
         }
         self.problems.push(format!(
             "{path}: plan was 1..{plan} but only {have} results"
         ));
-        self.complete = false;
-        let present: Vec<u32> = tests.iter().map(|t| t.number).collect();
+        self.incomplete = true;
+        let present: Vec<u32> = b.tests.iter().map(|t| t.number).collect();
+        let missing = (1..=plan).filter(|n| !present.contains(n));
         let mut crash = crash;
-        let missing: Vec<u32> = (1..=plan)
-            .filter(|n| !present.contains(n))
-            .take((plan - have).min(MAX_SYNTHESIZED) as usize)
-            .collect();
-        for n in missing {
-            tests.push(match crash.take() {
-                Some(cause) => {
-                    let mut t =
-                        TestCase::new(n, String::new(), Status::Crashed, Some(cause.to_string()));
-                    t.diagnostics = take(diags);
-                    t.kernel_log = take(log);
-                    t
-                }
-                None => TestCase::new(n, String::new(), Status::NotRun, None),
-            });
+        for n in missing.take((plan - have).min(MAX_SYNTHESIZED) as usize) {
+            let mut t = TestCase::new(n, String::new(), Status::NotRun, None);
+            if let Some(cause) = crash.take() {
+                t.status = Status::Crashed;
+                t.directive_reason = Some(cause.to_string());
+                t.diagnostics = take(&mut b.pending_diags);
+                t.kernel_log = take(&mut b.pending_log);
+            }
+            b.tests.push(t);
         }
     }
 
     /// Pops the innermost block, which never printed its result line, and
-    /// adds it to its parent as a `Crashed` test.
-    /// `innermost`: the block was running when the log ended, so its first
-    /// missing test is `Crashed` rather than `NotRun`.
+    /// adds it to its parent as a `Crashed` test.  `innermost`: the block was
+    /// running when the log ended, so its first missing test is `Crashed`.
     fn close_unfinished(&mut self, reason: &str, innermost: bool) {
-        let path = self.path(self.stack.len() - 1);
+        let path = self.block_path(None);
         let block = self.stack.pop().expect("nested block");
         let number = self.top().tests.len() as u32 + 1;
         let name = block.name.clone().unwrap_or_default();
         let mut tc = TestCase::new(number, name, Status::Crashed, Some(reason.to_string()));
         self.absorb(block, &mut tc, &path, innermost.then_some(reason));
-        self.complete = false;
-        let k = self.stack.len() - 1;
-        self.add(k, tc, None);
+        self.incomplete = true;
+        self.add(self.stack.len() - 1, tc, None);
     }
 
     /// Adds a finished test to block `k`: checks numbering, attaches pending
     /// diagnostics and bubbles up subtest failures.
     fn add(&mut self, k: usize, mut tc: TestCase, line: Option<usize>) {
-        let path = self.child_path(k, Some(&tc.display_name()));
+        let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+        let path = self.path(k, Some(&tc.display_name()));
         let b = &mut self.stack[k];
         let expected = b.tests.len() as u32 + 1;
         tc.diagnostics.append(&mut b.pending_diags);
         tc.kernel_log.append(&mut b.pending_log);
         tc.kernel_log.truncate(MAX_CONTEXT_LINES);
-        let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
         if tc.number != expected {
+            let n = tc.number;
             self.problems.push(format!(
-                "{at}{path}: test number {} out of sequence (expected {expected})",
-                tc.number
+                "{at}{path}: test number {n} out of sequence (expected {expected})"
             ));
         }
         if matches!(tc.status, Status::Pass | Status::Skip)
             && tc.subtests.iter().any(|s| s.status.is_failure())
         {
-            self.problems.push(format!(
-                "{at}{path}: reported {} but a subtest failed",
-                tc.status
-            ));
+            let was = tc.status.as_str();
+            self.problems
+                .push(format!("{at}{path}: reported {was} but a subtest failed"));
             tc.status = Status::Fail;
         }
         self.stack[k].tests.push(tc);
     }
 
-    fn finish(mut self, version: String) -> Report {
+    fn finish(mut self, version: String, start_line: usize) -> Report {
+        if self.crash.is_none() && self.stack.len() > 1 {
+            let path = self.block_path(None);
+            self.problems
+                .push(format!("console log ended while {path} was running"));
+        }
         let cause = self
             .crash
             .clone()
             .unwrap_or_else(|| "console log ended".to_string());
-        if self.crash.is_none() && self.stack.len() > 1 {
-            let path = self.path(self.stack.len() - 1);
-            self.problems
-                .push(format!("console log ended while {path} was running"));
-        }
         let mut innermost = true;
         while self.stack.len() > 1 {
-            self.close_unfinished(&cause, innermost);
-            innermost = false;
+            self.close_unfinished(&cause, take(&mut innermost));
         }
         let mut root = self.stack.pop().expect("root block");
         if root.plan.is_none() {
             self.problems
-                .push(format!("line {}: top level: missing plan", self.start_line));
+                .push(format!("line {start_line}: top level: missing plan"));
         }
-        let crash = innermost.then_some(cause.as_str());
-        let (mut diags, mut log) = (take(&mut root.pending_diags), take(&mut root.pending_log));
-        self.synthesize(
-            &mut root.tests,
-            root.plan,
-            crash,
-            "top level",
-            &mut diags,
-            &mut log,
-        );
+        self.synthesize(&mut root, innermost.then_some(&cause), "top level");
         Report {
             version,
             plan: root.plan,
             tests: root.tests,
-            complete: self.complete && self.crash.is_none(),
+            complete: !self.incomplete && self.crash.is_none(),
             problems: self.problems,
         }
     }

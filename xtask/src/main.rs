@@ -25,7 +25,11 @@ use clap::{Parser, Subcommand};
 use crate::util::{exit_code_of, Paths};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Build, boot and test the LAGS kernel series", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, boot and test the LAGS kernel series",
+    version
+)]
 struct Cli {
     /// Work directory for the kernel tree, builds and results.
     #[arg(long, global = true, env = "LAGS_WORK_DIR", value_name = "DIR")]

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use git2::{build::CheckoutBuilder, ApplyLocation, ApplyOptions, Diff, Oid, Repository, Signature, Time};
+use git2::{
+    build::CheckoutBuilder, ApplyLocation, ApplyOptions, Diff, Oid, Repository, Signature, Time,
+};
 
 use crate::fetch::BASE_TAG;
 use crate::util::{self, Fnv, Paths};
@@ -55,7 +57,9 @@ pub struct MboxPatch {
 /// Parses a `git format-patch` file.
 pub fn parse_mbox(text: &str) -> Result<MboxPatch> {
     let text = text.replace("\r\n", "\n");
-    let (headers, body) = text.split_once("\n\n").context("no blank line after the mail headers")?;
+    let (headers, body) = text
+        .split_once("\n\n")
+        .context("no blank line after the mail headers")?;
     // Unfold continuation lines.
     let mut unfolded: Vec<String> = Vec::new();
     for line in headers.lines() {
@@ -102,7 +106,14 @@ pub fn parse_mbox(text: &str) -> Result<MboxPatch> {
     if let Some(i) = diff.rfind("\n-- \n") {
         diff.truncate(i + 1);
     }
-    Ok(MboxPatch { author_name, author_email, date, subject, message, diff })
+    Ok(MboxPatch {
+        author_name,
+        author_email,
+        date,
+        subject,
+        message,
+        diff,
+    })
 }
 
 fn parse_from(from: &str) -> Result<(String, String)> {
@@ -135,13 +146,18 @@ pub fn parse_rfc2822(s: &str) -> Result<(i64, i32)> {
         bail!("cannot parse date {s:?}");
     }
     let day: i64 = parts[0].parse()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m.eq_ignore_ascii_case(parts[1]))
-        .with_context(|| format!("bad month in {s:?}"))? as i64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m.eq_ignore_ascii_case(parts[1]))
+    .with_context(|| format!("bad month in {s:?}"))? as i64
         + 1;
     let year: i64 = parts[2].parse()?;
-    let hms: Vec<i64> = parts[3].split(':').map(str::parse).collect::<Result<_, _>>()?;
+    let hms: Vec<i64> = parts[3]
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
     let tz = parts[4];
     let sign = if tz.starts_with('-') { -1 } else { 1 };
     let tzd: i32 = tz.trim_start_matches(['+', '-']).parse()?;
@@ -173,7 +189,10 @@ impl PatchArgs {
     pub fn run(&self, paths: &Paths) -> Result<()> {
         let files = series(&paths.patches())?;
         match apply_series(&paths.src(), &files, self.force)? {
-            Applied::UpToDate => eprintln!("[patch] series already applied ({} patches), nothing to do", files.len()),
+            Applied::UpToDate => eprintln!(
+                "[patch] series already applied ({} patches), nothing to do",
+                files.len()
+            ),
             Applied::Applied(n) => eprintln!("[patch] applied {n} patches on {BASE_TAG}"),
         }
         Ok(())
@@ -193,8 +212,12 @@ fn state_file(repo: &Repository) -> PathBuf {
 
 /// Applies `files` on top of the base tag of the repository at `tree`.
 pub fn apply_series(tree: &Path, files: &[PathBuf], force: bool) -> Result<Applied> {
-    let repo = Repository::open(tree)
-        .with_context(|| format!("no kernel tree at {}; run `cargo xtask fetch` first", tree.display()))?;
+    let repo = Repository::open(tree).with_context(|| {
+        format!(
+            "no kernel tree at {}; run `cargo xtask fetch` first",
+            tree.display()
+        )
+    })?;
     let base = repo
         .revparse_single(BASE_TAG)
         .with_context(|| format!("tag {BASE_TAG} missing in {}", tree.display()))?
@@ -216,7 +239,11 @@ pub fn apply_series(tree: &Path, files: &[PathBuf], force: bool) -> Result<Appli
     let _ = std::fs::remove_file(state_file(&repo));
     reset_to(&repo, &base)?;
     for (i, f) in files.iter().enumerate() {
-        let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if let Err(e) = apply_one(&repo, f) {
             reset_to(&repo, &base)?;
             return Err(e.context(format!(
@@ -273,15 +300,30 @@ fn apply_one(repo: &Repository, file: &Path) -> Result<()> {
             p.subject,
             e.message(),
             current_file.borrow(),
-            if hunk.is_empty() { String::new() } else { format!(", hunk {hunk}") }
+            if hunk.is_empty() {
+                String::new()
+            } else {
+                format!(", hunk {hunk}")
+            }
         );
     }
     drop(opts);
     let mut index = repo.index()?;
     let tree = repo.find_tree(index.write_tree()?)?;
-    let author = Signature::new(&p.author_name, &p.author_email, &Time::new(p.date.0, p.date.1))?;
+    let author = Signature::new(
+        &p.author_name,
+        &p.author_email,
+        &Time::new(p.date.0, p.date.1),
+    )?;
     let parent = repo.head()?.peel_to_commit()?;
-    repo.commit(Some("HEAD"), &author, &author, &p.message, &tree, &[&parent])?;
+    repo.commit(
+        Some("HEAD"),
+        &author,
+        &author,
+        &p.message,
+        &tree,
+        &[&parent],
+    )?;
     Ok(())
 }
 
@@ -323,9 +365,14 @@ index 0000000..1111111 100644
         let p = parse_mbox(PATCH).unwrap();
         assert_eq!(p.author_name, "Ada Lovelace");
         assert_eq!(p.author_email, "ada@example.org");
-        assert_eq!(p.subject, "sched/fair: Add a thing that is long enough to fold");
+        assert_eq!(
+            p.subject,
+            "sched/fair: Add a thing that is long enough to fold"
+        );
         assert!(p.message.starts_with("sched/fair: Add a thing"));
-        assert!(p.message.ends_with("Signed-off-by: Ada Lovelace <ada@example.org>\n"));
+        assert!(p
+            .message
+            .ends_with("Signed-off-by: Ada Lovelace <ada@example.org>\n"));
         assert!(!p.message.contains("1 file changed"));
         assert!(p.diff.starts_with("diff --git a/a.txt"));
         assert!(!p.diff.contains("2.39.5"));
@@ -357,9 +404,15 @@ index 0000000..1111111 100644
 
     fn second_patch(b_context: &str) -> String {
         PATCH
-            .replace("[PATCH 1/2] sched/fair: Add a thing that is long\n enough to fold", "[PATCH 2/2] sched/core: Change b")
+            .replace(
+                "[PATCH 1/2] sched/fair: Add a thing that is long\n enough to fold",
+                "[PATCH 2/2] sched/core: Change b",
+            )
             .replace("a.txt", "b.txt")
-            .replace(" one\n-two\n+TWO\n three\n", &format!(" alpha\n-{b_context}\n+BETA\n"))
+            .replace(
+                " one\n-two\n+TWO\n three\n",
+                &format!(" alpha\n-{b_context}\n+BETA\n"),
+            )
             .replace("@@ -1,3 +1,3 @@", "@@ -1,2 +1,2 @@")
     }
 
@@ -367,8 +420,14 @@ index 0000000..1111111 100644
         let repo = Repository::open(tree).unwrap();
         let mut walk = repo.revwalk().unwrap();
         walk.push_head().unwrap();
-        walk.map(|id| repo.find_commit(id.unwrap()).unwrap().summary().unwrap().to_string())
-            .collect()
+        walk.map(|id| {
+            repo.find_commit(id.unwrap())
+                .unwrap()
+                .summary()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
     }
 
     // Expect that patches apply in file order as commits, and a re-run does nothing.
@@ -383,20 +442,42 @@ index 0000000..1111111 100644
         let files = series(&p).unwrap();
         assert_eq!(files.len(), 2);
         let tree = fx.dir.join("tree");
-        assert_eq!(apply_series(&tree, &files, false).unwrap(), Applied::Applied(2));
-        assert_eq!(head_subjects(&tree), ["sched/core: Change b", "sched/fair: Add a thing that is long enough to fold", "base"]);
+        assert_eq!(
+            apply_series(&tree, &files, false).unwrap(),
+            Applied::Applied(2)
+        );
+        assert_eq!(
+            head_subjects(&tree),
+            [
+                "sched/core: Change b",
+                "sched/fair: Add a thing that is long enough to fold",
+                "base"
+            ]
+        );
         let repo = Repository::open(&tree).unwrap();
         let c = repo.head().unwrap().peel_to_commit().unwrap();
         assert_eq!(c.author().name(), Some("Ada Lovelace"));
         assert_eq!(c.author().when().seconds(), 1_795_364_612 - 3600);
-        assert_eq!(std::fs::read_to_string(tree.join("b.txt")).unwrap(), "alpha\nBETA\n");
-        assert_eq!(apply_series(&tree, &files, false).unwrap(), Applied::UpToDate);
+        assert_eq!(
+            std::fs::read_to_string(tree.join("b.txt")).unwrap(),
+            "alpha\nBETA\n"
+        );
+        assert_eq!(
+            apply_series(&tree, &files, false).unwrap(),
+            Applied::UpToDate
+        );
         // A changed series is re-applied from the base, not stacked on the old one.
         std::fs::remove_file(p.join("0002-b.patch")).unwrap();
         let files = series(&p).unwrap();
-        assert_eq!(apply_series(&tree, &files, false).unwrap(), Applied::Applied(1));
+        assert_eq!(
+            apply_series(&tree, &files, false).unwrap(),
+            Applied::Applied(1)
+        );
         assert_eq!(head_subjects(&tree).len(), 2);
-        assert_eq!(std::fs::read_to_string(tree.join("b.txt")).unwrap(), "alpha\nbeta\n");
+        assert_eq!(
+            std::fs::read_to_string(tree.join("b.txt")).unwrap(),
+            "alpha\nbeta\n"
+        );
     }
 
     // Expect that a failing patch is named with file and hunk, and the tree is left at base.
@@ -413,6 +494,9 @@ index 0000000..1111111 100644
         assert!(msg.contains("b.txt"), "{msg}");
         assert!(msg.contains("@@ -1,2 +1,2 @@"), "{msg}");
         assert_eq!(head_subjects(&tree), ["base"]);
-        assert_eq!(std::fs::read_to_string(tree.join("a.txt")).unwrap(), "one\ntwo\nthree\n");
+        assert_eq!(
+            std::fs::read_to_string(tree.join("a.txt")).unwrap(),
+            "one\ntwo\nthree\n"
+        );
     }
 }

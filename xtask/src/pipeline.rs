@@ -31,12 +31,20 @@ impl RunArgs {
         let profile = self.test.profile.profile();
         let mut steps = Steps::default();
         steps.time("setup", || crate::setup::setup(!self.no_install))?;
-        let fetch = FetchArgs { from: self.from.clone(), allow_version_mismatch: false, force: false };
+        let fetch = FetchArgs {
+            from: self.from.clone(),
+            allow_version_mismatch: false,
+            force: false,
+        };
         steps.time("fetch", || fetch.run(paths))?;
         steps.time("patch", || PatchArgs { force: false }.run(paths))?;
         steps.time("configure", || config::configure(paths, profile, false))?;
-        steps.time("build-kernel", || build::build_kernel(paths, profile, false))?;
-        steps.time("build-module", || build::build_module(paths, profile).map(|_| ()))?;
+        steps.time("build-kernel", || {
+            build::build_kernel(paths, profile, false)
+        })?;
+        steps.time("build-module", || {
+            build::build_module(paths, profile).map(|_| ())
+        })?;
         let r = steps.time("qemu-test", || self.test.run(paths));
         steps.print();
         r
@@ -62,9 +70,18 @@ impl CiArgs {
             c.current_dir(&paths.root).args(args);
             c
         };
-        util::run(&mut cargo_cmd(&["fmt", "--all", "--check"])).context("rustfmt: run `cargo fmt --all`")?;
-        util::run(&mut cargo_cmd(&["clippy", "--workspace", "--all-targets", "-q", "--", "-D", "warnings"]))
-            .context("clippy found problems")?;
+        util::run(&mut cargo_cmd(&["fmt", "--all", "--check"]))
+            .context("rustfmt: run `cargo fmt --all`")?;
+        util::run(&mut cargo_cmd(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "-q",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+        .context("clippy found problems")?;
         util::run(&mut cargo_cmd(&["test", "--workspace", "-q"])).context("host tests failed")?;
         self.run.run(paths)?;
         CheckSeriesArgs { build_each: false }.run(paths)?;
@@ -73,7 +90,10 @@ impl CiArgs {
             config::configure(paths, p, false)?;
             build::build_kernel(paths, p, false)?;
             let mut t = self.run.test.clone();
-            t.profile = ProfileArgs { profile: p, debug: false };
+            t.profile = ProfileArgs {
+                profile: p,
+                debug: false,
+            };
             t.suites = Some("boot,lags_iface".into());
             t.run(paths)?;
         }
@@ -101,6 +121,10 @@ impl Steps {
         for (n, s) in &self.0 {
             eprintln!("{n:<14} {s:>7.1}");
         }
-        eprintln!("{:<14} {:>7.1}", "total", self.0.iter().map(|x| x.1).sum::<f64>());
+        eprintln!(
+            "{:<14} {:>7.1}",
+            "total",
+            self.0.iter().map(|x| x.1).sum::<f64>()
+        );
     }
 }

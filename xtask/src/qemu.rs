@@ -87,12 +87,22 @@ pub fn machine_args(spec: &VmSpec) -> Vec<OsString> {
 /// Accelerator and CPU model.
 pub fn accel_args(accel: Accel) -> Vec<OsString> {
     match accel {
-        Accel::Kvm => ["-machine", "q35,accel=kvm", "-cpu", "host"].iter().map(OsString::from).collect(),
-        // Multi-threaded TCG runs one host thread per vCPU.
-        Accel::Tcg => ["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"]
+        Accel::Kvm => ["-machine", "q35,accel=kvm", "-cpu", "host"]
             .iter()
             .map(OsString::from)
             .collect(),
+        // Multi-threaded TCG runs one host thread per vCPU.
+        Accel::Tcg => [
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect(),
     }
 }
 
@@ -166,15 +176,27 @@ pub struct Limits {
 
 /// Boots the VM, copies the console into `log`, calls `on_line` for each console line,
 /// and stops it at the first of: QEMU exit, silence, hard timeout.
-pub fn run_vm(spec: &VmSpec, log: &Path, limits: Limits, mut on_line: impl FnMut(&str)) -> Result<VmRun> {
+pub fn run_vm(
+    spec: &VmSpec,
+    log: &Path,
+    limits: Limits,
+    mut on_line: impl FnMut(&str),
+) -> Result<VmRun> {
     let args = qemu_args(spec);
     let mut cmd = Command::new(qemu_binary());
-    cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut logf = std::fs::File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut logf = std::fs::File::create(log)
+        .with_context(|| format!("failed to create {}", log.display()))?;
     writeln!(logf, "# {}", crate::util::display_cmd(&cmd))?;
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("failed to start {}: is qemu-system-x86 installed? (cargo xtask setup)", qemu_binary()))?;
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "failed to start {}: is qemu-system-x86 installed? (cargo xtask setup)",
+            qemu_binary()
+        )
+    })?;
     let mut guard = ChildGuard(child);
     let stdout = guard.0.stdout.take().context("no QEMU stdout")?;
     let stderr = guard.0.stderr.take().context("no QEMU stderr")?;
@@ -232,18 +254,33 @@ pub fn run_vm(spec: &VmSpec, log: &Path, limits: Limits, mut on_line: impl FnMut
     if !qemu_stderr.trim().is_empty() {
         writeln!(logf, "# qemu stderr:\n{qemu_stderr}")?;
     }
-    Ok(VmRun { console, ending, qemu_status: status, qemu_stderr, elapsed: start.elapsed() })
+    Ok(VmRun {
+        console,
+        ending,
+        qemu_status: status,
+        qemu_stderr,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// Decides the accelerator: `forced` if given, else KVM only if a real boot under KVM
 /// reaches the test runner within a short limit (nested KVM can stall forever in the
 /// kernel decompressor), else TCG. The answer is cached in `cache`.
-pub fn choose_accel(forced: Option<Accel>, probe: &VmSpec, cache: &Path) -> Result<(Accel, String)> {
+pub fn choose_accel(
+    forced: Option<Accel>,
+    probe: &VmSpec,
+    cache: &Path,
+) -> Result<(Accel, String)> {
     if let Some(a) = forced {
         return Ok((a, format!("{} forced by --accel/LAGS_ACCEL", a.name())));
     }
     let kvm_dev = Path::new("/dev/kvm");
-    if std::fs::OpenOptions::new().read(true).write(true).open(kvm_dev).is_err() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(kvm_dev)
+        .is_err()
+    {
         return Ok((Accel::Tcg, "/dev/kvm is not usable".into()));
     }
     let key = probe_key(probe);
@@ -260,14 +297,29 @@ pub fn choose_accel(forced: Option<Accel>, probe: &VmSpec, cache: &Path) -> Resu
     spec.accel = Accel::Kvm;
     spec.extra_cmdline.push("lags.suites=none".into());
     let log = cache.with_extension("log");
-    let run = run_vm(&spec, &log, Limits { hard: Duration::from_secs(25), silence: Duration::from_secs(20) }, |_| {})?;
+    let run = run_vm(
+        &spec,
+        &log,
+        Limits {
+            hard: Duration::from_secs(25),
+            silence: Duration::from_secs(20),
+        },
+        |_| {},
+    )?;
     let ok = run.console.contains("lags-init: start");
     let accel = if ok { Accel::Kvm } else { Accel::Tcg };
     crate::util::write(cache, format!("{key} {}\n", accel.name()))?;
     let why = if ok {
-        format!("KVM probe booted to the runner in {:.1}s", run.elapsed.as_secs_f64())
+        format!(
+            "KVM probe booted to the runner in {:.1}s",
+            run.elapsed.as_secs_f64()
+        )
     } else {
-        format!("KVM probe did not reach the runner ({:?}); see {}", run.ending, log.display())
+        format!(
+            "KVM probe did not reach the runner ({:?}); see {}",
+            run.ending,
+            log.display()
+        )
     };
     Ok((accel, why))
 }
@@ -277,7 +329,11 @@ fn probe_key(spec: &VmSpec) -> String {
     if let Ok(m) = std::fs::metadata(&spec.kernel) {
         h.update(format!("{:?}{}", m.modified().ok(), m.len()).as_bytes());
     }
-    h.update(crate::util::tool_version(qemu_binary(), &["--version"]).unwrap_or_default().as_bytes());
+    h.update(
+        crate::util::tool_version(qemu_binary(), &["--version"])
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     h.hex()
 }
 

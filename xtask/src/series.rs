@@ -39,28 +39,49 @@ pub fn metadata_problems(text: &str) -> Vec<String> {
     if !p.message.lines().any(|l| l.trim() == sob) {
         problems.push(format!("no `{sob}` from the author"));
     }
-    let body_lines = p.message.lines().skip(2).filter(|l| !l.trim().is_empty() && !is_trailer(l)).count();
+    let body_lines = p
+        .message
+        .lines()
+        .skip(2)
+        .filter(|l| !l.trim().is_empty() && !is_trailer(l))
+        .count();
     if body_lines < 3 {
         problems.push("changelog too short: give context, problem and solution".into());
     }
     if p.message.to_lowercase().contains("this patch") {
-        problems.push("changelog says \"this patch\": describe the change in imperative mood".into());
+        problems
+            .push("changelog says \"this patch\": describe the change in imperative mood".into());
     }
     problems
 }
 
 fn is_trailer(l: &str) -> bool {
-    ["Signed-off-by:", "Reviewed-by:", "Acked-by:", "Link:", "Suggested-by:", "Co-developed-by:", "Tested-by:", "Cc:"]
-        .iter()
-        .any(|t| l.starts_with(t))
+    [
+        "Signed-off-by:",
+        "Reviewed-by:",
+        "Acked-by:",
+        "Link:",
+        "Suggested-by:",
+        "Co-developed-by:",
+        "Tested-by:",
+        "Cc:",
+    ]
+    .iter()
+    .any(|t| l.starts_with(t))
 }
 
 /// `sched/fair: Add ...`, `sched: ...`, `docs: scheduler: ...`, `rust: ...`.
 pub fn subject_ok(s: &str) -> bool {
-    let Some((prefix, rest)) = s.split_once(": ") else { return false };
+    let Some((prefix, rest)) = s.split_once(": ") else {
+        return false;
+    };
     let rest = rest.rsplit(": ").next().unwrap_or(rest);
     let prefix_ok = !prefix.is_empty()
-        && prefix.split('/').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'));
+        && prefix.split('/').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        });
     prefix_ok && rest.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && !rest.ends_with('.')
 }
 
@@ -90,15 +111,23 @@ impl CheckSeriesArgs {
                     bad.push("0000-cover-letter.patch: template placeholders left in".to_string());
                 }
             }
-            Ok(_) => bad.push("0000-cover-letter.patch: no base-commit: line (use format-patch --base)".into()),
-            Err(_) => bad.push("0000-cover-letter.patch missing (use format-patch --cover-letter)".into()),
+            Ok(_) => bad.push(
+                "0000-cover-letter.patch: no base-commit: line (use format-patch --base)".into(),
+            ),
+            Err(_) => {
+                bad.push("0000-cover-letter.patch missing (use format-patch --cover-letter)".into())
+            }
         }
         let checkpatch = paths.src().join("scripts/checkpatch.pl");
         if !checkpatch.is_file() {
             bail!("{} missing: run `cargo xtask fetch`", checkpatch.display());
         }
         for f in &files {
-            let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             for p in metadata_problems(&util::read(f)?) {
                 bad.push(format!("{name}: {p}"));
             }
@@ -115,9 +144,16 @@ impl CheckSeriesArgs {
                 Some((e, w, c)) => {
                     let detail: Vec<&str> = text
                         .lines()
-                        .filter(|l| l.starts_with("ERROR:") || l.starts_with("WARNING:") || l.starts_with("CHECK:"))
+                        .filter(|l| {
+                            l.starts_with("ERROR:")
+                                || l.starts_with("WARNING:")
+                                || l.starts_with("CHECK:")
+                        })
                         .collect();
-                    bad.push(format!("{name}: checkpatch --strict: {e} errors, {w} warnings, {c} checks\n    {}", detail.join("\n    ")));
+                    bad.push(format!(
+                        "{name}: checkpatch --strict: {e} errors, {w} warnings, {c} checks\n    {}",
+                        detail.join("\n    ")
+                    ));
                 }
                 None => bad.push(format!("{name}: checkpatch produced no totals:\n{text}")),
             }
@@ -131,7 +167,10 @@ impl CheckSeriesArgs {
             eprintln!("[check-series] {} patches: all checks passed", files.len());
             Ok(())
         } else {
-            Err(failure(Exit::TestsFailed, format!("check-series found problems:\n  {}", bad.join("\n  "))))
+            Err(failure(
+                Exit::TestsFailed,
+                format!("check-series found problems:\n  {}", bad.join("\n  ")),
+            ))
         }
     }
 }
@@ -149,8 +188,11 @@ fn build_each(paths: &Paths) -> Result<()> {
     let commits: Vec<git2::Oid> = walk.collect::<Result<_, _>>()?;
     let out = paths.work.join("build").join("bisect");
     std::fs::create_dir_all(&out)?;
-    std::fs::copy(paths.build(Profile::Default).join(".config"), out.join(".config"))
-        .context("configure the default profile first (cargo xtask configure)")?;
+    std::fs::copy(
+        paths.build(Profile::Default).join(".config"),
+        out.join(".config"),
+    )
+    .context("configure the default profile first (cargo xtask configure)")?;
     let checkout = |id: git2::Oid| -> Result<()> {
         let obj = repo.find_object(id, None)?;
         repo.checkout_tree(&obj, Some(git2::build::CheckoutBuilder::new().force()))?;
@@ -160,8 +202,16 @@ fn build_each(paths: &Paths) -> Result<()> {
     let mut result = Ok(());
     for (i, id) in commits.iter().enumerate() {
         checkout(*id)?;
-        let summary = repo.find_commit(*id)?.summary().unwrap_or_default().to_string();
-        eprintln!("[check-series] building {}/{}: {summary}", i + 1, commits.len());
+        let summary = repo
+            .find_commit(*id)?
+            .summary()
+            .unwrap_or_default()
+            .to_string();
+        eprintln!(
+            "[check-series] building {}/{}: {summary}",
+            i + 1,
+            commits.len()
+        );
         let mut cmd = Command::new("make");
         cmd.arg("-C")
             .arg(paths.src())
@@ -212,8 +262,14 @@ mod tests {
     #[test]
     fn metadata() {
         let good = "From 0 Mon Sep 17 00:00:00 2001\nFrom: A B <a@b.c>\nDate: Sat, 22 Nov 2026 16:23:32 +0000\nSubject: [PATCH 1/1] sched/fair: Add x\n\nContext.\n\nProblem.\n\nSolution.\n\nSigned-off-by: A B <a@b.c>\n---\ndiff --git a/x b/x\n";
-        assert!(metadata_problems(good).is_empty(), "{:?}", metadata_problems(good));
-        let bad = good.replace("Signed-off-by: A B <a@b.c>\n", "").replace("Problem.", "This patch fixes it.");
+        assert!(
+            metadata_problems(good).is_empty(),
+            "{:?}",
+            metadata_problems(good)
+        );
+        let bad = good
+            .replace("Signed-off-by: A B <a@b.c>\n", "")
+            .replace("Problem.", "This patch fixes it.");
         let p = metadata_problems(&bad);
         assert!(p.iter().any(|s| s.contains("Signed-off-by")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("this patch")), "{p:?}");

@@ -30,7 +30,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "guest userspace"),
     ("qemu-system-x86", "the VM"),
     ("linux-source-6.12", "offline kernel source"),
-    ("stress-ng", "benchmark and stress tool carried into the guest"),
+    (
+        "stress-ng",
+        "benchmark and stress tool carried into the guest",
+    ),
     ("linux-perf", "perf bench carried into the guest"),
     ("python3", "kernel scripts"),
     ("perl", "checkpatch.pl"),
@@ -81,7 +84,10 @@ pub fn setup(install: bool) -> Result<()> {
         .collect();
     if !missing.is_empty() {
         if !install {
-            bail!("missing packages: {} (run `cargo xtask setup`)", missing.join(" "));
+            bail!(
+                "missing packages: {} (run `cargo xtask setup`)",
+                missing.join(" ")
+            );
         }
         eprintln!("[setup] installing: {}", missing.join(" "));
         let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
@@ -97,7 +103,10 @@ pub fn setup(install: bool) -> Result<()> {
         let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
         args.extend(missing.iter());
         if let Err(e) = apt(&args) {
-            bail!("{e:#}\nInstall these packages by hand: {}", missing.join(" "));
+            bail!(
+                "{e:#}\nInstall these packages by hand: {}",
+                missing.join(" ")
+            );
         }
     }
     // rustc and its library sources must come from the same source package version.
@@ -109,7 +118,10 @@ pub fn setup(install: bool) -> Result<()> {
         .is_some_and(|v| v.ends_with(util::BINDGEN_VERSION));
     if !bindgen_ok {
         if !install {
-            bail!("bindgen {} missing (run `cargo xtask setup`)", util::BINDGEN_VERSION);
+            bail!(
+                "bindgen {} missing (run `cargo xtask setup`)",
+                util::BINDGEN_VERSION
+            );
         }
         eprintln!("[setup] installing bindgen-cli {}", util::BINDGEN_VERSION);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -130,17 +142,45 @@ fn is_root() -> bool {
 /// Prints the versions of the pinned tools (the single place they are shown together).
 pub fn print_table() {
     let rows: Vec<(&str, Option<String>)> = vec![
-        ("kernel series base", Some(format!("Linux {} ({})", util::KERNEL_VERSION, util::KERNEL_TAG))),
-        ("rustc (kernel)", tool_version(util::KERNEL_RUSTC, &["--version"])),
+        (
+            "kernel series base",
+            Some(format!(
+                "Linux {} ({})",
+                util::KERNEL_VERSION,
+                util::KERNEL_TAG
+            )),
+        ),
+        (
+            "rustc (kernel)",
+            tool_version(util::KERNEL_RUSTC, &["--version"]),
+        ),
         ("rust-src", rust_src()),
-        ("bindgen", tool_version(util::bindgen_path(), &["--version"])),
-        ("libclang", dpkg_version("libclang-dev").map(|v| format!("libclang-dev {v}"))),
+        (
+            "bindgen",
+            tool_version(util::bindgen_path(), &["--version"]),
+        ),
+        (
+            "libclang",
+            dpkg_version("libclang-dev").map(|v| format!("libclang-dev {v}")),
+        ),
         ("gcc", tool_version("gcc", &["--version"])),
         ("make", tool_version("make", &["--version"])),
         ("qemu", tool_version("qemu-system-x86_64", &["--version"])),
-        ("busybox", dpkg_version("busybox-static").map(|v| format!("busybox-static {v}"))),
-        ("linux-source", dpkg_version("linux-source-6.12").map(|v| format!("linux-source-6.12 {v}"))),
-        ("cargo (xtask)", tool_version(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()), &["--version"])),
+        (
+            "busybox",
+            dpkg_version("busybox-static").map(|v| format!("busybox-static {v}")),
+        ),
+        (
+            "linux-source",
+            dpkg_version("linux-source-6.12").map(|v| format!("linux-source-6.12 {v}")),
+        ),
+        (
+            "cargo (xtask)",
+            tool_version(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+                &["--version"],
+            ),
+        ),
     ];
     eprintln!("{:<20} version", "tool");
     for (name, v) in rows {
@@ -149,7 +189,10 @@ pub fn print_table() {
 }
 
 fn rust_src() -> Option<String> {
-    let sysroot = util::output(Command::new(util::KERNEL_RUSTC).args(["--print", "sysroot"])).ok()?;
+    let sysroot =
+        util::output(Command::new(util::KERNEL_RUSTC).args(["--print", "sysroot"])).ok()?;
     let lib = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library");
-    lib.join("core/src/lib.rs").is_file().then(|| lib.display().to_string())
+    lib.join("core/src/lib.rs")
+        .is_file()
+        .then(|| lib.display().to_string())
 }

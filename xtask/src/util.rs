@@ -29,8 +29,7 @@ pub enum Exit {
     Ok = 0,
     /// The guest ran the tests and at least one failed (or a check failed).
     TestsFailed = 1,
-    /// Bad command line (clap's own code).
-    Usage = 2,
+    // 2 is clap's own code for a bad command line.
     /// Host-side infrastructure failure: missing tool, fetch, patch or build error.
     Infra = 3,
     /// The kernel panicked, oopsed or warned (BUG/WARNING/lockdep/...).
@@ -58,7 +57,10 @@ impl std::error::Error for Failure {}
 
 /// Returns an error that makes xtask exit with `exit`.
 pub fn failure(exit: Exit, message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Failure { exit, message: message.into() })
+    anyhow::Error::new(Failure {
+        exit,
+        message: message.into(),
+    })
 }
 
 /// Maps an error chain to the exit code: the first [`Failure`] found wins, anything else is
@@ -82,7 +84,11 @@ impl Paths {
     pub fn new(work: Option<PathBuf>) -> Self {
         let root = project_root();
         let work = work.unwrap_or_else(|| root.join("work"));
-        let work = if work.is_absolute() { work } else { root.join(work) };
+        let work = if work.is_absolute() {
+            work
+        } else {
+            root.join(work)
+        };
         Paths { root, work }
     }
 
@@ -138,7 +144,9 @@ pub fn display_cmd(cmd: &Command) -> String {
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = display_cmd(cmd);
     eprintln!("$ {line}");
-    let status = cmd.status().with_context(|| format!("failed to start `{line}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start `{line}`"))?;
     if !status.success() {
         bail!("`{line}` failed with {status}");
     }
@@ -164,8 +172,16 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// Runs `program args...` and returns the first line of its combined output, if it ran.
 pub fn tool_version(program: impl AsRef<OsStr>, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).stdin(Stdio::null()).output().ok()?;
-    let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
     String::from_utf8_lossy(&text)
         .lines()
         .find(|l| !l.trim().is_empty())
@@ -278,7 +294,11 @@ pub fn run_logged(cmd: &mut Command, log: &Path, label: &str) -> Result<bool> {
         if !t.is_empty() && t.len() < 160 {
             last_step = t.to_string();
         }
-        let every = if tty { Duration::from_millis(250) } else { Duration::from_secs(30) };
+        let every = if tty {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(30)
+        };
         if last_print.elapsed() >= every {
             last_print = Instant::now();
             let el = start.elapsed().as_secs();

@@ -97,7 +97,10 @@ impl Verdict {
 }
 
 /// Classifies a finished boot from its console and how it ended. Pure, unit-tested.
-pub fn classify(console_text: &str, ending: Ending) -> (Verdict, String, console::ConsoleScan, ktap::Report) {
+pub fn classify(
+    console_text: &str,
+    ending: Ending,
+) -> (Verdict, String, console::ConsoleScan, ktap::Report) {
     let scan = console::scan(console_text);
     let report = ktap::parse(console_text);
     let (verdict, msg) = if !scan.runner_started {
@@ -105,26 +108,57 @@ pub fn classify(console_text: &str, ending: Ending) -> (Verdict, String, console
             Some(f) => format!("kernel fault before the runner started: {}", f.line.trim()),
             None => match ending {
                 Ending::Exited => "QEMU exited before the test runner started".to_string(),
-                _ => format!("no test runner after {ending:?}; last console line: {}", scan.last_line.clone().unwrap_or_default()),
+                _ => format!(
+                    "no test runner after {ending:?}; last console line: {}",
+                    scan.last_line.clone().unwrap_or_default()
+                ),
             },
         };
         (Verdict::BootFailure, why)
     } else if let Some(f) = scan.worst() {
-        (Verdict::KernelFault, format!("kernel log shows {:?} at console line {}: {}", f.kind, f.line_no, f.line.trim()))
+        (
+            Verdict::KernelFault,
+            format!(
+                "kernel log shows {:?} at console line {}: {}",
+                f.kind,
+                f.line_no,
+                f.line.trim()
+            ),
+        )
     } else if ending != Ending::Exited || !scan.runner_done {
         let how = match ending {
             Ending::Silent => "the guest stopped producing output",
             Ending::HardTimeout => "the hard time limit passed",
             Ending::Exited => "QEMU exited before the runner finished",
         };
-        let v = if ending == Ending::Exited { Verdict::BootFailure } else { Verdict::Timeout };
-        (v, format!("{how}; last console line: {}", scan.last_line.clone().unwrap_or_default()))
+        let v = if ending == Ending::Exited {
+            Verdict::BootFailure
+        } else {
+            Verdict::Timeout
+        };
+        (
+            v,
+            format!(
+                "{how}; last console line: {}",
+                scan.last_line.clone().unwrap_or_default()
+            ),
+        )
     } else if !report.passed() {
         let c = report.counts();
-        (Verdict::TestsFailed, format!("{} of {} tests failed or crashed", c.failed + c.crashed, c.total))
+        (
+            Verdict::TestsFailed,
+            format!(
+                "{} of {} tests failed or crashed",
+                c.failed + c.crashed + c.not_run,
+                c.total
+            ),
+        )
     } else {
         let c = report.counts();
-        (Verdict::Passed, format!("{} passed, {} skipped", c.passed, c.skipped))
+        (
+            Verdict::Passed,
+            format!("{} passed, {} skipped", c.passed, c.skipped),
+        )
     };
     (verdict, msg, scan, report)
 }
@@ -134,7 +168,15 @@ pub fn build_guest(paths: &Paths) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&paths.root)
-        .args(["build", "--release", "-q", "-p", "lags-guest", "--target", GUEST_TARGET])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "lags-guest",
+            "--target",
+            GUEST_TARGET,
+        ])
         // Static glibc binaries: the initramfs has no libc. With --target, RUSTFLAGS do not
         // reach build scripts or proc macros.
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
@@ -152,11 +194,10 @@ pub fn make_initramfs(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> 
     }
     fs.busybox(busybox)?;
     fs.host_file("/init", &bin.join("lags-init"))?;
-    for extra in ["lags-bench"] {
-        let p = bin.join(extra);
-        if p.is_file() {
-            fs.host_file(&format!("/bin/{extra}"), &p)?;
-        }
+    // The benchmark workload generator, when the workspace builds one.
+    let bench = bin.join("lags-bench");
+    if bench.is_file() {
+        fs.host_file("/bin/lags-bench", &bench)?;
     }
     let mut modules = build::sample_modules(paths, profile);
     let ours = paths.build(profile).join("lags-module");
@@ -169,7 +210,11 @@ pub fn make_initramfs(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> 
         }
     }
     for m in &modules {
-        let name = m.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = m
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         fs.host_file(&format!("/lib/modules/extra/{name}"), m)?;
     }
     for p in programs {
@@ -183,14 +228,26 @@ pub fn make_initramfs(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> 
 impl QemuTestArgs {
     pub fn run(&self, paths: &Paths) -> Result<()> {
         let results = self.run_boots(paths)?;
-        let worst = results.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Passed);
+        let worst = results
+            .iter()
+            .map(|r| r.verdict)
+            .max()
+            .unwrap_or(Verdict::Passed);
         if worst == Verdict::Passed {
             return Ok(());
         }
         let msgs: Vec<String> = results
             .iter()
             .filter(|r| r.verdict != Verdict::Passed)
-            .map(|r| format!("{}: {:?}: {} (console: {})", r.name, r.verdict, r.message, r.console_log.display()))
+            .map(|r| {
+                format!(
+                    "{}: {:?}: {} (console: {})",
+                    r.name,
+                    r.verdict,
+                    r.message,
+                    r.console_log.display()
+                )
+            })
             .collect();
         Err(failure(worst.exit(), msgs.join("\n")))
     }
@@ -200,7 +257,11 @@ impl QemuTestArgs {
         let profile = self.profile.profile();
         let kernel = build::bzimage(paths, profile);
         if !kernel.is_file() {
-            bail!("{} missing: run `cargo xtask build-kernel --profile {}`", kernel.display(), profile.name());
+            bail!(
+                "{} missing: run `cargo xtask build-kernel --profile {}`",
+                kernel.display(),
+                profile.name()
+            );
         }
         let version = crate::fetch::makefile_version(&paths.src())?;
         let initrd = make_initramfs(paths, profile, &self.with)?;
@@ -232,8 +293,15 @@ impl QemuTestArgs {
         } else {
             eprintln!("[qemu-test] accelerator: KVM ({why})");
         }
-        let hard = Duration::from_secs(self.timeout.unwrap_or(if accel == Accel::Kvm { 120 } else { 300 }));
-        let limits = Limits { hard, silence: Duration::from_secs(self.silence) };
+        let hard = Duration::from_secs(self.timeout.unwrap_or(if accel == Accel::Kvm {
+            120
+        } else {
+            300
+        }));
+        let limits = Limits {
+            hard,
+            silence: Duration::from_secs(self.silence),
+        };
         let dir = paths.results().join(util::timestamp());
         std::fs::create_dir_all(&dir)?;
         let mut boots: Vec<(String, Vec<String>)> = Vec::new();
@@ -253,9 +321,26 @@ impl QemuTestArgs {
         for (name, cmdline) in boots {
             spec.extra_cmdline = cmdline.clone();
             let log = dir.join(format!("{name}.console.log"));
-            eprintln!("[qemu-test] boot {name}: {} vCPUs, {}, limit {}s", spec.cpus, accel.name(), hard.as_secs());
+            eprintln!(
+                "[qemu-test] boot {name}: {} vCPUs, {}, limit {}s",
+                spec.cpus,
+                accel.name(),
+                hard.as_secs()
+            );
             let verbose = self.verbose;
             let run = qemu::run_vm(&spec, &log, limits, |line| progress(line, verbose))?;
+            // QEMU itself failing (bad option, missing firmware) is a host problem, not a
+            // boot failure: a guest reset under -no-reboot exits with status 0.
+            if run.ending == Ending::Exited
+                && run.qemu_status != Some(0)
+                && run.console.trim().is_empty()
+            {
+                bail!(
+                    "QEMU failed ({:?}): {}",
+                    run.qemu_status,
+                    run.qemu_stderr.trim()
+                );
+            }
             let (verdict, message, scan, report) = classify(&run.console, run.ending);
             let r = BootResult {
                 name: name.clone(),
@@ -271,9 +356,18 @@ impl QemuTestArgs {
                 console_log: log,
             };
             util::write(&dir.join(format!("{name}.ktap")), r.ktap.to_ktap())?;
-            util::write(&dir.join(format!("{name}.json")), serde_json::to_string_pretty(&r)?)?;
+            util::write(
+                &dir.join(format!("{name}.json")),
+                serde_json::to_string_pretty(&r)?,
+            )?;
             eprintln!("{}", r.ktap.summary());
-            eprintln!("[qemu-test] {name}: {:?} — {} ({:.1}s, {})", r.verdict, r.message, r.elapsed_s, accel.name());
+            eprintln!(
+                "[qemu-test] {name}: {:?} — {} ({:.1}s, {})",
+                r.verdict,
+                r.message,
+                r.elapsed_s,
+                accel.name()
+            );
             results.push(r);
         }
         write_summary(&dir, &results)?;
@@ -325,13 +419,16 @@ fn write_summary(dir: &Path, results: &[BootResult]) -> Result<()> {
             r.cpus,
             r.elapsed_s,
             c.passed,
-            c.failed + c.crashed,
+            c.failed + c.crashed + c.not_run,
             c.skipped,
             r.message.replace('|', "/")
         ));
     }
     util::write(&dir.join("summary.md"), md)?;
-    util::write(&dir.join("summary.json"), serde_json::to_string_pretty(results)?)?;
+    util::write(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(results)?,
+    )?;
     Ok(())
 }
 
@@ -362,7 +459,9 @@ mod tests {
         let ok = format!("{START}{}\n", ktap_ok());
         assert_eq!(classify(&ok, Ending::Exited).0, Verdict::Passed);
 
-        let failed = ok.replace("  ok 1 kernel_version", "  not ok 1 kernel_version").replace("ok 1 boot", "not ok 1 boot");
+        let failed = ok
+            .replace("  ok 1 kernel_version", "  not ok 1 kernel_version")
+            .replace("ok 1 boot", "not ok 1 boot");
         assert_eq!(classify(&failed, Ending::Exited).0, Verdict::TestsFailed);
 
         let panic = format!("{START}[    1.1] KTAP version 1\n[    1.1] 1..1\n[    1.2] sysrq: Trigger a crash\n[    1.2] Kernel panic - not syncing: sysrq triggered crash\n");
@@ -376,7 +475,10 @@ mod tests {
         let (v, msg, ..) = classify(noboot, Ending::Exited);
         assert_eq!(v, Verdict::BootFailure);
         assert!(msg.contains("No working init"), "{msg}");
-        assert_eq!(classify("[ 0.0] Linux version\n", Ending::Silent).0, Verdict::BootFailure);
+        assert_eq!(
+            classify("[ 0.0] Linux version\n", Ending::Silent).0,
+            Verdict::BootFailure
+        );
 
         let warn = ok.replace(
             "[    1.2] lags-init: done",
@@ -384,7 +486,13 @@ mod tests {
         );
         assert_eq!(classify(&warn, Ending::Exited).0, Verdict::KernelFault);
 
-        let order = [Verdict::Passed, Verdict::TestsFailed, Verdict::Timeout, Verdict::KernelFault, Verdict::BootFailure];
+        let order = [
+            Verdict::Passed,
+            Verdict::TestsFailed,
+            Verdict::Timeout,
+            Verdict::KernelFault,
+            Verdict::BootFailure,
+        ];
         let codes: Vec<i32> = order.iter().map(|v| v.exit() as i32).collect();
         assert_eq!(codes, [0, 1, 12, 10, 11]);
     }

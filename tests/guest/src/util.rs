@@ -96,10 +96,10 @@ fn cstring(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
-/// Opens `path` write-only (no create, no truncate): the way `echo x > file` opens a
-/// kernel interface file.
+/// Opens `path` the way `echo x > file` does (write-only, truncating, no create). Kernel
+/// interface files ignore the truncation; regular files behave like the shell.
 pub fn open_write(path: &Path) -> io::Result<File> {
-    fs::OpenOptions::new().write(true).open(path)
+    fs::OpenOptions::new().write(true).truncate(true).open(path)
 }
 
 /// Exactly one `write(2)` of `data` (which may be empty or contain NULs) to an open file.

@@ -46,9 +46,10 @@ fn need_cpu() -> TestResult {
 // Expect cgroup2 mounted on /sys/fs/cgroup with the cpu controller available.
 fn cgroup2_has_cpu_controller(ctx: &mut Ctx) -> TestResult {
     let mounts = util::read_file("/proc/mounts").or_fail("/proc/mounts")?;
+    // The last mount on the path is the one in effect.
     let line = mounts
         .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(CGROUP2_ROOT));
+        .rfind(|l| l.split_whitespace().nth(1) == Some(CGROUP2_ROOT));
     ensure!(
         line.map(|l| l.split_whitespace().nth(2) == Some("cgroup2")) == Some(true),
         "/proc/mounts: expected a cgroup2 mount on {CGROUP2_ROOT}, got {line:?}"

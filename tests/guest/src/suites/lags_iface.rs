@@ -515,3 +515,45 @@ fn debugfs_tunables(ctx: &mut Ctx) -> TestResult {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect the forked probe to really become nobody without capabilities, so that a
+    // root-owned 0644 file cannot be opened for writing. Needs root; skipped otherwise.
+    #[test]
+    fn probe_drops_privileges() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: skipping");
+            return;
+        }
+        let path = std::env::temp_dir().join(format!("lags-probe-{}", std::process::id()));
+        std::fs::write(&path, "0\n").unwrap();
+        let p2 = path.clone();
+        let mut w =
+            Worker::spawn(move |io| unprivileged_probe(io, &[("file", p2.as_path(), Some("1"))]))
+                .unwrap();
+        w.go().unwrap();
+        let out = w.finish(Duration::from_secs(10)).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let kvs = util::parse_kv_lines(&String::from_utf8_lossy(&out));
+        assert_eq!(util::kv(&kvs, "uid"), Some("65534/65534"), "{kvs:?}");
+        let cap = u64::from_str_radix(util::kv(&kvs, "capeff").unwrap(), 16).unwrap();
+        assert_eq!(cap & (1 << CAP_SYS_NICE), 0, "{kvs:?}");
+        assert_eq!(util::kv(&kvs, "open_file"), Some("EACCES"), "{kvs:?}");
+        assert_eq!(util::kv(&kvs, "write_file"), None, "{kvs:?}");
+    }
+
+    // Expect the invalid-input table to hold the cases the interface promises to reject.
+    #[test]
+    fn invalid_inputs_table() {
+        let inputs = invalid_cpu_lags_inputs();
+        assert_eq!(inputs.len(), 12);
+        assert!(inputs.iter().any(|i| i.is_empty()));
+        assert!(inputs.iter().any(|i| i.len() == 4096));
+        assert!(inputs.iter().any(|i| i.contains(&0)));
+        assert!(!inputs.iter().any(|i| i == b"0" || i == b"1" || i == b"1\n"));
+    }
+}
