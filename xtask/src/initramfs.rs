@@ -58,6 +58,7 @@ impl Initramfs {
         i.char_dev("/dev/null", 1, 3);
         i.char_dev("/dev/kmsg", 1, 11);
         i.char_dev("/dev/ttyS0", 4, 64);
+        i.char_dev("/dev/ttyS1", 4, 65);
         i.file(
             "/etc/passwd",
             b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(),

@@ -37,6 +37,9 @@ pub struct VmSpec {
     pub cpus: u32,
     pub mem_mib: u32,
     pub accel: Accel,
+    /// If set, the guest's second serial port (ttyS1) is written to this file: a clean
+    /// channel for bulk data such as benchmark results, separate from the console.
+    pub data_out: Option<PathBuf>,
 }
 
 /// The fixed part of the kernel command line.
@@ -77,6 +80,12 @@ pub fn machine_args(spec: &VmSpec) -> Vec<OsString> {
     .iter()
     .map(OsString::from)
     .collect();
+    if let Some(p) = &spec.data_out {
+        let mut s = OsString::from("file:");
+        s.push(p);
+        v.push("-serial".into());
+        v.push(s);
+    }
     v.push("-smp".into());
     v.push(spec.cpus.to_string().into());
     v.push("-m".into());
@@ -349,6 +358,7 @@ mod tests {
             cpus: 2,
             mem_mib: 1024,
             accel,
+            data_out: None,
         }
     }
 
@@ -367,6 +377,17 @@ mod tests {
         assert_eq!(a[smp + 1], "2");
         let m = a.iter().position(|s| s == "-m").unwrap();
         assert_eq!(a[m + 1], "1024M");
+        // A data channel becomes the second serial port, after the console.
+        let mut s = spec(Accel::Tcg);
+        s.data_out = Some("/r/out.bin".into());
+        let a = strings(&qemu_args(&s));
+        let serials: Vec<&String> = a
+            .iter()
+            .zip(a.iter().skip(1))
+            .filter(|(f, _)| *f == "-serial")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(serials, ["stdio", "file:/r/out.bin"]);
     }
 
     // Expect KVM to use the host CPU and TCG the emulated "max" CPU with MTTCG.

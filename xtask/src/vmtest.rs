@@ -285,6 +285,7 @@ impl QemuTestArgs {
             cpus: self.cpus,
             mem_mib: self.mem,
             accel: Accel::Tcg,
+            data_out: None,
         };
         let (accel, why) = qemu::choose_accel(self.accel, &spec, &paths.work.join("kvm-probe"))?;
         spec.accel = accel;
