@@ -77,6 +77,7 @@ fn build_stamp(paths: &Paths, profile: Profile) -> Result<String> {
 
 /// Builds `bzImage` and the in-tree modules the config selects.
 pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> {
+    let _lock = util::WorkLock::acquire(paths, "build-kernel")?;
     let out = paths.build(profile);
     if !out.join(".config").is_file() {
         bail!(
@@ -154,6 +155,7 @@ pub fn build_module(paths: &Paths, profile: Profile) -> Result<Vec<PathBuf>> {
         );
         return Ok(Vec::new());
     }
+    let _lock = util::WorkLock::acquire(paths, "build-module")?;
     let kbuild = paths.build(profile);
     if !bzimage(paths, profile).is_file() {
         bail!(

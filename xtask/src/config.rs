@@ -182,6 +182,7 @@ pub fn configure(paths: &Paths, profile: Profile, dry_run: bool) -> Result<()> {
         }
         return Ok(());
     }
+    let _lock = util::WorkLock::acquire(paths, "configure")?;
     let src = paths.src();
     if !src.join("Makefile").is_file() {
         bail!(

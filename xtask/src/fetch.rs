@@ -71,6 +71,7 @@ pub struct FetchArgs {
 
 impl FetchArgs {
     pub fn run(&self, paths: &Paths) -> Result<()> {
+        let _lock = util::WorkLock::acquire(paths, "fetch")?;
         let src = paths.src();
         if src.join(".git").is_dir() && !self.force {
             let repo = Repository::open(&src)?;

@@ -187,6 +187,7 @@ pub struct PatchArgs {
 
 impl PatchArgs {
     pub fn run(&self, paths: &Paths) -> Result<()> {
+        let _lock = util::WorkLock::acquire(paths, "patch")?;
         let files = series(&paths.patches())?;
         match apply_series(&paths.src(), &files, self.force)? {
             Applied::UpToDate => eprintln!(

@@ -178,6 +178,7 @@ impl CheckSeriesArgs {
 /// Compiles kernel/sched/ and init/ at every commit of the applied series, then returns the
 /// tree to the series head.
 fn build_each(paths: &Paths) -> Result<()> {
+    let _lock = util::WorkLock::acquire(paths, "check-series")?;
     let repo = git2::Repository::open(paths.src())?;
     let head = repo.head()?.peel_to_commit()?;
     let base = repo.revparse_single(BASE_TAG)?.peel_to_commit()?;

@@ -140,6 +140,37 @@ pub fn display_cmd(cmd: &Command) -> String {
     s
 }
 
+/// An exclusive lock on the work directory, held while a step changes the kernel tree or a
+/// build directory, so two xtask processes never patch or build the same tree at once.
+#[derive(Debug)]
+pub struct WorkLock(#[allow(dead_code)] std::fs::File);
+
+impl WorkLock {
+    /// Blocks until the lock is free, saying what it waits for.
+    pub fn acquire(paths: &Paths, step: &str) -> Result<WorkLock> {
+        std::fs::create_dir_all(&paths.work)?;
+        let path = paths.work.join(".xtask.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                eprintln!(
+                    "[{step}] another xtask holds {}; waiting ...",
+                    path.display()
+                );
+                file.lock()?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        Ok(WorkLock(file))
+    }
+}
+
 /// Runs a command with inherited stdio; a non-zero exit is an error naming the command.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = display_cmd(cmd);

@@ -185,7 +185,12 @@ pub fn build_guest(paths: &Paths) -> Result<PathBuf> {
 }
 
 /// Assembles the initramfs of a profile.
-pub fn make_initramfs(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> Result<PathBuf> {
+pub fn make_initramfs(
+    paths: &Paths,
+    profile: Profile,
+    programs: &[PathBuf],
+    out: &Path,
+) -> Result<PathBuf> {
     let bin = build_guest(paths)?;
     let mut fs = Initramfs::new();
     let busybox = Path::new("/bin/busybox");
@@ -220,9 +225,8 @@ pub fn make_initramfs(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> 
     for p in programs {
         fs.host_program(p)?;
     }
-    let out = paths.build(profile).join("initramfs.cpio");
-    fs.write_to(&out)?;
-    Ok(out)
+    fs.write_to(out)?;
+    Ok(out.to_path_buf())
 }
 
 impl QemuTestArgs {
@@ -264,7 +268,12 @@ impl QemuTestArgs {
             );
         }
         let version = crate::fetch::makefile_version(&paths.src())?;
-        let initrd = make_initramfs(paths, profile, &self.with)?;
+        // Each run gets its own directory (and initramfs), so concurrent runs never clash.
+        let dir = paths
+            .results()
+            .join(format!("{}-{}", util::timestamp(), std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let initrd = make_initramfs(paths, profile, &self.with, &dir.join("initramfs.cpio"))?;
         let has_lags = profile != Profile::Nolags;
         let mut base = vec![
             format!("lags.expect_version={version}"),
@@ -303,8 +312,6 @@ impl QemuTestArgs {
             hard,
             silence: Duration::from_secs(self.silence),
         };
-        let dir = paths.results().join(util::timestamp());
-        std::fs::create_dir_all(&dir)?;
         let mut boots: Vec<(String, Vec<String>)> = Vec::new();
         let mut main = base.clone();
         if let Some(s) = &self.suites {
