@@ -1,0 +1,750 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Pure parts of the LAGS benchmark (`lags-bench`): the plan read from the kernel command
+//! line, the random number generator and distributions, the synthetic serverless workload
+//! (functions, arrival schedule), percentiles, SLO attainment and response-time histograms.
+//!
+//! Everything here is deterministic and unit-tested on the host; `main.rs` holds the parts
+//! that need a guest (cgroups, processes, clocks, /proc).
+
+use serde::Serialize;
+
+// ---------------------------------------------------------------------------------------
+// Plan
+
+/// What one boot of the benchmark does; read from `lb.*` kernel parameters.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    /// Parts to run in this boot: `load`, `density`, `overhead`.
+    pub parts: Vec<String>,
+    /// Scheduler configurations, run interleaved: `stock`, `lags`, `tuned`.
+    pub configs: Vec<String>,
+    /// Function count of the load sweep.
+    pub funcs: usize,
+    /// Offered loads of the load sweep, as a fraction of all vCPUs.
+    pub loads: Vec<f64>,
+    /// Function counts of the density sweep.
+    pub density: Vec<usize>,
+    /// Offered load of the density sweep.
+    pub density_load: f64,
+    /// Repetitions of every (configuration, point).
+    pub reps: usize,
+    /// Measured seconds of arrivals per run (after the warm-up).
+    pub duration_s: f64,
+    /// Warm-up seconds of arrivals per run, not measured.
+    pub warmup_s: f64,
+    pub seed: u64,
+    /// Mean service time of a request, ms of calibrated CPU work.
+    pub mean_ms: f64,
+    /// Lognormal sigma of a request's service time around its function's mean.
+    pub req_sigma: f64,
+    /// Lognormal sigma of the function means around `mean_ms`.
+    pub func_sigma: f64,
+    /// Zipf exponent of function popularity.
+    pub zipf_s: f64,
+    /// Largest share of the total CPU demand one function may have (its single worker
+    /// must stay stable on its own).
+    pub max_share: f64,
+    /// SLO: response <= max(slo_mult x service time, slo_floor_ms).
+    pub slo_mult: f64,
+    pub slo_floor_ms: f64,
+    /// `base_slice_ns` of the tuned-EEVDF configuration.
+    pub tuned_slice_ns: u64,
+    /// Overhead probes: repetitions and sizes.
+    pub ov_reps: usize,
+    pub ov_pipe_loops: u64,
+    pub ov_msg_groups: u32,
+    pub ov_msg_loops: u32,
+    pub ov_switch_s: u32,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            parts: vec!["load".into(), "density".into(), "overhead".into()],
+            configs: vec!["stock".into(), "lags".into(), "tuned".into()],
+            funcs: 100,
+            loads: vec![0.5, 0.6, 0.7, 0.8, 0.9],
+            density: vec![25, 100, 400],
+            density_load: 0.7,
+            reps: 3,
+            duration_s: 8.0,
+            warmup_s: 1.0,
+            seed: 42,
+            mean_ms: 5.0,
+            req_sigma: 1.0,
+            func_sigma: 1.0,
+            zipf_s: 1.0,
+            max_share: 0.15,
+            slo_mult: 10.0,
+            slo_floor_ms: 20.0,
+            tuned_slice_ns: 100_000_000,
+            ov_reps: 3,
+            ov_pipe_loops: 20_000,
+            ov_msg_groups: 2,
+            ov_msg_loops: 20,
+            ov_switch_s: 3,
+        }
+    }
+}
+
+fn list<T: std::str::FromStr>(v: &str) -> Option<Vec<T>> {
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+impl Plan {
+    /// Reads `lb.key=value` parameters from a kernel command line on top of the defaults.
+    /// Returns the plan and a warning per parameter it could not use.
+    pub fn from_cmdline(cmdline: &str) -> (Plan, Vec<String>) {
+        let mut p = Plan::default();
+        let mut warnings = Vec::new();
+        for param in cmdline.split_whitespace() {
+            let Some(rest) = param.strip_prefix("lb.") else {
+                continue;
+            };
+            let Some((k, v)) = rest.split_once('=') else {
+                warnings.push(format!("ignoring {param:?}: no value"));
+                continue;
+            };
+            let ok = match k {
+                "parts" => list(v).map(|x| p.parts = x).is_some(),
+                "configs" => list(v).map(|x| p.configs = x).is_some(),
+                "funcs" => v.parse().map(|x| p.funcs = x).is_ok(),
+                "loads" => list(v).map(|x| p.loads = x).is_some(),
+                "density" => list(v).map(|x| p.density = x).is_some(),
+                "dload" => v.parse().map(|x| p.density_load = x).is_ok(),
+                "reps" => v.parse().map(|x| p.reps = x).is_ok(),
+                "dur" => v.parse().map(|x| p.duration_s = x).is_ok(),
+                "warm" => v.parse().map(|x| p.warmup_s = x).is_ok(),
+                "seed" => v.parse().map(|x| p.seed = x).is_ok(),
+                "mean_ms" => v.parse().map(|x| p.mean_ms = x).is_ok(),
+                "req_sigma" => v.parse().map(|x| p.req_sigma = x).is_ok(),
+                "func_sigma" => v.parse().map(|x| p.func_sigma = x).is_ok(),
+                "zipf" => v.parse().map(|x| p.zipf_s = x).is_ok(),
+                "max_share" => v.parse().map(|x| p.max_share = x).is_ok(),
+                "slo_mult" => v.parse().map(|x| p.slo_mult = x).is_ok(),
+                "slo_floor_ms" => v.parse().map(|x| p.slo_floor_ms = x).is_ok(),
+                "tuned_slice_ns" => v.parse().map(|x| p.tuned_slice_ns = x).is_ok(),
+                "ov_reps" => v.parse().map(|x| p.ov_reps = x).is_ok(),
+                "ov_pipe" => v.parse().map(|x| p.ov_pipe_loops = x).is_ok(),
+                "ov_msg_groups" => v.parse().map(|x| p.ov_msg_groups = x).is_ok(),
+                "ov_msg_loops" => v.parse().map(|x| p.ov_msg_loops = x).is_ok(),
+                "ov_switch_s" => v.parse().map(|x| p.ov_switch_s = x).is_ok(),
+                _ => {
+                    warnings.push(format!("ignoring unknown parameter {param:?}"));
+                    true
+                }
+            };
+            if !ok {
+                warnings.push(format!("ignoring {param:?}: bad value"));
+            }
+        }
+        (p, warnings)
+    }
+
+    pub fn has(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p == part)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Random numbers
+
+/// SplitMix64: small, fast, and good enough for workload generation.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x853c_49e6_748f_ea9b)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in the open interval (0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Exponential with the given rate.
+    pub fn exp(&mut self, rate: f64) -> f64 {
+        -self.uniform().ln() / rate
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// Lognormal with mean 1 and shape sigma.
+    pub fn lognormal_mean1(&mut self, sigma: f64) -> f64 {
+        (sigma * self.normal() - sigma * sigma / 2.0).exp()
+    }
+
+    /// Index drawn from a cumulative distribution (last entry 1.0).
+    pub fn pick(&mut self, cdf: &[f64]) -> usize {
+        let u = self.uniform();
+        cdf.partition_point(|&c| c < u).min(cdf.len() - 1)
+    }
+}
+
+/// Mixes a seed with a tuple of indices (reproducible per-run seeds).
+pub fn mix_seed(seed: u64, parts: &[u64]) -> u64 {
+    let mut r = Rng::new(seed);
+    let mut h = r.next_u64();
+    for &p in parts {
+        let mut r = Rng::new(h ^ p.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        h = r.next_u64();
+    }
+    h
+}
+
+/// Zipf popularity: p_i proportional to 1 / (i+1)^s, normalised.
+pub fn zipf_weights(n: usize, s: f64) -> Vec<f64> {
+    let w: Vec<f64> = (0..n).map(|i| 1.0 / ((i + 1) as f64).powf(s)).collect();
+    let sum: f64 = w.iter().sum();
+    w.into_iter().map(|x| x / sum).collect()
+}
+
+/// Running sum, normalised so the last entry is exactly 1.
+pub fn cdf_of(weights: &[f64]) -> Vec<f64> {
+    let sum: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    let mut c: Vec<f64> = weights
+        .iter()
+        .map(|w| {
+            acc += w / sum;
+            acc
+        })
+        .collect();
+    if let Some(l) = c.last_mut() {
+        *l = 1.0;
+    }
+    c
+}
+
+// ---------------------------------------------------------------------------------------
+// Workload
+
+/// One function (one cgroup, one worker process).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Function {
+    /// Probability that a request is for this function (popularity).
+    pub popularity: f64,
+    /// Mean service time of its requests, ms.
+    pub mean_ms: f64,
+    /// Share of the total CPU demand (popularity x mean, normalised).
+    pub demand_share: f64,
+    /// Heavy: among the highest-demand functions that together make up half of the demand.
+    pub heavy: bool,
+}
+
+/// Draws the function set: Zipf popularity by index (function 0 is the most popular),
+/// lognormal function means independent of popularity, scaled so that the mean service time
+/// over all requests is `mean_ms`, with no function above `max_share` of the demand.
+pub fn make_functions(
+    n: usize,
+    zipf_s: f64,
+    func_sigma: f64,
+    mean_ms: f64,
+    max_share: f64,
+    seed: u64,
+) -> Vec<Function> {
+    let pop = zipf_weights(n, zipf_s);
+    let mut rng = Rng::new(mix_seed(seed, &[0xf0]));
+    let mut m: Vec<f64> = (0..n).map(|_| rng.lognormal_mean1(func_sigma)).collect();
+    // Cap the demand share, then rescale; a few rounds converge (a cap below 1/n cannot be met).
+    let cap = max_share.max(1.0 / n as f64);
+    for _ in 0..50 {
+        let total: f64 = pop.iter().zip(&m).map(|(p, m)| p * m).sum();
+        let mut changed = false;
+        for i in 0..n {
+            let share = pop[i] * m[i] / total;
+            if share > cap * 1.000_001 {
+                m[i] *= cap / share;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mean: f64 = pop.iter().zip(&m).map(|(p, m)| p * m).sum();
+    let scale = mean_ms / mean;
+    let mut fs: Vec<Function> = (0..n)
+        .map(|i| Function {
+            popularity: pop[i],
+            mean_ms: m[i] * scale,
+            demand_share: pop[i] * m[i] / mean,
+            heavy: false,
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| fs[b].demand_share.total_cmp(&fs[a].demand_share));
+    let mut acc = 0.0;
+    for i in order {
+        if acc >= 0.5 {
+            break;
+        }
+        acc += fs[i].demand_share;
+        fs[i].heavy = true;
+    }
+    fs
+}
+
+/// One request of the open-loop schedule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Request {
+    /// Arrival time from the start of the run, ns.
+    pub t_ns: u64,
+    pub func: u32,
+    /// Service demand, ns of calibrated CPU work.
+    pub work_ns: u64,
+}
+
+/// Request rate (per second) that offers `load` x `cpus` CPUs of work at `mean_ms` per request.
+pub fn rate_for_load(load: f64, cpus: usize, mean_ms: f64) -> f64 {
+    load * cpus as f64 / (mean_ms / 1000.0)
+}
+
+/// Open-loop arrivals: a Poisson process of `rate` per second (so every function's arrivals
+/// are Poisson too, thinned by its popularity), each request's work lognormal around its
+/// function's mean, bounded to 50 x the mean.
+pub fn make_schedule(
+    funcs: &[Function],
+    rate: f64,
+    duration_s: f64,
+    req_sigma: f64,
+    seed: u64,
+) -> Vec<Request> {
+    let mut rng = Rng::new(seed);
+    let cdf = cdf_of(&funcs.iter().map(|f| f.popularity).collect::<Vec<_>>());
+    let mut out = Vec::new();
+    let mut t = 0.0;
+    loop {
+        t += rng.exp(rate);
+        if t >= duration_s {
+            break;
+        }
+        let f = rng.pick(&cdf);
+        let work_ms =
+            (funcs[f].mean_ms * rng.lognormal_mean1(req_sigma)).min(funcs[f].mean_ms * 50.0);
+        out.push(Request {
+            t_ns: (t * 1e9) as u64,
+            func: f as u32,
+            work_ns: ((work_ms * 1e6) as u64).max(1_000),
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics
+
+/// Percentile (q in 0..=1) of sorted data, linear interpolation between closest ranks.
+/// Infinite values (requests that never completed) sort last and propagate.
+pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let (a, b) = (sorted[lo], sorted[hi]);
+    if a.is_infinite() || b.is_infinite() {
+        return Some(if lo == hi || pos > lo as f64 { b } else { a });
+    }
+    Some(a + (b - a) * (pos - lo as f64))
+}
+
+/// Response-time summary in ms; `None` where a percentile falls on a request that never
+/// completed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub n: usize,
+    pub completed: usize,
+    pub mean_ms: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// Fraction of requests that met their SLO (incomplete ones did not).
+    pub slo_attainment: Option<f64>,
+}
+
+fn finite(x: Option<f64>) -> Option<f64> {
+    x.filter(|v| v.is_finite())
+}
+
+/// The SLO of a request: response <= max(mult x service, floor).
+pub fn slo_met(response_ns: f64, service_ns: f64, mult: f64, floor_ns: f64) -> bool {
+    response_ns <= (mult * service_ns).max(floor_ns)
+}
+
+/// Summarises (response_ns, service_ns) pairs; response = +inf for incomplete requests.
+pub fn summarize(samples: &[(f64, f64)], mult: f64, floor_ns: f64) -> Summary {
+    let mut r: Vec<f64> = samples.iter().map(|s| s.0 / 1e6).collect();
+    r.sort_by(f64::total_cmp);
+    let completed = r.iter().filter(|v| v.is_finite()).count();
+    let met = samples
+        .iter()
+        .filter(|(resp, svc)| slo_met(*resp, *svc, mult, floor_ns))
+        .count();
+    let n = r.len();
+    Summary {
+        n,
+        completed,
+        mean_ms: if completed == n && n > 0 {
+            Some(r.iter().sum::<f64>() / n as f64)
+        } else {
+            None
+        },
+        p50_ms: finite(percentile(&r, 0.50)),
+        p95_ms: finite(percentile(&r, 0.95)),
+        p99_ms: finite(percentile(&r, 0.99)),
+        p999_ms: finite(percentile(&r, 0.999)),
+        max_ms: finite(r.last().copied()),
+        slo_attainment: (n > 0).then(|| met as f64 / n as f64),
+    }
+}
+
+/// Log-binned histogram of response times: `BINS_PER_DECADE` bins per decade from 1 us;
+/// bin k holds values in [10^(k/B), 10^((k+1)/B)) us; the last bin also holds everything
+/// larger, including requests that never completed.
+pub const BINS_PER_DECADE: usize = 20;
+pub const HIST_BINS: usize = BINS_PER_DECADE * 8 + 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hist {
+    /// Sparse: (bin, count), bins ascending.
+    pub bins: Vec<(u32, u64)>,
+}
+
+pub fn hist_bin(us: f64) -> usize {
+    if !us.is_finite() {
+        return HIST_BINS - 1;
+    }
+    if us < 1.0 {
+        return 0;
+    }
+    ((us.log10() * BINS_PER_DECADE as f64).floor() as usize).min(HIST_BINS - 1)
+}
+
+pub fn histogram(responses_ns: impl Iterator<Item = f64>) -> Hist {
+    let mut c = vec![0u64; HIST_BINS];
+    for r in responses_ns {
+        c[hist_bin(r / 1e3)] += 1;
+    }
+    Hist {
+        bins: c
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| (i as u32, n))
+            .collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// /proc parsing
+
+/// `/proc/stat`: aggregate CPU jiffies and the context-switch counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ProcStat {
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub irq: u64,
+    pub softirq: u64,
+    pub steal: u64,
+    pub ctxt: u64,
+}
+
+impl ProcStat {
+    pub fn parse(text: &str) -> ProcStat {
+        let mut s = ProcStat::default();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            match it.next() {
+                Some("cpu") => {
+                    let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+                    let g = |i: usize| v.get(i).copied().unwrap_or(0);
+                    s.user = g(0);
+                    s.nice = g(1);
+                    s.system = g(2);
+                    s.idle = g(3);
+                    s.iowait = g(4);
+                    s.irq = g(5);
+                    s.softirq = g(6);
+                    s.steal = g(7);
+                }
+                Some("ctxt") => s.ctxt = it.next().and_then(|x| x.parse().ok()).unwrap_or(0),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    pub fn total(&self) -> u64 {
+        self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
+    }
+
+    /// (busy fraction, kernel fraction) of the interval from `a` to `self`.
+    pub fn util_since(&self, a: &ProcStat) -> (f64, f64) {
+        let total = self.total().saturating_sub(a.total()) as f64;
+        if total <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let idle = (self.idle + self.iowait).saturating_sub(a.idle + a.iowait) as f64;
+        let kern = (self.system + self.irq + self.softirq)
+            .saturating_sub(a.system + a.irq + a.softirq) as f64;
+        (1.0 - idle / total, kern / total)
+    }
+}
+
+/// `/proc/schedstat`, summed over CPUs: schedule() calls, time tasks spent running and
+/// waiting on a runqueue (ns), timeslices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct SchedStat {
+    pub sched_count: u64,
+    pub sched_goidle: u64,
+    pub ttwu_count: u64,
+    pub run_ns: u64,
+    pub run_delay_ns: u64,
+    pub timeslices: u64,
+}
+
+impl SchedStat {
+    pub fn parse(text: &str) -> SchedStat {
+        let mut s = SchedStat::default();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let Some(head) = it.next() else { continue };
+            if !head.starts_with("cpu") {
+                continue;
+            }
+            // cpuN yld_count 0 sched_count sched_goidle ttwu_count ttwu_local rq_cpu_time
+            // run_delay pcount
+            let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+            if v.len() < 9 {
+                continue;
+            }
+            s.sched_count += v[2];
+            s.sched_goidle += v[3];
+            s.ttwu_count += v[4];
+            s.run_ns += v[6];
+            s.run_delay_ns += v[7];
+            s.timeslices += v[8];
+        }
+        s
+    }
+
+    pub fn delta(&self, a: &SchedStat) -> SchedStat {
+        SchedStat {
+            sched_count: self.sched_count.saturating_sub(a.sched_count),
+            sched_goidle: self.sched_goidle.saturating_sub(a.sched_goidle),
+            ttwu_count: self.ttwu_count.saturating_sub(a.ttwu_count),
+            run_ns: self.run_ns.saturating_sub(a.run_ns),
+            run_delay_ns: self.run_delay_ns.saturating_sub(a.run_delay_ns),
+            timeslices: self.timeslices.saturating_sub(a.timeslices),
+        }
+    }
+}
+
+/// Value of a `key value` or `key:\tvalue` line.
+pub fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once([':', ' '])?;
+        (k.trim() == key).then(|| v.trim().split_whitespace().next()?.parse().ok())?
+    })
+}
+
+/// `usecs/op` of `perf bench sched pipe`.
+pub fn parse_perf_pipe(out: &str) -> Option<f64> {
+    out.lines().find_map(|l| {
+        let i = l.find("usecs/op")?;
+        l[..i].split_whitespace().last()?.parse().ok()
+    })
+}
+
+/// `Total time: X [sec]` of `perf bench sched messaging`.
+pub fn parse_perf_total(out: &str) -> Option<f64> {
+    out.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("Total time:")?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// `bogo-ops-per-second-real-time` of a stress-ng YAML report.
+pub fn parse_stress_yaml(out: &str) -> Option<f64> {
+    out.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("bogo-ops-per-second-real-time:")?;
+        rest.trim().parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect lb.* parameters to override defaults and junk to produce warnings.
+    #[test]
+    fn plan_from_cmdline() {
+        let (p, w) = Plan::from_cmdline(
+            "console=ttyS0 rdinit=/bin/lags-bench lb.funcs=25 lb.loads=0.5,0.9 lb.configs=stock,lags lb.seed=7 lb.reps=x lb.nope=1",
+        );
+        assert_eq!(p.funcs, 25);
+        assert_eq!(p.loads, vec![0.5, 0.9]);
+        assert_eq!(p.configs, vec!["stock", "lags"]);
+        assert_eq!(p.seed, 7);
+        assert_eq!(p.reps, Plan::default().reps);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(p.has("load") && !Plan::from_cmdline("lb.parts=overhead").0.has("load"));
+    }
+
+    // Expect the generator's moments to match the distributions' definitions.
+    #[test]
+    fn distributions() {
+        let mut r = Rng::new(1);
+        let n = 200_000;
+        let u: f64 = (0..n).map(|_| r.uniform()).sum::<f64>() / n as f64;
+        assert!((u - 0.5).abs() < 0.005, "{u}");
+        let e: f64 = (0..n).map(|_| r.exp(4.0)).sum::<f64>() / n as f64;
+        assert!((e - 0.25).abs() < 0.005, "{e}");
+        let z: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        let m = z.iter().sum::<f64>() / n as f64;
+        let v = z.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n as f64;
+        assert!(m.abs() < 0.01 && (v - 1.0).abs() < 0.02, "{m} {v}");
+        let l: f64 = (0..n).map(|_| r.lognormal_mean1(1.0)).sum::<f64>() / n as f64;
+        assert!((l - 1.0).abs() < 0.03, "{l}");
+        // Same seed, same stream.
+        assert_eq!(Rng::new(9).next_u64(), Rng::new(9).next_u64());
+        assert_ne!(mix_seed(1, &[1, 2]), mix_seed(1, &[2, 1]));
+    }
+
+    // Expect Zipf weights to be normalised, decreasing, with the right ratio, and picks to
+    // follow them.
+    #[test]
+    fn zipf_and_pick() {
+        let w = zipf_weights(10, 1.0);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!((w[0] / w[1] - 2.0).abs() < 1e-12);
+        let cdf = cdf_of(&w);
+        let mut counts = [0usize; 10];
+        let mut r = Rng::new(3);
+        for _ in 0..100_000 {
+            counts[r.pick(&cdf)] += 1;
+        }
+        let f0 = counts[0] as f64 / 100_000.0;
+        assert!((f0 - w[0]).abs() < 0.01, "{f0} vs {}", w[0]);
+    }
+
+    // Expect the function set to hit the requested mean, respect the demand cap and split
+    // the demand roughly in half between heavy and light.
+    #[test]
+    fn functions_and_schedule() {
+        let fs = make_functions(100, 1.0, 1.0, 5.0, 0.15, 42);
+        let mean: f64 = fs.iter().map(|f| f.popularity * f.mean_ms).sum();
+        assert!((mean - 5.0).abs() < 1e-9, "{mean}");
+        assert!(fs.iter().all(|f| f.demand_share <= 0.15 + 1e-6));
+        let heavy: f64 = fs.iter().filter(|f| f.heavy).map(|f| f.demand_share).sum();
+        assert!((0.5..0.7).contains(&heavy), "{heavy}");
+        assert!(fs.iter().filter(|f| f.heavy).count() < 50);
+
+        let rate = rate_for_load(0.5, 2, 5.0);
+        assert!((rate - 200.0).abs() < 1e-9);
+        let s = make_schedule(&fs, rate, 50.0, 1.0, 7);
+        let n = s.len() as f64;
+        assert!((n / 50.0 - rate).abs() / rate < 0.05, "{n}");
+        let work: f64 = s.iter().map(|r| r.work_ns as f64).sum::<f64>() / n / 1e6;
+        assert!((work - 5.0).abs() < 0.5, "mean work {work}");
+        assert!(s.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
+        // Deterministic.
+        assert_eq!(s, make_schedule(&fs, rate, 50.0, 1.0, 7));
+    }
+
+    // Expect interpolated percentiles and incomplete requests to count as +inf.
+    #[test]
+    fn percentiles_and_slo() {
+        let d: Vec<f64> = (1..=100).map(|x| x as f64).collect();
+        assert_eq!(percentile(&d, 0.0), Some(1.0));
+        assert_eq!(percentile(&d, 1.0), Some(100.0));
+        assert!((percentile(&d, 0.5).unwrap() - 50.5).abs() < 1e-9);
+        assert!((percentile(&d, 0.99).unwrap() - 99.01).abs() < 1e-9);
+        assert_eq!(percentile(&[], 0.5), None);
+        let with_inf = [1.0, 2.0, f64::INFINITY];
+        assert_eq!(percentile(&with_inf, 1.0), Some(f64::INFINITY));
+
+        assert!(slo_met(10e6, 1e6, 10.0, 5e6));
+        assert!(!slo_met(10.1e6, 1e6, 10.0, 5e6));
+        assert!(slo_met(5e6, 0.1e6, 10.0, 5e6)); // floor applies
+        let samples = [(1e6, 1e6), (30e6, 1e6), (f64::INFINITY, 1e6), (2e6, 1e6)];
+        let s = summarize(&samples, 10.0, 5e6);
+        assert_eq!((s.n, s.completed), (4, 3));
+        assert_eq!(s.slo_attainment, Some(0.5));
+        assert_eq!(s.max_ms, None);
+        assert_eq!(s.mean_ms, None);
+        assert_eq!(s.p50_ms, Some(16.0));
+    }
+
+    // Expect log bins at 20 per decade from 1 us, everything huge in the last bin.
+    #[test]
+    fn hist() {
+        assert_eq!(hist_bin(0.5), 0);
+        assert_eq!(hist_bin(1.0), 0);
+        assert_eq!(hist_bin(10.0), 20);
+        assert_eq!(hist_bin(1000.0), 60);
+        assert_eq!(hist_bin(f64::INFINITY), HIST_BINS - 1);
+        assert_eq!(hist_bin(1e12), HIST_BINS - 1);
+        let h = histogram([1e4, 1e4, 1e6].into_iter());
+        assert_eq!(h.bins, vec![(20, 2), (60, 1)]);
+    }
+
+    // Expect the /proc formats of 6.12 and the tools' outputs to parse.
+    #[test]
+    fn proc_and_tools() {
+        let st = ProcStat::parse("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\nctxt 12345\n");
+        assert_eq!(st.ctxt, 12345);
+        let a = ProcStat::default();
+        let (busy, kern) = st.util_since(&a);
+        assert!((busy - 0.15).abs() < 1e-9 && (kern - 0.05).abs() < 1e-9);
+        let ss = SchedStat::parse(
+            "version 16\ntimestamp 1\ncpu0 0 0 10 2 5 1 1000 300 7\ndomain0 3 1 2 3\ncpu1 0 0 20 3 6 2 2000 700 8\n",
+        );
+        assert_eq!(
+            (ss.sched_count, ss.run_ns, ss.run_delay_ns, ss.timeslices),
+            (30, 3000, 1000, 15)
+        );
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(field(status, "voluntary_ctxt_switches"), Some(12));
+        assert_eq!(field(status, "nonvoluntary_ctxt_switches"), Some(3));
+        assert_eq!(
+            field("lags_picks 9\nlags_credit_mcpu 3\n", "lags_picks"),
+            Some(9)
+        );
+        let pipe = "# Running 'sched/pipe' benchmark:\n# Executed 1000 pipe operations between two processes\n\n     Total time: 0.050 [sec]\n\n      50.123000 usecs/op\n           19950 ops/sec\n";
+        assert_eq!(parse_perf_pipe(pipe), Some(50.123));
+        assert_eq!(parse_perf_total(pipe), Some(0.05));
+        let yaml = "metrics:\n    - stressor: switch\n      bogo-ops: 100\n      bogo-ops-per-second-real-time: 33.500000\n";
+        assert_eq!(parse_stress_yaml(yaml), Some(33.5));
+    }
+}

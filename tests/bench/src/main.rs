@@ -1,0 +1,1044 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `lags-bench`: the in-guest LAGS benchmark, PID 1 of the benchmark initramfs
+//! (`rdinit=/bin/lags-bench`).
+//!
+//! It mounts the kernel filesystems, reads its plan from the `lb.*` kernel parameters,
+//! calibrates a spin loop, and runs the parts of the plan:
+//!
+//! * `load`: one function set, a sweep of offered loads, every configuration interleaved;
+//! * `density`: several function counts at one offered load;
+//! * `overhead`: `perf bench sched pipe|messaging` and `stress-ng --switch` with the LAGS
+//!   sysctl off and on (no LAGS groups).
+//!
+//! Progress goes to the console through `/dev/kmsg` (`lags-bench: ...`); results go to the
+//! second serial port (`/dev/ttyS1`) as one JSON object per line. The host (`cargo xtask
+//! bench`) aggregates them. Every path ends in a reboot: PID 1 never exits.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lags_bench::*;
+use serde_json::{json, Value};
+
+const CG: &str = "/sys/fs/cgroup";
+const PARENT: &str = "/sys/fs/cgroup/bench";
+const SYSCTL_LAGS: &str = "/proc/sys/kernel/sched_lags";
+const BASE_SLICE: &str = "/sys/kernel/debug/sched/base_slice_ns";
+
+// ---------------------------------------------------------------------------------------
+// Output
+
+struct Out {
+    kmsg: Option<File>,
+    data: Option<File>,
+}
+
+impl Out {
+    fn line(&self, s: &str) {
+        match &self.kmsg {
+            // One write per line: each becomes one kernel log record.
+            Some(k) => {
+                let mut k: &File = k;
+                let _ = k.write_all(format!("<6>{s}").as_bytes());
+            }
+            None => println!("{s}"),
+        }
+    }
+
+    fn say(&self, s: &str) {
+        self.line(&format!("lags-bench: {s}"));
+    }
+
+    fn record(&mut self, v: &Value) {
+        if let Some(d) = &mut self.data {
+            let mut s = v.to_string();
+            s.push('\n');
+            let _ = d.write_all(s.as_bytes());
+            let _ = d.flush();
+        }
+    }
+}
+
+/// Opens the data serial port raw (no newline translation, no echo).
+fn open_data_port(path: &str) -> Option<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags_noctty()
+        .open(path)
+        .ok()?;
+    // SAFETY: termios is plain data; the fd is valid for the calls.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(f.as_raw_fd(), &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(f.as_raw_fd(), libc::TCSANOW, &t);
+        }
+    }
+    Some(f)
+}
+
+trait NoCtty {
+    fn custom_flags_noctty(&mut self) -> &mut Self;
+}
+
+impl NoCtty for OpenOptions {
+    fn custom_flags_noctty(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NOCTTY)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// System helpers
+
+fn cstr(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).expect("no NUL in path")
+}
+
+fn mount(src: &str, target: &str, fstype: &str) -> Result<(), String> {
+    let _ = fs::create_dir_all(target);
+    let (s, t, f) = (cstr(src), cstr(target), cstr(fstype));
+    // SAFETY: valid NUL-terminated strings; null data is allowed.
+    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EBUSY) {
+        return Ok(());
+    }
+    Err(format!("mount {fstype} on {target}: {e}"))
+}
+
+fn mount_all() -> Vec<String> {
+    let mut errs = Vec::new();
+    for (src, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("debugfs", "/sys/kernel/debug", "debugfs"),
+        ("cgroup2", CG, "cgroup2"),
+        ("tmpfs", "/tmp", "tmpfs"),
+    ] {
+        if let Err(e) = mount(src, target, fstype) {
+            errs.push(e);
+        }
+    }
+    errs
+}
+
+fn read(path: &str) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+fn write(path: &str, v: &str) -> Result<(), String> {
+    fs::write(path, v).map_err(|e| format!("write {v:?} to {path}: {e}"))
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn sleep_until(ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: valid timespec; EINTR simply returns early (the caller re-checks the clock).
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+fn set_fifo(on: bool) {
+    let p = libc::sched_param {
+        sched_priority: if on { 50 } else { 0 },
+    };
+    let pol = if on {
+        libc::SCHED_FIFO
+    } else {
+        libc::SCHED_OTHER
+    };
+    // SAFETY: valid param for the calling thread.
+    unsafe { libc::sched_setscheduler(0, pol, &p) };
+}
+
+fn power_off(out: &Out) -> ! {
+    // SAFETY: sync/reboot have no memory-safety preconditions.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_AUTOBOOT);
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    out.line("lags-bench: reboot failed; sleeping");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Spin loop
+
+#[inline(never)]
+fn spin(iters: u64) -> u64 {
+    let mut x = 0x1234_5678u64;
+    for _ in 0..iters {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+    }
+    x
+}
+
+/// Iterations per ns of the spin loop on an idle CPU (best of several trials).
+fn calibrate() -> f64 {
+    let mut n = 100_000u64;
+    loop {
+        let t = mono_ns();
+        spin(n);
+        if mono_ns() - t > 20_000_000 {
+            break;
+        }
+        n *= 2;
+    }
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let t = mono_ns();
+        spin(n);
+        let dt = (mono_ns() - t) as f64;
+        best = best.max(n as f64 / dt);
+    }
+    best
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared completion table
+
+/// An anonymous shared mapping: slot 0 is the current epoch, slot 1+i the completion time
+/// of request i (0 = not yet).
+struct Shared {
+    ptr: *mut AtomicU64,
+    len: usize,
+}
+
+impl Shared {
+    fn new(len: usize) -> Shared {
+        let bytes = (len + 1) * 8;
+        // SAFETY: anonymous shared mapping; checked for failure.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "mmap failed");
+        Shared {
+            ptr: p as *mut AtomicU64,
+            len,
+        }
+    }
+
+    fn slot(&self, i: usize) -> &AtomicU64 {
+        assert!(i <= self.len);
+        // SAFETY: in bounds of the mapping, which lives as long as the process; AtomicU64
+        // has the layout of u64 and the mapping is zero-initialised and 8-byte aligned.
+        unsafe { &*self.ptr.add(i) }
+    }
+
+    fn epoch(&self) -> &AtomicU64 {
+        self.slot(0)
+    }
+
+    fn done(&self, i: usize) -> &AtomicU64 {
+        self.slot(i + 1)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Function groups and workers
+
+struct Worker {
+    pid: i32,
+    tx: OwnedFd,
+    group: String,
+}
+
+struct Fleet {
+    workers: Vec<Worker>,
+}
+
+/// Request message: id (u32), epoch (u32), spin iterations (u64).
+const MSG: usize = 16;
+
+fn worker_loop(rx: i32, shared: &Shared) -> ! {
+    let mut buf = [0u8; MSG];
+    loop {
+        let mut got = 0;
+        while got < MSG {
+            // SAFETY: buf has MSG bytes from offset got.
+            let n = unsafe { libc::read(rx, buf[got..].as_mut_ptr().cast(), MSG - got) };
+            if n <= 0 {
+                if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                // SAFETY: leaving the child process.
+                unsafe { libc::_exit(0) };
+            }
+            got += n as usize;
+        }
+        let id = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
+        let epoch = u32::from_le_bytes(buf[4..8].try_into().unwrap()) as u64;
+        let iters = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+        if shared.epoch().load(Ordering::Acquire) != epoch {
+            continue; // left over from an aborted run
+        }
+        std::hint::black_box(spin(iters));
+        shared.done(id).store(mono_ns(), Ordering::Release);
+    }
+}
+
+impl Fleet {
+    /// Creates `n` function cgroups under the parent and one worker process in each.
+    fn start(n: usize, shared: &Shared) -> Result<Fleet, String> {
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let group = format!("{PARENT}/f{i:04}");
+            fs::create_dir_all(&group).map_err(|e| format!("mkdir {group}: {e}"))?;
+            let mut fds = [0i32; 2];
+            // SAFETY: fds is a valid out-array.
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+                return Err(format!("pipe2: {}", std::io::Error::last_os_error()));
+            }
+            // SAFETY: fork in a single-threaded process; the child only uses async-signal-
+            // safe calls and memory it owns, and never returns.
+            let pid = unsafe { libc::fork() };
+            if pid < 0 {
+                return Err(format!("fork: {}", std::io::Error::last_os_error()));
+            }
+            if pid == 0 {
+                // SAFETY: the write end is not needed in the worker.
+                unsafe { libc::close(fds[1]) };
+                worker_loop(fds[0], shared);
+            }
+            // SAFETY: fds are ours; the parent keeps the write end only.
+            unsafe { libc::close(fds[0]) };
+            // SAFETY: fds[1] is an open descriptor we own.
+            let tx = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+            // SAFETY: plain fcntl on our descriptor.
+            unsafe {
+                let fl = libc::fcntl(fds[1], libc::F_GETFL);
+                libc::fcntl(fds[1], libc::F_SETFL, fl | libc::O_NONBLOCK);
+            }
+            write(&format!("{group}/cgroup.procs"), &pid.to_string())?;
+            workers.push(Worker { pid, tx, group });
+        }
+        Ok(Fleet { workers })
+    }
+
+    fn stop(self) {
+        for w in &self.workers {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(w.pid, libc::SIGKILL) };
+        }
+        for w in &self.workers {
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(w.pid, &mut st, 0) };
+        }
+        for w in self.workers {
+            drop(w.tx);
+            let _ = fs::remove_dir(&w.group);
+        }
+    }
+
+    fn set_lags(&self, on: bool) -> Result<(), String> {
+        for w in &self.workers {
+            write(&format!("{}/cpu.lags", w.group), if on { "1" } else { "0" })?;
+        }
+        Ok(())
+    }
+
+    /// Sum of (voluntary, nonvoluntary) context switches and (exec, wait) ns of the workers.
+    fn task_counters(&self) -> [u64; 4] {
+        let mut c = [0u64; 4];
+        for w in &self.workers {
+            let st = read(&format!("/proc/{}/status", w.pid));
+            c[0] += field(&st, "voluntary_ctxt_switches").unwrap_or(0);
+            c[1] += field(&st, "nonvoluntary_ctxt_switches").unwrap_or(0);
+            let ss = read(&format!("/proc/{}/schedstat", w.pid));
+            let v: Vec<u64> = ss
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            c[2] += v.first().copied().unwrap_or(0);
+            c[3] += v.get(1).copied().unwrap_or(0);
+        }
+        c
+    }
+
+    /// Sum of the LAGS counters of the groups (picks, wakeup preempts, starved picks) and
+    /// the largest `lags_wait_max_us`; `None` when the groups show no LAGS statistics.
+    fn lags_counters(&self) -> Option<[u64; 4]> {
+        let mut c = [0u64; 4];
+        let mut any = false;
+        for w in &self.workers {
+            let st = read(&format!("{}/cpu.stat", w.group));
+            if let Some(p) = field(&st, "lags_picks") {
+                any = true;
+                c[0] += p;
+                c[1] += field(&st, "lags_wakeup_preempts").unwrap_or(0);
+                c[2] += field(&st, "lags_starved_picks").unwrap_or(0);
+                c[3] = c[3].max(field(&st, "lags_wait_max_us").unwrap_or(0));
+            }
+        }
+        any.then_some(c)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Configurations
+
+struct Knobs {
+    base_slice_default: Option<String>,
+    tuned_slice_ns: u64,
+}
+
+impl Knobs {
+    fn apply(&self, cfg: &str, fleet: &Fleet) -> Result<(), String> {
+        let slice = match cfg {
+            "tuned" => Some(self.tuned_slice_ns.to_string()),
+            _ => self.base_slice_default.clone(),
+        };
+        if let Some(s) = slice {
+            write(BASE_SLICE, s.trim())?;
+        } else if cfg == "tuned" {
+            return Err(format!(
+                "{BASE_SLICE} missing: cannot run the tuned baseline"
+            ));
+        }
+        match cfg {
+            "stock" | "tuned" => fleet.set_lags(false),
+            "lags" => {
+                if fs::metadata(SYSCTL_LAGS).is_ok() {
+                    write(SYSCTL_LAGS, "1")?;
+                }
+                fleet.set_lags(true)
+            }
+            other => Err(format!("unknown configuration {other:?}")),
+        }
+    }
+
+    fn restore(&self) {
+        if let Some(s) = &self.base_slice_default {
+            let _ = write(BASE_SLICE, s.trim());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One run
+
+struct Ctx<'a> {
+    plan: &'a Plan,
+    cpus: usize,
+    iters_per_ns: f64,
+    shared: Shared,
+    knobs: Knobs,
+    epoch: u64,
+    runs_done: usize,
+    runs_total: usize,
+}
+
+fn snapshot() -> (u64, ProcStat, SchedStat) {
+    (
+        mono_ns(),
+        ProcStat::parse(&read("/proc/stat")),
+        SchedStat::parse(&read("/proc/schedstat")),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    ctx: &mut Ctx,
+    out: &mut Out,
+    fleet: &Fleet,
+    funcs: &[Function],
+    sweep: &str,
+    cfg: &str,
+    load: f64,
+    rep: usize,
+    seed: u64,
+) -> Result<(), String> {
+    let plan = ctx.plan;
+    ctx.knobs.apply(cfg, fleet)?;
+    let rate = rate_for_load(load, ctx.cpus, plan.mean_ms);
+    let total_s = plan.warmup_s + plan.duration_s;
+    let sched = make_schedule(funcs, rate, total_s, plan.req_sigma, seed);
+    if sched.len() > ctx.shared.len {
+        return Err(format!(
+            "{} requests exceed the completion table ({})",
+            sched.len(),
+            ctx.shared.len
+        ));
+    }
+    ctx.epoch += 1;
+    let epoch = ctx.epoch;
+    for i in 0..sched.len() {
+        ctx.shared.done(i).store(0, Ordering::Relaxed);
+    }
+    ctx.shared.epoch().store(epoch, Ordering::Release);
+    let warm_ns = (plan.warmup_s * 1e9) as u64;
+    let end_ns = (total_s * 1e9) as u64;
+    // Let the previous run's load credit and runqueues settle.
+    std::thread::sleep(Duration::from_millis(300));
+    let lags0 = fleet.lags_counters();
+    let tasks0 = fleet.task_counters();
+
+    set_fifo(true);
+    let t0 = mono_ns() + 10_000_000;
+    let mut start_snap = None;
+    let mut dropped = 0usize;
+    let mut late_sum = 0u64;
+    let mut late_max = 0u64;
+    let mut msg = [0u8; MSG];
+    for (i, r) in sched.iter().enumerate() {
+        let due = t0 + r.t_ns;
+        if mono_ns() < due {
+            sleep_until(due);
+        }
+        if start_snap.is_none() && r.t_ns >= warm_ns {
+            start_snap = Some(snapshot());
+        }
+        let now = mono_ns();
+        let late = now.saturating_sub(due);
+        late_sum += late;
+        late_max = late_max.max(late);
+        msg[0..4].copy_from_slice(&(i as u32).to_le_bytes());
+        msg[4..8].copy_from_slice(&(epoch as u32).to_le_bytes());
+        let iters = (r.work_ns as f64 * ctx.iters_per_ns) as u64;
+        msg[8..16].copy_from_slice(&iters.to_le_bytes());
+        let w = &fleet.workers[r.func as usize];
+        // SAFETY: msg is MSG bytes; the fd is a non-blocking pipe we own.
+        let n = unsafe { libc::write(w.tx.as_raw_fd(), msg.as_ptr().cast(), MSG) };
+        if n != MSG as isize {
+            dropped += 1;
+            ctx.shared.done(i).store(u64::MAX, Ordering::Relaxed);
+        }
+    }
+    if mono_ns() < t0 + end_ns {
+        sleep_until(t0 + end_ns);
+    }
+    let start_snap = start_snap.unwrap_or_else(snapshot);
+    let end_snap = snapshot();
+    set_fifo(false);
+    // Drain: wait for the outstanding requests, bounded.
+    let drain_limit = t0 + end_ns + ((plan.duration_s * 0.5).max(2.0) * 1e9) as u64;
+    let mut first_pending = 0;
+    loop {
+        while first_pending < sched.len()
+            && ctx.shared.done(first_pending).load(Ordering::Acquire) != 0
+        {
+            first_pending += 1;
+        }
+        let pending = (first_pending..sched.len())
+            .filter(|&i| ctx.shared.done(i).load(Ordering::Acquire) == 0)
+            .count();
+        if pending == 0 || mono_ns() > drain_limit {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Abort what is left: workers skip stale requests.
+    ctx.epoch += 1;
+    ctx.shared.epoch().store(ctx.epoch, Ordering::Release);
+    let drain_ns = mono_ns().saturating_sub(t0 + end_ns);
+    let tasks1 = fleet.task_counters();
+    let lags1 = fleet.lags_counters();
+
+    // Per-request results of the measured window.
+    let (ws, we) = (start_snap.0, end_snap.0);
+    let mut all = Vec::new();
+    let mut light = Vec::new();
+    let mut heavy = Vec::new();
+    let mut completed_in_window = 0usize;
+    let mut completed_all = 0usize;
+    let mut work_offered_ns = 0f64;
+    let mut work_done_window_ns = 0f64;
+    for (i, r) in sched.iter().enumerate() {
+        let done = ctx.shared.done(i).load(Ordering::Acquire);
+        let finished = done != 0 && done != u64::MAX;
+        if finished {
+            completed_all += 1;
+            if done >= ws && done < we {
+                completed_in_window += 1;
+                work_done_window_ns += r.work_ns as f64;
+            }
+        }
+        if r.t_ns < warm_ns || r.t_ns >= end_ns {
+            continue;
+        }
+        work_offered_ns += r.work_ns as f64;
+        let resp = if finished {
+            done.saturating_sub(t0 + r.t_ns) as f64
+        } else {
+            f64::INFINITY
+        };
+        let s = (resp, r.work_ns as f64);
+        all.push(s);
+        if funcs[r.func as usize].heavy {
+            heavy.push(s);
+        } else {
+            light.push(s);
+        }
+    }
+    let floor = plan.slo_floor_ms * 1e6;
+    let window_s = (we - ws) as f64 / 1e9;
+    let (util, kern) = end_snap.1.util_since(&start_snap.1);
+    let ctxt = end_snap.1.ctxt.saturating_sub(start_snap.1.ctxt);
+    let ss = end_snap.2.delta(&start_snap.2);
+    let per = |x: f64| {
+        if completed_in_window > 0 {
+            Some(x / completed_in_window as f64)
+        } else {
+            None
+        }
+    };
+    let tv = tasks1[0].saturating_sub(tasks0[0]);
+    let ti = tasks1[1].saturating_sub(tasks0[1]);
+    let texec = tasks1[2].saturating_sub(tasks0[2]);
+    let twait = tasks1[3].saturating_sub(tasks0[3]);
+    let s_all = summarize(&all, plan.slo_mult, floor);
+    let s_light = summarize(&light, plan.slo_mult, floor);
+    let s_heavy = summarize(&heavy, plan.slo_mult, floor);
+    let total_work_ns: f64 = sched.iter().map(|r| r.work_ns as f64).sum();
+    let lags = match (lags0, lags1) {
+        (Some(a), Some(b)) => json!({
+            "picks": b[0].saturating_sub(a[0]),
+            "wakeup_preempts": b[1].saturating_sub(a[1]),
+            "starved_picks": b[2].saturating_sub(a[2]),
+            "wait_max_us": b[3],
+        }),
+        _ => Value::Null,
+    };
+    let rec = json!({
+        "type": "run",
+        "sweep": sweep,
+        "config": cfg,
+        "funcs": funcs.len(),
+        "load": load,
+        "rep": rep,
+        "seed": seed,
+        "requests": sched.len(),
+        "measured": all.len(),
+        "dropped": dropped,
+        "window_s": window_s,
+        "drain_s": drain_ns as f64 / 1e9,
+        "offered_load": work_offered_ns / 1e9 / (plan.duration_s * ctx.cpus as f64),
+        "achieved_load": work_done_window_ns / 1e9 / (window_s * ctx.cpus as f64),
+        "throughput_rps": completed_in_window as f64 / window_s,
+        "cpu_util": util,
+        "cpu_kernel": kern,
+        "ctxt": ctxt,
+        "ctxt_per_req": per(ctxt as f64),
+        "sched_count": ss.sched_count,
+        "schedule_per_req": per(ss.sched_count as f64),
+        "ttwu": ss.ttwu_count,
+        "run_delay_ms": ss.run_delay_ns as f64 / 1e6,
+        "run_delay_ms_per_req": per(ss.run_delay_ns as f64 / 1e6),
+        "timeslices": ss.timeslices,
+        "worker_vol_cs": tv,
+        "worker_invol_cs": ti,
+        "worker_cs_per_req": if completed_all > 0 { Some((tv + ti) as f64 / completed_all as f64) } else { None },
+        "worker_exec_ms": texec as f64 / 1e6,
+        "worker_wait_ms": twait as f64 / 1e6,
+        "worker_wait_ms_per_req": if completed_all > 0 { Some(twait as f64 / 1e6 / completed_all as f64) } else { None },
+        "work_inflation": if total_work_ns > 0.0 { Some(texec as f64 / total_work_ns) } else { None },
+        "dispatch_late_mean_us": late_sum as f64 / sched.len().max(1) as f64 / 1e3,
+        "dispatch_late_max_us": late_max as f64 / 1e3,
+        "all": s_all,
+        "light": s_light,
+        "heavy": s_heavy,
+        "hist_all": histogram(all.iter().map(|s| s.0)),
+        "hist_light": histogram(light.iter().map(|s| s.0)),
+        "hist_heavy": histogram(heavy.iter().map(|s| s.0)),
+        "lags": lags,
+    });
+    out.record(&rec);
+    ctx.runs_done += 1;
+    let f = |x: Option<f64>| x.map_or("inf".to_string(), |v| format!("{v:.1}"));
+    out.say(&format!(
+        "run {}/{} {sweep} F={} load={load:.2} {cfg} rep={rep}: slo={:.2}% p99={}ms light-p99={}ms ctx/req={:.2} util={:.0}% late={:.0}us",
+        ctx.runs_done,
+        ctx.runs_total,
+        funcs.len(),
+        s_all.slo_attainment.unwrap_or(0.0) * 100.0,
+        f(s_all.p99_ms),
+        f(s_light.p99_ms),
+        per(ctxt as f64).unwrap_or(0.0),
+        util * 100.0,
+        late_sum as f64 / sched.len().max(1) as f64 / 1e3,
+    ));
+    Ok(())
+}
+
+/// Runs every configuration at every point, interleaved: for each repetition and point the
+/// configurations run back to back, in an order rotated per (repetition, point).
+fn sweep(
+    ctx: &mut Ctx,
+    out: &mut Out,
+    name: &str,
+    funcs_n: usize,
+    loads: &[f64],
+    seed_tag: u64,
+) -> Result<(), String> {
+    let plan = ctx.plan;
+    let funcs = make_functions(
+        funcs_n,
+        plan.zipf_s,
+        plan.func_sigma,
+        plan.mean_ms,
+        plan.max_share,
+        plan.seed,
+    );
+    let heavy = funcs.iter().filter(|f| f.heavy).count();
+    out.say(&format!(
+        "{name}: starting {funcs_n} function groups ({heavy} heavy) ..."
+    ));
+    let fleet = Fleet::start(funcs_n, &ctx.shared)?;
+    out.record(&json!({"type": "functions", "sweep": name, "funcs": funcs_n, "functions": funcs}));
+    let n = plan.configs.len();
+    let mut result = Ok(());
+    'outer: for rep in 0..plan.reps {
+        for (li, &load) in loads.iter().enumerate() {
+            let seed = mix_seed(
+                plan.seed,
+                &[seed_tag, funcs_n as u64, li as u64, rep as u64],
+            );
+            for k in 0..n {
+                let cfg = plan.configs[(k + rep + li) % n].clone();
+                if let Err(e) = run_once(ctx, out, &fleet, &funcs, name, &cfg, load, rep, seed) {
+                    result = Err(e);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    ctx.knobs.restore();
+    let _ = fleet.set_lags(false);
+    fleet.stop();
+    result
+}
+
+// ---------------------------------------------------------------------------------------
+// Overhead probes
+
+fn run_tool(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let o = std::process::Command::new(cmd)
+        .args(args)
+        .env("PATH", "/usr/bin:/bin:/sbin")
+        .env("HOME", "/root")
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if !o.status.success() {
+        return Err(format!(
+            "{cmd} {args:?} failed ({}): {}",
+            o.status,
+            text.trim()
+        ));
+    }
+    Ok(text)
+}
+
+fn overhead(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
+    let plan = ctx.plan;
+    let has_sysctl = fs::metadata(SYSCTL_LAGS).is_ok();
+    let modes: Vec<&str> = if has_sysctl {
+        vec!["off", "on-nogroups"]
+    } else {
+        vec!["kernel"]
+    };
+    let pipe_loops = plan.ov_pipe_loops.to_string();
+    let groups = plan.ov_msg_groups.to_string();
+    let msg_loops = plan.ov_msg_loops.to_string();
+    let sw_t = plan.ov_switch_s.to_string();
+    let total = plan.ov_reps * modes.len() * 3;
+    let mut done = 0;
+    for rep in 0..plan.ov_reps {
+        for k in 0..modes.len() {
+            let mode = modes[(k + rep) % modes.len()];
+            match mode {
+                "off" => write(SYSCTL_LAGS, "0")?,
+                "on-nogroups" => write(SYSCTL_LAGS, "1")?,
+                _ => {}
+            }
+            let probes: [(&str, &str, Vec<&str>); 3] = [
+                (
+                    "perf-pipe",
+                    "/usr/bin/perf",
+                    vec!["bench", "sched", "pipe", "-l", &pipe_loops],
+                ),
+                (
+                    "perf-messaging",
+                    "/usr/bin/perf",
+                    vec![
+                        "bench",
+                        "sched",
+                        "messaging",
+                        "-p",
+                        "-g",
+                        &groups,
+                        "-l",
+                        &msg_loops,
+                    ],
+                ),
+                (
+                    "stress-switch",
+                    "/usr/bin/stress-ng",
+                    vec![
+                        "--switch",
+                        "2",
+                        "--timeout",
+                        &sw_t,
+                        "--metrics-brief",
+                        "--yaml",
+                        "/tmp/sng.yaml",
+                    ],
+                ),
+            ];
+            for (name, cmd, args) in probes {
+                done += 1;
+                if fs::metadata(cmd).is_err() {
+                    out.say(&format!(
+                        "overhead: {cmd} not in the initramfs; skipping {name}"
+                    ));
+                    continue;
+                }
+                let _ = fs::remove_file("/tmp/sng.yaml");
+                let t = mono_ns();
+                let res = run_tool(cmd, &args);
+                let wall = (mono_ns() - t) as f64 / 1e9;
+                let (value, unit, higher_better, err) = match &res {
+                    Ok(text) => match name {
+                        "perf-pipe" => (parse_perf_pipe(text), "usecs/op", false, None),
+                        "perf-messaging" => (parse_perf_total(text), "s", false, None),
+                        _ => (
+                            parse_stress_yaml(&read("/tmp/sng.yaml")),
+                            "bogo-ops/s",
+                            true,
+                            None,
+                        ),
+                    },
+                    Err(e) => (None, "", false, Some(e.clone())),
+                };
+                out.record(&json!({
+                    "type": "overhead", "probe": name, "mode": mode, "rep": rep,
+                    "value": value, "unit": unit, "higher_is_better": higher_better,
+                    "wall_s": wall, "error": err,
+                }));
+                out.say(&format!(
+                    "overhead {done}/{total} {name} {mode} rep={rep}: {} {unit}{}",
+                    value.map_or("n/a".into(), |v| format!("{v:.3}")),
+                    err.map_or(String::new(), |e| format!(
+                        " ({})",
+                        e.chars().take(200).collect::<String>()
+                    ))
+                ));
+            }
+        }
+    }
+    if has_sysctl {
+        write(SYSCTL_LAGS, "1")?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Main
+
+fn env_record(plan: &Plan, cpus: usize, iters_per_ns: f64, warnings: &[String]) -> Value {
+    let uname = {
+        // SAFETY: utsname is plain data filled by the kernel.
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        unsafe { libc::uname(&mut u) };
+        let s = |a: &[libc::c_char]| {
+            // SAFETY: uname NUL-terminates the fields.
+            unsafe { std::ffi::CStr::from_ptr(a.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        json!({"release": s(&u.release), "version": s(&u.version), "machine": s(&u.machine)})
+    };
+    json!({
+        "type": "env",
+        "uname": uname,
+        "proc_version": read("/proc/version").trim(),
+        "cmdline": read("/proc/cmdline").trim(),
+        "cpus": cpus,
+        "spin_iters_per_ns": iters_per_ns,
+        "sched_lags_sysctl": read(SYSCTL_LAGS).trim(),
+        "base_slice_ns": read(BASE_SLICE).trim(),
+        "lags_credit_period_ns": read("/sys/kernel/debug/sched/lags/credit_period_ns").trim(),
+        "lags_starve_ns": read("/sys/kernel/debug/sched/lags/starve_ns").trim(),
+        "schedstat_version": read("/proc/schedstat").lines().next().unwrap_or("").trim(),
+        "plan": plan,
+        "warnings": warnings,
+    })
+}
+
+fn setup_cgroups() -> Result<(), String> {
+    write(&format!("{CG}/cgroup.subtree_control"), "+cpu")?;
+    fs::create_dir_all(PARENT).map_err(|e| format!("mkdir {PARENT}: {e}"))?;
+    write(&format!("{PARENT}/cgroup.subtree_control"), "+cpu")
+}
+
+fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, String> {
+    // SAFETY: plain sysconf/prctl/setrlimit calls.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64);
+        let lim = libc::rlimit {
+            rlim_cur: 65536,
+            rlim_max: 65536,
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let _ = write("/proc/sys/kernel/sched_schedstats", "1");
+    out.say("calibrating the spin loop ...");
+    let ipn = calibrate();
+    out.say(&format!(
+        "{cpus} CPUs, spin loop {:.1} iterations/us; plan parts={} configs={} reps={}",
+        ipn * 1e3,
+        plan.parts.join(","),
+        plan.configs.join(","),
+        plan.reps
+    ));
+    for w in warnings {
+        out.say(&format!("warning: {w}"));
+    }
+    out.record(&env_record(plan, cpus, ipn, warnings));
+
+    let mut runs_total = 0;
+    let mut max_rate: f64 = 0.0;
+    if plan.has("load") {
+        runs_total += plan.loads.len() * plan.reps * plan.configs.len();
+        for &l in &plan.loads {
+            max_rate = max_rate.max(rate_for_load(l, cpus, plan.mean_ms));
+        }
+    }
+    if plan.has("density") {
+        runs_total += plan.density.len() * plan.reps * plan.configs.len();
+        max_rate = max_rate.max(rate_for_load(plan.density_load, cpus, plan.mean_ms));
+    }
+    let slots = ((max_rate * (plan.warmup_s + plan.duration_s)) * 1.5) as usize + 10_000;
+    let mut ctx = Ctx {
+        plan,
+        cpus,
+        iters_per_ns: ipn,
+        shared: Shared::new(slots),
+        knobs: Knobs {
+            base_slice_default: fs::read_to_string(BASE_SLICE).ok(),
+            tuned_slice_ns: plan.tuned_slice_ns,
+        },
+        epoch: 0,
+        runs_done: 0,
+        runs_total,
+    };
+    let mut errors = 0;
+    // Overhead first: no function groups exist yet ("on, no LAGS groups").
+    if plan.has("overhead") {
+        if let Err(e) = overhead(&mut ctx, out) {
+            errors += 1;
+            out.say(&format!("error: overhead: {e}"));
+        }
+    }
+    if plan.has("load") || plan.has("density") {
+        setup_cgroups()?;
+    }
+    if plan.has("load") {
+        if let Err(e) = sweep(&mut ctx, out, "load", plan.funcs, &plan.loads, 1) {
+            errors += 1;
+            out.say(&format!("error: load sweep: {e}"));
+        }
+    }
+    if plan.has("density") {
+        for &n in &plan.density {
+            if let Err(e) = sweep(&mut ctx, out, "density", n, &[plan.density_load], 2) {
+                errors += 1;
+                out.say(&format!("error: density sweep F={n}: {e}"));
+            }
+        }
+    }
+    Ok(errors)
+}
+
+fn main() {
+    // SAFETY: getpid has no preconditions.
+    let pid1 = unsafe { libc::getpid() } == 1;
+    let mut mount_errs = Vec::new();
+    if pid1 {
+        mount_errs = mount_all();
+    }
+    let _ = write("/proc/sys/kernel/printk_devkmsg", "on");
+    let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
+    let mut out = Out {
+        kmsg,
+        data: open_data_port("/dev/ttyS1"),
+    };
+    out.line("lags-init: start (lags-bench)");
+    for e in &mount_errs {
+        out.say(&format!("warning: {e}"));
+    }
+    if out.data.is_none() {
+        out.say("warning: /dev/ttyS1 unavailable; results are only on the console");
+    }
+    let (plan, warnings) = Plan::from_cmdline(&read("/proc/cmdline"));
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bench(&mut out, &plan, &warnings)
+    }));
+    let (status, errors) = match res {
+        Ok(Ok(e)) => (if e == 0 { "ok" } else { "errors" }, e),
+        Ok(Err(e)) => {
+            out.say(&format!("error: {e}"));
+            ("error", 1)
+        }
+        Err(p) => {
+            let m = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            out.say(&format!("error: panic: {m}"));
+            ("panic", 1)
+        }
+    };
+    out.record(&json!({"type": "done", "status": status, "errors": errors}));
+    if let Some(d) = &out.data {
+        // SAFETY: valid fd.
+        unsafe { libc::tcdrain(d.as_raw_fd()) };
+    }
+    out.line(&format!("lags-init: done status={status} errors={errors}"));
+    if pid1 {
+        power_off(&out);
+    }
+}
