@@ -135,19 +135,18 @@ impl debugfs::Snapshot for Monitor {
     fn snapshot(&self, buf: &mut SnapshotBuf) -> Result {
         let mut path = KVec::from_elem(0u8, PATH_MAX, GFP_KERNEL)?;
         let mut rows = SnapshotBuf::new();
-        let mut totals = Totals::default();
         let mut expect = sched_lags::nr_groups() as usize;
-        loop {
+        let totals = loop {
             // Room for the expected groups, plus some for groups that appear meanwhile.
             let room = (expect + expect / 8 + 16) * (ROW_NUMBERS + 64);
-            rows.reserve(room.saturating_sub(rows.spare()), GFP_KERNEL)?;
             rows.clear();
-            totals = Totals::default();
+            rows.reserve(room, GFP_KERNEL)?;
+            let mut totals = Totals::default();
             if self.rows(&mut rows, &mut path, &mut totals) {
-                break;
+                break totals;
             }
             expect = 2 * expect + 64;
-        }
+        };
 
         buf.reserve(512 + rows.len(), GFP_KERNEL)?;
         writeln!(

@@ -85,6 +85,7 @@ impl CiArgs {
         util::run(&mut cargo_cmd(&["test", "--workspace", "-q"])).context("host tests failed")?;
         self.run.run(paths)?;
         CheckSeriesArgs { build_each: false }.run(paths)?;
+        fault_selftest(paths, &self.run.test)?;
         if self.nolags {
             let p = Profile::Nolags;
             config::configure(paths, p, false)?;
@@ -100,6 +101,44 @@ impl CiArgs {
         let el = start.elapsed().as_secs();
         eprintln!("[ci] all checks passed in {}m{:02}s", el / 60, el % 60);
         Ok(())
+    }
+}
+
+/// Boots with injected faults and checks each is classified as what it is, with its own
+/// exit code: a panic mid-suite, a guest that hangs, a boot that never reaches the runner.
+pub fn fault_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
+    use crate::vmtest::Verdict;
+    let cases = [
+        ("panic", Verdict::KernelFault),
+        ("hang", Verdict::Timeout),
+        ("noboot", Verdict::BootFailure),
+    ];
+    let mut bad = Vec::new();
+    for (inject, want) in cases {
+        eprintln!("\n=== runner self-test: --inject {inject} must give {want:?} ===");
+        let mut t = base.clone();
+        t.inject = Some(inject.into());
+        t.suites = Some("boot,cgroup".into());
+        t.silence = 15;
+        t.timeout = Some(120);
+        let got = t.run_boots(paths)?;
+        let v = got.first().map(|r| r.verdict);
+        if v != Some(want) {
+            bad.push(format!("--inject {inject}: expected {want:?}, got {v:?}"));
+        } else {
+            eprintln!(
+                "[ci] --inject {inject}: {want:?} (exit code {}) as expected",
+                want.exit() as i32
+            );
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(util::failure(
+            util::Exit::TestsFailed,
+            format!("runner self-test failed:\n  {}", bad.join("\n  ")),
+        ))
     }
 }
 
