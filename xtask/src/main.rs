@@ -56,6 +56,8 @@ enum Cmd {
     QemuTest(vmtest::QemuTestArgs),
     /// checkpatch --strict, subjects, sign-offs and base of patches/ (and optionally build each).
     CheckSeries(series::CheckSeriesArgs),
+    /// Regenerate patches/ from the commits on lags-base in work/linux (keeps the cover prose).
+    ExportSeries(series::ExportSeriesArgs),
     /// The main job: setup, fetch, patch, configure, build kernel and module, qemu-test.
     Run(pipeline::RunArgs),
     /// Everything CI checks: fmt, clippy, host tests, check-series and the main job.
@@ -74,6 +76,7 @@ fn main() {
         Cmd::BuildModule(a) => a.run(&paths),
         Cmd::QemuTest(a) => a.run(&paths),
         Cmd::CheckSeries(a) => a.run(&paths),
+        Cmd::ExportSeries(a) => a.run(&paths),
         Cmd::Run(a) => a.run(&paths),
         Cmd::Ci(a) => a.run(&paths),
     };

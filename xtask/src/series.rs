@@ -22,6 +22,105 @@ pub struct CheckSeriesArgs {
     pub build_each: bool,
 }
 
+/// Arguments of `cargo xtask export-series`.
+#[derive(Debug, clap::Args)]
+pub struct ExportSeriesArgs {}
+
+impl ExportSeriesArgs {
+    /// Regenerates `patches/` from the commits on top of `lags-base` in work/linux (for
+    /// developers who edit the series as commits there), keeping the cover letter's prose.
+    pub fn run(&self, paths: &Paths) -> Result<()> {
+        let _lock = util::WorkLock::acquire(paths, "export-series")?;
+        let dir = paths.patches();
+        let cover = dir.join("0000-cover-letter.patch");
+        let old_cover = std::fs::read_to_string(&cover).ok();
+        let tmp = paths.work.join("export.tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        util::run(
+            Command::new("git")
+                .arg("-C")
+                .arg(paths.src())
+                .args([
+                    "format-patch",
+                    "-q",
+                    "--cover-letter",
+                    "--base",
+                    BASE_TAG,
+                    "-o",
+                ])
+                .arg(&tmp)
+                .arg(format!("{BASE_TAG}..HEAD")),
+        )?;
+        let new_cover = util::read(&tmp.join("0000-cover-letter.patch"))?;
+        let merged = match old_cover {
+            Some(old) => merge_cover_letter(&old, &new_cover)?,
+            None => new_cover,
+        };
+        util::write(&tmp.join("0000-cover-letter.patch"), merged)?;
+        for f in std::fs::read_dir(&dir)? {
+            let p = f?.path();
+            if p.extension().is_some_and(|e| e == "patch") {
+                std::fs::remove_file(&p)?;
+            }
+        }
+        for f in std::fs::read_dir(&tmp)? {
+            let p = f?.path();
+            std::fs::rename(&p, dir.join(p.file_name().unwrap_or_default()))?;
+        }
+        std::fs::remove_dir_all(&tmp)?;
+        eprintln!("[export-series] patches/ regenerated from {BASE_TAG}..HEAD");
+        Ok(())
+    }
+}
+
+/// Keeps the subject line's title and the prose of `old` with the headers, shortlog,
+/// diffstat and base-commit of the freshly generated cover letter `new`.
+pub fn merge_cover_letter(old: &str, new: &str) -> Result<String> {
+    // Prose: everything after the headers up to the shortlog ("Name (N):" line).
+    let prose = |t: &str| -> Result<(String, String)> {
+        let (headers, body) = t.split_once("\n\n").context("cover letter without body")?;
+        let cut = body
+            .lines()
+            .position(|l| l.ends_with("):") && l.contains(" ("))
+            .context("cover letter without shortlog")?;
+        let lines: Vec<&str> = body.lines().collect();
+        Ok((headers.to_string(), lines[..cut].join("\n") + "\n"))
+    };
+    let (old_headers, old_prose) = prose(old)?;
+    let (new_headers, _) = prose(new)?;
+    let (_, new_body) = new
+        .split_once("\n\n")
+        .context("cover letter without body")?;
+    let shortlog_at = new_body
+        .lines()
+        .position(|l| l.ends_with("):") && l.contains(" ("))
+        .context("generated cover letter without shortlog")?;
+    let tail: Vec<&str> = new_body.lines().skip(shortlog_at).collect();
+    let title = old_headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .and_then(|s| s.split_once("] ").map(|(_, t)| t.to_string()))
+        .unwrap_or_default();
+    let headers: Vec<String> = new_headers
+        .lines()
+        .map(|l| match l.strip_prefix("Subject: ") {
+            Some(s) if !title.is_empty() => {
+                let tag = s.split_once("] ").map_or(s, |(t, _)| t);
+                format!("Subject: {tag}] {title}")
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    Ok(format!(
+        "{}\n\n{}{}\n",
+        headers.join("\n"),
+        old_prose,
+        tail.join("\n")
+    ))
+}
+
 /// Problems found in one patch's metadata (pure, unit-tested).
 pub fn metadata_problems(text: &str) -> Vec<String> {
     let mut problems = Vec::new();
@@ -249,6 +348,19 @@ mod tests {
         assert!(!subject_ok("sched/fair: add thing"));
         assert!(!subject_ok("sched/fair: Add thing."));
         assert!(!subject_ok("Add thing"));
+    }
+
+    // Expect the cover letter prose and title to survive a regeneration, with the new
+    // patch count, shortlog and base.
+    #[test]
+    fn cover_letter_merge() {
+        let old = "From 1 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH 0/2] sched/fair: LAGS\n\nWhat and why.\n\nResults: 2x.\n\nA (2):\n  one\n  two\n\nbase-commit: aaa\n-- \n2.47.3\n";
+        let new = "From 2 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH 0/3] *** SUBJECT HERE ***\n\n*** BLURB HERE ***\n\nA (3):\n  one\n  two\n  three\n\nbase-commit: bbb\n-- \n2.47.3\n";
+        let m = merge_cover_letter(old, new).unwrap();
+        assert!(m.contains("Subject: [PATCH 0/3] sched/fair: LAGS"), "{m}");
+        assert!(m.contains("What and why.\n\nResults: 2x."));
+        assert!(m.contains("A (3):") && m.contains("  three") && m.contains("base-commit: bbb"));
+        assert!(!m.contains("BLURB") && !m.contains("base-commit: aaa"));
     }
 
     // Expect the checkpatch totals line to be parsed.
