@@ -43,8 +43,8 @@ pub enum Fault {
 /// Runner options, from the kernel command line (and, off-guest, from arguments).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Suites to run in this order; empty means all, in the default order.
-    pub suites: Vec<String>,
+    /// Suites to run in this order; `None` means all, in the default order.
+    pub suites: Option<Vec<String>>,
     /// Expected prefix of the kernel release (`lags.expect_version=`).
     pub expect_version: Option<String>,
     /// Whether the kernel is built with CONFIG_SCHED_LAGS (`lags.expect_lags=`, default 1).
@@ -62,7 +62,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            suites: Vec::new(),
+            suites: None,
             expect_version: None,
             expect_lags: true,
             fault: Fault::None,
@@ -116,10 +116,28 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// The kernel's kstrtobool(): only the first one or two characters count (`y/Y/t/T/1`,
+/// `n/N/f/F/0`, `on`, `off`); anything else is an error, and `sched_lags=` then keeps
+/// its default (on).
+fn kstrtobool(v: &str) -> Option<bool> {
+    let b = v.as_bytes();
+    match b.first()? {
+        b'y' | b'Y' | b't' | b'T' | b'1' => Some(true),
+        b'n' | b'N' | b'f' | b'F' | b'0' => Some(false),
+        b'o' | b'O' => match b.get(1)? {
+            b'n' | b'N' => Some(true),
+            b'f' | b'F' => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 impl Config {
     /// Reads the runner options from a kernel command line:
     ///
-    /// * `lags.suites=a,b,c`: suites to run, in this order (default: all);
+    /// * `lags.suites=a,b,c`: suites to run, in this order (default: all; `none` runs
+    ///   nothing, for a plain boot check);
     /// * `lags.expect_version=6.12.117`: expected kernel release prefix;
     /// * `lags.expect_lags=1|0`: kernel built with CONFIG_SCHED_LAGS (default 1);
     /// * `lags.fault=panic|hang|oops|none`;
@@ -139,12 +157,14 @@ impl Config {
             };
             match (key, value) {
                 ("lags.suites", Some(v)) => {
-                    self.suites = v
+                    let list: Vec<String> = v
                         .split(',')
                         .map(str::trim)
-                        .filter(|s| !s.is_empty())
+                        .filter(|s| !s.is_empty() && *s != "none")
                         .map(str::to_owned)
                         .collect();
+                    // An empty value means the default (all); "none" means no suites.
+                    self.suites = (!list.is_empty() || v.trim() == "none").then_some(list);
                 }
                 ("lags.expect_version", Some(v)) if !v.is_empty() => {
                     self.expect_version = Some(v.to_owned());
@@ -164,7 +184,11 @@ impl Config {
                         "ignoring lags.fault={v:?} (want panic, hang, oops or none)"
                     )),
                 },
-                ("sched_lags", Some(v)) => self.sched_lags_off = parse_bool(v) == Some(false),
+                ("sched_lags", Some(v)) => {
+                    if let Some(on) = kstrtobool(v) {
+                        self.sched_lags_off = !on;
+                    }
+                }
                 (k, _) if k.starts_with("lags.") => {
                     self.warnings
                         .push(format!("ignoring unknown runner option {param:?}"));
@@ -174,12 +198,19 @@ impl Config {
         }
     }
 
-    /// The suites to run, resolving "all".
+    /// The suites to run, resolving "all". A list of only `-name` entries means "all but
+    /// these" (the host runs the timing-sensitive suite in a boot of its own that way).
     pub fn suite_names(&self) -> Vec<String> {
-        if self.suites.is_empty() {
-            suites::ALL.iter().map(|s| s.name.to_owned()).collect()
-        } else {
-            self.suites.clone()
+        match &self.suites {
+            Some(list) if !list.is_empty() && list.iter().all(|s| s.starts_with('-')) => {
+                suites::ALL
+                    .iter()
+                    .map(|s| s.name.to_owned())
+                    .filter(|n| !list.iter().any(|x| x[1..] == *n))
+                    .collect()
+            }
+            Some(list) => list.clone(),
+            None => suites::ALL.iter().map(|s| s.name.to_owned()).collect(),
         }
     }
 
@@ -652,7 +683,7 @@ mod tests {
     #[test]
     fn cmdline_defaults() {
         let c = Config::from_cmdline("console=ttyS0 printk.devkmsg=on panic=-1 rdinit=/init");
-        assert!(c.suites.is_empty());
+        assert!(c.suites.is_none());
         assert_eq!(c.expect_version, None);
         assert!(c.expect_lags);
         assert_eq!(c.fault, Fault::None);
@@ -669,28 +700,39 @@ mod tests {
             "console=ttyS0 lags.suites=cgroup,boot lags.expect_version=6.12.117 \
              lags.expect_lags=0 lags.fault=hang sched_lags=off loglevel=7\n",
         );
-        assert_eq!(c.suites, vec!["cgroup", "boot"]);
+        assert_eq!(c.suite_names(), vec!["cgroup", "boot"]);
+        // "none": a boot check that runs no suite (plan 1..0); an empty value means all.
+        // "-name" entries exclude suites from the default list.
+        let names = Config::from_cmdline("lags.suites=-lags_behaviour,-module").suite_names();
+        assert_eq!(names.len(), suites::ALL.len() - 2);
+        assert!(!names.iter().any(|n| n == "lags_behaviour" || n == "module"));
+        assert_eq!(names[0], "boot");
+        assert!(Config::from_cmdline("lags.suites=none")
+            .suite_names()
+            .is_empty());
+        assert_eq!(
+            Config::from_cmdline("lags.suites=").suite_names().len(),
+            suites::ALL.len()
+        );
         assert_eq!(c.expect_version.as_deref(), Some("6.12.117"));
         assert!(!c.expect_lags);
         assert_eq!(c.fault, Fault::Hang);
         assert!(c.sched_lags_off);
     }
 
-    // Expect the three spellings of the boot flag being off, and on otherwise.
+    // Expect the boot flag to be read as the kernel's kstrtobool() reads it: off for
+    // off/0/n/no/false, on for on/1/y, and an invalid value ignored (default on).
     #[test]
     fn cmdline_sched_lags_flag() {
-        for v in ["off", "0", "n", "N"] {
-            assert!(
-                Config::from_cmdline(&format!("sched_lags={v}")).sched_lags_off,
-                "{v}"
-            );
+        let off = |v: &str| Config::from_cmdline(&format!("sched_lags={v}")).sched_lags_off;
+        for v in ["off", "0", "n", "N", "no", "false", "OFF"] {
+            assert!(off(v), "{v}");
         }
-        for v in ["on", "1", "y"] {
-            assert!(
-                !Config::from_cmdline(&format!("sched_lags={v}")).sched_lags_off,
-                "{v}"
-            );
+        for v in ["on", "1", "y", "bogus", "o", ""] {
+            assert!(!off(v), "{v}");
         }
+        // The last occurrence wins, as in the kernel.
+        assert!(!Config::from_cmdline("sched_lags=off sched_lags=on").sched_lags_off);
         // A similar-looking parameter is not the flag.
         assert!(!Config::from_cmdline("xsched_lags=off").sched_lags_off);
     }
@@ -712,9 +754,9 @@ mod tests {
             vec!["a=1", "b=x y", "c=z", "d"]
         );
         let c = Config::from_cmdline("lags.suites=boot,,module, -- lags.suites=cgroup");
-        assert_eq!(c.suites, vec!["boot", "module"]);
+        assert_eq!(c.suite_names(), vec!["boot", "module"]);
         // Later keys win (dev mode appends argument overrides).
         let c = Config::from_cmdline(r#"lags.suites=boot "lags.suites=cgroup""#);
-        assert_eq!(c.suites, vec!["cgroup"]);
+        assert_eq!(c.suite_names(), vec!["cgroup"]);
     }
 }

@@ -204,6 +204,26 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CPU time consumed by the calling thread, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Busy-loops until the calling thread has consumed `ns` of CPU time (however long that
+/// takes in wall time when it has to share the CPU).
+pub fn spin_cpu_ns(ns: u64) {
+    let end = thread_cpu_ns() + ns;
+    while thread_cpu_ns() < end {
+        std::hint::spin_loop();
+    }
+}
+
 /// Sleeps until CLOCK_MONOTONIC reaches `deadline_ns` (absolute), restarting on signals.
 pub fn sleep_until_ns(deadline_ns: u64) {
     let ts = libc::timespec {

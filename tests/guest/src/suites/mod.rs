@@ -17,6 +17,7 @@ pub mod boot;
 pub mod cgroup;
 pub mod lags_behaviour;
 pub mod lags_iface;
+pub mod lags_monitor;
 pub mod lags_v1;
 pub mod module;
 
@@ -29,6 +30,7 @@ pub const ALL: &[Suite] = &[
     module::SUITE,
     lags_iface::SUITE,
     lags_behaviour::SUITE,
+    lags_monitor::SUITE,
 ];
 
 /// Looks a suite up by name.
@@ -237,12 +239,8 @@ pub fn run_suite(suite: &Suite, cfg: &Config, out: &mut Ktap, hooks: &mut RunHoo
     if any_failed {
         Outcome::Fail
     } else if !suite.tests.is_empty() && skip_reasons.len() == suite.tests.len() {
-        let first = skip_reasons[0].clone();
-        if skip_reasons.iter().all(|r| *r == first) {
-            Outcome::Skip(first)
-        } else {
-            Outcome::Skip("all tests skipped".to_owned())
-        }
+        // The first test's reason is the root cause (later ones usually refer to it).
+        Outcome::Skip(skip_reasons.swap_remove(0))
     } else {
         Outcome::Pass
     }
