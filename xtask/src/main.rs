@@ -4,6 +4,7 @@
 //! file only parses the command line and maps errors to documented exit codes
 //! (`Documentation/xtask.md`).
 
+mod bench;
 mod build;
 mod config;
 mod console;
@@ -62,6 +63,8 @@ enum Cmd {
     Run(pipeline::RunArgs),
     /// Everything CI checks: fmt, clippy, host tests, check-series and the main job.
     Ci(pipeline::CiArgs),
+    /// Benchmark: dense serverless workload, stock vs LAGS vs tuned EEVDF, in QEMU.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -79,6 +82,7 @@ fn main() {
         Cmd::ExportSeries(a) => a.run(&paths),
         Cmd::Run(a) => a.run(&paths),
         Cmd::Ci(a) => a.run(&paths),
+        Cmd::Bench(a) => a.run(&paths),
     };
     if let Err(e) = result {
         let code = exit_code_of(&e);

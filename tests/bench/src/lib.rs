@@ -312,8 +312,8 @@ pub struct Request {
 }
 
 /// Request rate (per second) that offers `load` x `cpus` CPUs of work at `mean_ms` per request.
-pub fn rate_for_load(load: f64, cpus: usize, mean_ms: f64) -> f64 {
-    load * cpus as f64 / (mean_ms / 1000.0)
+pub fn rate_for_load(load: f64, cpus: f64, mean_ms: f64) -> f64 {
+    load * cpus / (mean_ms / 1000.0)
 }
 
 /// Open-loop arrivals: a Poisson process of `rate` per second (so every function's arrivals
@@ -574,7 +574,7 @@ impl SchedStat {
 pub fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once([':', ' '])?;
-        (k.trim() == key).then(|| v.trim().split_whitespace().next()?.parse().ok())?
+        (k.trim() == key).then(|| v.split_whitespace().next()?.parse().ok())?
     })
 }
 
@@ -670,7 +670,7 @@ mod tests {
         assert!((0.5..0.7).contains(&heavy), "{heavy}");
         assert!(fs.iter().filter(|f| f.heavy).count() < 50);
 
-        let rate = rate_for_load(0.5, 2, 5.0);
+        let rate = rate_for_load(0.5, 2.0, 5.0);
         assert!((rate - 200.0).abs() < 1e-9);
         let s = make_schedule(&fs, rate, 50.0, 1.0, 7);
         let n = s.len() as f64;

@@ -14,6 +14,8 @@
 //! second serial port (`/dev/ttyS1`) as one JSON object per line. The host (`cargo xtask
 //! bench`) aggregates them. Every path ends in a reboot: PID 1 never exits.
 
+#![recursion_limit = "256"]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -221,6 +223,35 @@ fn calibrate() -> f64 {
         best = best.max(n as f64 / dt);
     }
     best
+}
+
+/// Total CPU capacity in units of one idle CPU: `cpus` processes spin a fixed amount of work
+/// concurrently. About `cpus` on real hardware or KVM; under single-threaded TCG (vCPUs
+/// taking turns on one host thread) about 1.
+fn calibrate_capacity(cpus: usize, iters_per_ns: f64) -> f64 {
+    let work_ns = 300_000_000u64;
+    let iters = (work_ns as f64 * iters_per_ns) as u64;
+    let t = mono_ns();
+    let mut pids = Vec::new();
+    for _ in 0..cpus {
+        // SAFETY: single-threaded fork; the child only spins and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            std::hint::black_box(spin(iters));
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(0) };
+        }
+        if pid > 0 {
+            pids.push(pid);
+        }
+    }
+    for pid in &pids {
+        let mut st = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(*pid, &mut st, 0) };
+    }
+    let dt = (mono_ns() - t) as f64;
+    (pids.len() as f64 * work_ns as f64 / dt).min(cpus as f64)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -457,6 +488,8 @@ impl Knobs {
 struct Ctx<'a> {
     plan: &'a Plan,
     cpus: usize,
+    /// Measured total capacity in idle-CPU units (offered load is relative to it).
+    capacity: f64,
     iters_per_ns: f64,
     shared: Shared,
     knobs: Knobs,
@@ -487,7 +520,7 @@ fn run_once(
 ) -> Result<(), String> {
     let plan = ctx.plan;
     ctx.knobs.apply(cfg, fleet)?;
-    let rate = rate_for_load(load, ctx.cpus, plan.mean_ms);
+    let rate = rate_for_load(load, ctx.capacity, plan.mean_ms);
     let total_s = plan.warmup_s + plan.duration_s;
     let sched = make_schedule(funcs, rate, total_s, plan.req_sigma, seed);
     if sched.len() > ctx.shared.len {
@@ -649,8 +682,10 @@ fn run_once(
         "dropped": dropped,
         "window_s": window_s,
         "drain_s": drain_ns as f64 / 1e9,
-        "offered_load": work_offered_ns / 1e9 / (plan.duration_s * ctx.cpus as f64),
-        "achieved_load": work_done_window_ns / 1e9 / (window_s * ctx.cpus as f64),
+        "cpus": ctx.cpus,
+        "capacity_cpus": ctx.capacity,
+        "offered_load": work_offered_ns / 1e9 / (plan.duration_s * ctx.capacity),
+        "achieved_load": work_done_window_ns / 1e9 / (window_s * ctx.capacity),
         "throughput_rps": completed_in_window as f64 / window_s,
         "cpu_util": util,
         "cpu_kernel": kern,
@@ -926,8 +961,9 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     let _ = write("/proc/sys/kernel/sched_schedstats", "1");
     out.say("calibrating the spin loop ...");
     let ipn = calibrate();
+    let capacity = calibrate_capacity(cpus, ipn);
     out.say(&format!(
-        "{cpus} CPUs, spin loop {:.1} iterations/us; plan parts={} configs={} reps={}",
+        "{cpus} CPUs, measured capacity {capacity:.2} CPUs, spin loop {:.1} iterations/us; plan parts={} configs={} reps={}",
         ipn * 1e3,
         plan.parts.join(","),
         plan.configs.join(","),
@@ -936,24 +972,27 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     for w in warnings {
         out.say(&format!("warning: {w}"));
     }
-    out.record(&env_record(plan, cpus, ipn, warnings));
+    let mut env = env_record(plan, cpus, ipn, warnings);
+    env["capacity_cpus"] = json!(capacity);
+    out.record(&env);
 
     let mut runs_total = 0;
     let mut max_rate: f64 = 0.0;
     if plan.has("load") {
         runs_total += plan.loads.len() * plan.reps * plan.configs.len();
         for &l in &plan.loads {
-            max_rate = max_rate.max(rate_for_load(l, cpus, plan.mean_ms));
+            max_rate = max_rate.max(rate_for_load(l, capacity, plan.mean_ms));
         }
     }
     if plan.has("density") {
         runs_total += plan.density.len() * plan.reps * plan.configs.len();
-        max_rate = max_rate.max(rate_for_load(plan.density_load, cpus, plan.mean_ms));
+        max_rate = max_rate.max(rate_for_load(plan.density_load, capacity, plan.mean_ms));
     }
     let slots = ((max_rate * (plan.warmup_s + plan.duration_s)) * 1.5) as usize + 10_000;
     let mut ctx = Ctx {
         plan,
         cpus,
+        capacity,
         iters_per_ns: ipn,
         shared: Shared::new(slots),
         knobs: Knobs {
