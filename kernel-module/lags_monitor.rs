@@ -98,6 +98,10 @@ impl Monitor {
     /// if the room ran out (more groups than expected appeared) and the walk was stopped.
     fn rows(&self, rows: &mut SnapshotBuf, path: &mut [u8], totals: &mut Totals) -> bool {
         let walk = sched_lags::for_each_group(true, |g| {
+            // A removed cgroup is no longer of interest, even if not yet released.
+            if g.is_removed() {
+                return ControlFlow::Continue(());
+            }
             let st = g.stats();
             let p = g.path(path).map(|p| p.as_bytes());
             let need = ROW_NUMBERS + p.map_or(1, |p| 4 * p.len()) + 1;
@@ -207,7 +211,7 @@ impl RateLimit {
 /// The starvation watchdog's state, owned by its work item.
 struct Watchdog {
     shared: Arc<Shared>,
-    /// `(cgroup id, wait)` of the groups over the threshold at the previous run, sorted.
+    /// `(cgroup id, wait)` of the groups over the threshold at the previous run.
     prev: KVec<(u64, u64)>,
     /// The same for the current run.
     cur: KVec<(u64, u64)>,
@@ -235,17 +239,15 @@ impl PeriodicWork for Watchdog {
     fn run(&mut self) -> Option<u32> {
         let threshold_ms = THRESHOLD_MS.get();
         if threshold_ms == 0 {
-            self.prev.clear();
+            self.prev = KVec::new();
             return Some(IDLE_PERIOD_MS);
         }
         let threshold_ns = u64::from(threshold_ms) * 1_000_000;
         let now_ms = Ktime::ktime_get().to_ms();
 
-        self.cur.clear();
         // Best effort: entries that do not fit are pushed with `GFP_ATOMIC` below.
-        let _ = self
-            .cur
-            .reserve(sched_lags::nr_groups() as usize + 16, GFP_KERNEL);
+        self.cur = KVec::with_capacity(sched_lags::nr_groups() as usize + 16, GFP_KERNEL)
+            .unwrap_or(KVec::new());
         let Self {
             shared,
             prev,
@@ -255,17 +257,16 @@ impl PeriodicWork for Watchdog {
         } = self;
         let _ = sched_lags::for_each_group(false, |g| -> ControlFlow<()> {
             let st = g.stats();
-            if st.wait_now_ns <= threshold_ns {
+            if st.wait_now_ns <= threshold_ns || g.is_removed() {
                 return ControlFlow::Continue(());
             }
             // If the allocation fails, the episode may be counted again at the next run.
             let _ = cur.push((st.cgroup_id, st.wait_now_ns), GFP_ATOMIC);
             // The same episode as at the previous run if the wait has kept growing; a new
             // wait cannot pass the threshold within one period, which is shorter.
-            let same = match prev.binary_search_by_key(&st.cgroup_id, |&(id, _)| id) {
-                Ok(i) => prev[i].1 < st.wait_now_ns,
-                Err(_) => false,
-            };
+            let same = prev
+                .iter()
+                .any(|&(id, wait)| id == st.cgroup_id && wait < st.wait_now_ns);
             if same {
                 return ControlFlow::Continue(());
             }
@@ -290,7 +291,6 @@ impl PeriodicWork for Watchdog {
             }
             ControlFlow::Continue(())
         });
-        cur.sort_unstable_by_key(|&(id, _)| id);
         core::mem::swap(prev, cur);
         Some((threshold_ms / 4).clamp(PERIOD_MIN_MS, PERIOD_MAX_MS))
     }

@@ -14,6 +14,7 @@ mod ktap;
 mod patch;
 mod pipeline;
 mod qemu;
+mod robustness;
 mod series;
 mod setup;
 mod util;
@@ -65,6 +66,8 @@ enum Cmd {
     Ci(pipeline::CiArgs),
     /// Benchmark: dense serverless workload, stock vs LAGS vs tuned EEVDF, in QEMU.
     Bench(bench::BenchArgs),
+    /// Stress and hostile-input suites on the debug kernel; table in work/robustness/.
+    Robustness(robustness::RobustnessArgs),
 }
 
 fn main() {
@@ -83,6 +86,7 @@ fn main() {
         Cmd::Run(a) => a.run(&paths),
         Cmd::Ci(a) => a.run(&paths),
         Cmd::Bench(a) => a.run(&paths),
+        Cmd::Robustness(a) => a.run(&paths),
     };
     if let Err(e) = result {
         let code = exit_code_of(&e);

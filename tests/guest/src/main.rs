@@ -57,6 +57,10 @@ pub struct Config {
     pub in_guest: bool,
     /// Problems found while parsing, printed at start-up.
     pub warnings: Vec<String>,
+    /// Timed phases per robustness suite in seconds, in total (`lags.stress_secs=`).
+    pub stress_secs: u64,
+    /// PRNG seed of the hostile-input suite (`lags.seed=`; default: from the clock).
+    pub seed: Option<u64>,
 }
 
 impl Default for Config {
@@ -69,6 +73,8 @@ impl Default for Config {
             sched_lags_off: false,
             in_guest: false,
             warnings: Vec::new(),
+            stress_secs: 20,
+            seed: None,
         }
     }
 }
@@ -183,6 +189,18 @@ impl Config {
                     _ => self.warnings.push(format!(
                         "ignoring lags.fault={v:?} (want panic, hang, oops or none)"
                     )),
+                },
+                ("lags.stress_secs", Some(v)) => match v.parse() {
+                    Ok(n) if n > 0 => self.stress_secs = n,
+                    _ => self.warnings.push(format!(
+                        "ignoring lags.stress_secs={v:?} (want seconds > 0)"
+                    )),
+                },
+                ("lags.seed", Some(v)) => match v.parse() {
+                    Ok(n) => self.seed = Some(n),
+                    Err(_) => self
+                        .warnings
+                        .push(format!("ignoring lags.seed={v:?} (want an integer)")),
                 },
                 ("sched_lags", Some(v)) => {
                     if let Some(on) = kstrtobool(v) {
@@ -511,7 +529,11 @@ fn run(cfg: &Config, out: &mut Ktap) {
                 out.end_suite(i + 1, name, &outcome);
             }
             None => {
-                let known: Vec<_> = suites::ALL.iter().map(|s| s.name).collect();
+                let known: Vec<_> = suites::ALL
+                    .iter()
+                    .chain(suites::EXTRA)
+                    .map(|s| s.name)
+                    .collect();
                 out.broken_suite(
                     i + 1,
                     name,
@@ -624,7 +646,7 @@ fn dev_main(args: &[String]) -> i32 {
             "--fault" => value(a).map(|v| overrides.push(format!("lags.fault={v}"))),
             "--cmdline" => value(a).map(|v| cmdline = Some(v)),
             "--list" => {
-                for s in suites::ALL {
+                for s in suites::ALL.iter().chain(suites::EXTRA) {
                     println!("{}", s.name);
                     for t in s.tests {
                         println!("  {}", t.name);

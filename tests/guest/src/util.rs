@@ -1034,6 +1034,28 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Reaps the child if it has exited, without blocking: `Some(exit code)` (128+signal if
+    /// killed) once it is gone, `None` while it still runs.
+    pub fn try_wait(&mut self) -> Option<i32> {
+        if self.reaped {
+            return None;
+        }
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        let rc = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if rc != self.pid {
+            return None;
+        }
+        self.reaped = true;
+        Some(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        })
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         self.ctl = None;
@@ -1068,6 +1090,96 @@ pub fn spin_recording_gaps(io: &mut WorkerIo, warmup_ns: u64) -> i32 {
     }
     io.send(&encode_u64s(&[max_gap, loops]));
     0
+}
+
+// ---------------------------------------------------------------------------------------
+// Robustness helpers (stress and hostile-input suites)
+
+/// One `write(2)` of `data` to a freshly opened `path`; returns the byte count the kernel
+/// accepted (which may be short) or the errno.
+pub fn write_count(path: impl AsRef<Path>, data: &[u8]) -> io::Result<usize> {
+    let f = open_write(path.as_ref())?;
+    // SAFETY: `f` is an open descriptor and `data` is valid for `data.len()` bytes.
+    let n = unsafe { libc::write(f.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// A small deterministic PRNG (xorshift64*) for reproducible fuzzing: same seed, same
+/// inputs.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform-ish in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// Uniform-ish in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// The state letter and parent pid of `/proc/<pid>/stat` (the comm field may contain
+/// spaces and parentheses, so parse from the last `)`).
+pub fn proc_state(pid: libc::pid_t) -> Option<(char, libc::pid_t)> {
+    let text = read_file(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut it = rest.split_whitespace();
+    let state = it.next()?.chars().next()?;
+    let ppid = it.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// User-space processes other than PID 1 and the caller (kernel threads, which are
+/// children of kthreadd, pid 2, are left out), with their state letter.
+pub fn user_processes() -> Vec<(libc::pid_t, char)> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if pid == 1 || pid == 2 || pid == me {
+            continue;
+        }
+        if let Some((state, ppid)) = proc_state(pid) {
+            if ppid != 2 {
+                out.push((pid, state));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
 }
 
 #[cfg(test)]

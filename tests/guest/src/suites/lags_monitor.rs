@@ -84,7 +84,12 @@ const HEADER_KEYS: &[&str] = &[
 const STARVED_MSG: &str = "runnable without running for";
 const STARVE_NS_PATH: &str = "/sys/kernel/debug/sched/lags/starve_ns";
 const RAISED_STARVE_NS: &str = "10000000000";
-const LOW_THRESHOLD_MS: u32 = 100;
+/// Waits in the starvation set-up reach about 100 ms under TCG; 40 ms is crossed reliably and is
+/// still far above a fair rotation of its 7 groups (about 20 ms).
+const LOW_THRESHOLD_MS: u32 = 200;
+/// Credit time constant for the starvation test: credits move slowly, so the order holds.
+const SLOW_CREDIT_PERIOD_NS: &str = "10000000000";
+const CREDIT_PERIOD_PATH: &str = "/sys/kernel/debug/sched/lags/credit_period_ns";
 const FLOODERS: usize = 6;
 const WORKER_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -126,6 +131,15 @@ fn need_ko() -> TestResult {
     Ok(())
 }
 
+/// Records whether the module is loaded (updating the guard in place: replacing it would run
+/// the old guard's `Drop`).
+fn set_loaded(ctx: &mut Ctx, v: bool) {
+    match ctx.stash.get::<Loaded>() {
+        Some(l) => l.0 = v,
+        None => ctx.stash.put(Loaded(v)),
+    }
+}
+
 fn loaded(ctx: &mut Ctx) -> bool {
     matches!(ctx.stash.get::<Loaded>(), Some(Loaded(true)))
 }
@@ -134,7 +148,7 @@ fn loaded(ctx: &mut Ctx) -> bool {
 fn load(ctx: &mut Ctx, params: &str) -> TestResult {
     let r = insmod(params);
     if r.is_ok() {
-        ctx.stash.put(Loaded(true));
+        set_loaded(ctx, true);
     }
     ensure!(
         r.is_ok(),
@@ -148,7 +162,7 @@ fn load(ctx: &mut Ctx, params: &str) -> TestResult {
 fn unload(ctx: &mut Ctx) -> TestResult {
     let r = util::delete_module(NAME);
     if r.is_ok() {
-        ctx.stash.put(Loaded(false));
+        set_loaded(ctx, false);
     }
     ensure!(
         r.is_ok(),
@@ -340,11 +354,19 @@ fn spinner(io: &mut WorkerIo) -> i32 {
     0
 }
 
-/// Busy 1 ms, sleep 1 ms: a light group that keeps waking up.
+/// Spins for 1.5 s (building up credit), sleeps 20 ms, so that its group is queued again with
+/// that high credit as its key, then spins until told to stop.
+fn heavy_requeued(io: &mut WorkerIo) -> i32 {
+    util::spin_until_ns(util::now_ns() + 1_500_000_000);
+    util::sleep_ms(20);
+    spinner(io)
+}
+
+/// A lighter LAGS group that never sleeps: with the slow credit of the starvation test it
+/// stays lighter than the pre-heated heavy group, so the heavy group really starves.
 fn flooder(io: &mut WorkerIo) -> i32 {
     while !io.stop_requested() {
-        util::spin_until_ns(util::now_ns() + 1_000_000);
-        util::sleep_ms(1);
+        util::spin_cpu_ns(1_000_000);
     }
     0
 }
@@ -398,12 +420,19 @@ fn lists_exactly_lags_groups(ctx: &mut Ctx) -> TestResult {
     let b = group(&env, "b", false)?;
     let c = group(&env, "c", true)?;
     let expect = |ctx: &mut Ctx, step: &str, want: &[&Cgroup]| -> TestResult {
-        let s = snapshot()?;
-        let got = s.under("lagsmon");
-        let got_paths: Vec<&String> = got.keys().collect();
         let mut want_paths: Vec<String> = want.iter().map(|cg| rel(cg)).collect();
         want_paths.sort();
         let want_refs: Vec<&String> = want_paths.iter().collect();
+        // The snapshot must follow at once; allow a little time all the same (TCG).
+        let deadline = util::now_ns() + 2_000_000_000;
+        let got = loop {
+            let got = snapshot()?.under("lagsmon");
+            if got.keys().collect::<Vec<_>>() == want_refs || util::now_ns() > deadline {
+                break got;
+            }
+            util::sleep_ms(20);
+        };
+        let got_paths: Vec<&String> = got.keys().collect();
         ctx.check(got_paths == want_refs, || {
             format!("{step}: expected groups {want_refs:?}, snapshot lists {got_paths:?}")
         });
@@ -536,21 +565,26 @@ fn watchdog_quiet_when_healthy(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
-// Expect a heavy LAGS group kept waiting by a flood of lighter LAGS groups (starve_ns raised
-// to 10 s) to be reported by a watchdog with threshold_ms=100, naming the group, and the
-// snapshot's starvation counter to increase.
+// Expect LAGS groups starved on purpose (a heavy spinner requeued with a high credit behind six
+// light flooders in sibling LAGS groups on one CPU, starve_ns raised to 10 s) to be reported by a watchdog with
+// threshold_ms=40, naming a starved group, and the snapshot's starvation counter to increase.
 fn watchdog_reports_starvation(ctx: &mut Ctx) -> TestResult {
     need_ko()?;
     need_lags(ctx)?;
     reload(ctx, &format!("threshold_ms={LOW_THRESHOLD_MS}"))?;
     let t = util::read_trimmed(PARAM).or_fail(PARAM)?;
-    ctx.check_eq("threshold_ms parameter", t.as_str(), "100");
+    ctx.check_eq("threshold_ms parameter", t, LOW_THRESHOLD_MS.to_string());
     ensure!(
         util::exists(STARVE_NS_PATH),
         "{STARVE_NS_PATH}: expected to exist, missing"
     );
+    // A deliberately starved group: the starvation bound raised to 10 s and a slow credit
+    // (tau = 10 s), so the pre-heated heavy group stays heavier than the spinning flooders
+    // for the whole run and waits for seconds, far past the watchdog threshold.
     let _starve = Restore::save(STARVE_NS_PATH).or_fail(STARVE_NS_PATH)?;
     util::write_file(STARVE_NS_PATH, RAISED_STARVE_NS).or_fail("raising starve_ns")?;
+    let _period = Restore::save(CREDIT_PERIOD_PATH).or_fail(CREDIT_PERIOD_PATH)?;
+    util::write_file(CREDIT_PERIOD_PATH, SLOW_CREDIT_PERIOD_NS).or_fail("slowing the credit")?;
     let before = log_lines(STARVED_MSG)?.len();
     let count0 = snapshot()?.get("starvations");
     let env = setup()?;
@@ -558,8 +592,10 @@ fn watchdog_reports_starvation(ctx: &mut Ctx) -> TestResult {
     let flood_cgs = (0..FLOODERS)
         .map(|i| group(&env, &format!("flood{i}"), true))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut heavy = start(&env, &heavy_cg, spinner)?;
-    util::sleep_ms(300);
+    // The flooders arrive shortly before the heavy group is queued again with its high
+    // credit; from then on a lighter flooder is nearly always runnable.
+    let mut heavy = start(&env, &heavy_cg, heavy_requeued)?;
+    util::sleep_ms(1400);
     let mut floods = flood_cgs
         .iter()
         .map(|cg| start(&env, cg, flooder))
@@ -574,6 +610,12 @@ fn watchdog_reports_starvation(ctx: &mut Ctx) -> TestResult {
     for m in msgs.iter().take(5) {
         ctx.diag(format!("log: {m}"));
     }
+    if let Some(r) = s.under("lagsmon").get(&rel(&heavy_cg)) {
+        ctx.diag(format!(
+            "heavy: credit {} mcpu, picks {}, starved_picks {}",
+            r.credit, r.picks, r.starved_picks
+        ));
+    }
     let count = s.get("starvations");
     ctx.diag(format!(
         "starvations {count0} -> {count}, {} new messages",
@@ -582,15 +624,13 @@ fn watchdog_reports_starvation(ctx: &mut Ctx) -> TestResult {
     ctx.check(count > count0, || {
         format!("starvations: expected to increase from {count0}, got {count}")
     });
-    let heavy_path = rel(&heavy_cg);
+    let heavy_name = format!("cgroup {} (id ", rel(&heavy_cg));
+    ctx.check(msgs.iter().any(|m| m.contains(heavy_name.as_str())), || {
+        format!("expected a watchdog message naming the starved heavy group ({heavy_name}...), got {msgs:?}")
+    });
     ctx.check(
-        msgs.iter()
-            .any(|m| m.contains(&format!("cgroup {heavy_path} "))),
-        || format!("expected a watchdog message naming {heavy_path}, got {msgs:?}"),
-    );
-    ctx.check(
-        msgs.iter().any(|m| m.contains("(threshold 100 ms)")),
-        || "expected the message to state the threshold, \"(threshold 100 ms)\"".to_owned(),
+        msgs.iter().any(|m| m.contains(&format!("(threshold {LOW_THRESHOLD_MS} ms)"))),
+        || format!("expected the message to state the threshold, \"(threshold {LOW_THRESHOLD_MS} ms)\""),
     );
     Ok(())
 }

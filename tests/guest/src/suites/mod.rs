@@ -16,8 +16,10 @@ use crate::Config;
 pub mod boot;
 pub mod cgroup;
 pub mod lags_behaviour;
+pub mod lags_hostile;
 pub mod lags_iface;
 pub mod lags_monitor;
+pub mod lags_stress;
 pub mod lags_v1;
 pub mod module;
 
@@ -33,9 +35,13 @@ pub const ALL: &[Suite] = &[
     lags_monitor::SUITE,
 ];
 
-/// Looks a suite up by name.
+/// Long robustness suites (`cargo xtask robustness`): not in the default list, they run
+/// only when named in `lags.suites=`.
+pub const EXTRA: &[Suite] = &[lags_stress::SUITE, lags_hostile::SUITE];
+
+/// Looks a suite up by name (default and extra suites).
 pub fn find(name: &str) -> Option<&'static Suite> {
-    ALL.iter().find(|s| s.name == name)
+    ALL.iter().chain(EXTRA).find(|s| s.name == name)
 }
 
 pub struct Suite {
@@ -362,7 +368,7 @@ mod tests {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         };
         let mut suites = std::collections::HashSet::new();
-        for s in ALL {
+        for s in ALL.iter().chain(EXTRA) {
             assert!(ok(s.name), "suite {}", s.name);
             assert!(suites.insert(s.name));
             let mut tests = std::collections::HashSet::new();
