@@ -38,8 +38,18 @@ impl ExportSeriesArgs {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
         }
+        // The cover letter is "from" the committer identity; make it the series' author.
+        let repo = git2::Repository::open(paths.src())?;
+        let head = repo.head()?.peel_to_commit()?;
+        let author = head.author();
+        let name = author.name().unwrap_or_default().to_string();
+        let email = author.email().unwrap_or_default().to_string();
         util::run(
             Command::new("git")
+                .arg("-c")
+                .arg(format!("user.name={name}"))
+                .arg("-c")
+                .arg(format!("user.email={email}"))
                 .arg("-C")
                 .arg(paths.src())
                 .args([

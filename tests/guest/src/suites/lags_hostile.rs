@@ -1012,10 +1012,15 @@ fn userns_root_denied(ctx: &mut Ctx) -> TestResult {
             format!("root in a new user namespace writing {label}: expected write:EPERM, got {o}")
         });
     }
+    // The sysctl handler itself requires CAP_SYS_ADMIN in the initial namespace: file
+    // permissions alone (by euid) would let uid 0 of a user namespace switch LAGS off.
     let o = outcome(&kvs, "sysctl_same");
-    ctx.diag(format!(
-        "note: uid 0 in a new user namespace writing kernel.sched_lags: {o} (sysctl permissions are by euid, not capabilities)"
-    ));
+    tried += 1;
+    ctx.check(o == "write:EPERM", || {
+        format!(
+            "root in a new user namespace writing kernel.sched_lags: expected write:EPERM, got {o}"
+        )
+    });
     ctx.check_eq(
         "tenant cpu.lags after",
         lags_value(&tenant.file("cpu.lags")),
