@@ -57,6 +57,9 @@ pub struct CiArgs {
     /// Also build the CONFIG_SCHED_LAGS=n variant and boot it.
     #[arg(long)]
     pub nolags: bool,
+    /// Skip the debug-kernel robustness run (`cargo xtask robustness --quick`).
+    #[arg(long)]
+    pub no_robustness: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -86,6 +89,21 @@ impl CiArgs {
         self.run.run(paths)?;
         CheckSeriesArgs { build_each: false }.run(paths)?;
         fault_selftest(paths, &self.run.test)?;
+        if !self.no_robustness {
+            // The shortened stress and hostile-input suites on the debug kernel (lockdep,
+            // UBSAN, KFENCE, ...): any kernel report fails CI.
+            crate::robustness::RobustnessArgs {
+                quick: true,
+                secs: None,
+                seed: None,
+                no_build: false,
+                accel: self.run.test.accel,
+                cpus: 2,
+                timeout: None,
+                verbose: false,
+            }
+            .run(paths)?;
+        }
         if self.nolags {
             let p = Profile::Nolags;
             config::configure(paths, p, false)?;
