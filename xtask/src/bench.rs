@@ -9,10 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -21,7 +20,6 @@ use crate::console;
 use crate::initramfs::Initramfs;
 use crate::qemu::{self, Accel, Ending, Limits, VmSpec};
 use crate::util::{self, failure, Exit, Fnv, Paths};
-use crate::vmtest::GUEST_TARGET;
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -1444,26 +1442,7 @@ fn loadavg() -> String {
 
 /// Builds the static benchmark binary (like the guest runner: +crt-static).
 fn build_bench(paths: &Paths) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&paths.root)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "lags-bench",
-            "--target",
-            GUEST_TARGET,
-        ])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    util::run(&mut cmd).context("failed to build the benchmark (tests/bench)")?;
-    Ok(paths
-        .root
-        .join("target")
-        .join(GUEST_TARGET)
-        .join("release")
-        .join("lags-bench"))
+    Ok(crate::vmtest::build_static(paths, "lags-bench")?.join("lags-bench"))
 }
 
 /// The benchmark's own initramfs: busybox, lags-bench, perf, stress-ng (+ --with).

@@ -166,8 +166,8 @@ pub fn classify(
     (verdict, msg, scan, report)
 }
 
-/// Builds the static guest runner and returns its path.
-pub fn build_guest(paths: &Paths) -> Result<PathBuf> {
+/// Builds a workspace package as static guest binaries and returns their directory.
+pub fn build_static(paths: &Paths, package: &str) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&paths.root)
@@ -176,15 +176,20 @@ pub fn build_guest(paths: &Paths) -> Result<PathBuf> {
             "--release",
             "-q",
             "-p",
-            "lags-guest",
+            package,
             "--target",
             GUEST_TARGET,
         ])
         // Static glibc binaries: the initramfs has no libc. With --target, RUSTFLAGS do not
         // reach build scripts or proc macros.
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    util::run(&mut cmd).context("failed to build the guest runner (tests/guest)")?;
+    util::run(&mut cmd).with_context(|| format!("failed to build the guest package {package}"))?;
     Ok(paths.root.join("target").join(GUEST_TARGET).join("release"))
+}
+
+/// Builds the static guest runner (tests/guest) and returns its directory.
+pub fn build_guest(paths: &Paths) -> Result<PathBuf> {
+    build_static(paths, "lags-guest")
 }
 
 /// Assembles the initramfs of a profile.
