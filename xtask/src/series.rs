@@ -16,7 +16,7 @@ use crate::util::{self, failure, Exit, Paths};
 /// Arguments of `cargo xtask check-series`.
 #[derive(Debug, clap::Args)]
 pub struct CheckSeriesArgs {
-    /// Also compile kernel/sched/ and init/ at every patch of the applied series
+    /// Also compile kernel/sched/, init/ and rust/ at every patch of the applied series
     /// (needs a configured default profile; checks out each commit in turn).
     #[arg(long)]
     pub build_each: bool,
@@ -284,7 +284,7 @@ impl CheckSeriesArgs {
     }
 }
 
-/// Compiles kernel/sched/ and init/ at every commit of the applied series, then returns the
+/// Compiles kernel/sched/, init/ and rust/ at every commit of the applied series, then returns the
 /// tree to the series head.
 fn build_each(paths: &Paths) -> Result<()> {
     let _lock = util::WorkLock::acquire(paths, "check-series")?;
@@ -327,7 +327,7 @@ fn build_each(paths: &Paths) -> Result<()> {
             .arg(paths.src())
             .arg(format!("O={}", out.display()))
             .arg(format!("-j{}", util::jobs()))
-            .args(["olddefconfig", "kernel/sched/", "init/"]);
+            .args(["olddefconfig", "kernel/sched/", "init/", "rust/"]);
         util::kernel_make_env(&mut cmd);
         if !util::run_logged(&mut cmd, &out.join("build.log"), "build-each")? {
             let text = std::fs::read_to_string(out.join("build.log")).unwrap_or_default();
