@@ -1554,13 +1554,12 @@ impl BenchArgs {
             accel: Accel::Tcg,
             data_out: None,
         };
-        let (accel, why) = qemu::choose_accel(self.accel, &spec, &paths.work.join("kvm-probe"))?;
-        spec.accel = accel;
-        if accel == Accel::Tcg {
-            eprintln!("[bench] WARNING: running under TCG software emulation ({why}); only ratios within one boot are meaningful");
-        } else {
-            eprintln!("[bench] accelerator: KVM ({why})");
-        }
+        let (accel, why) = qemu::apply_accel(
+            self.accel,
+            &mut spec,
+            &paths.work.join("kvm-probe"),
+            "bench",
+        )?;
         let files = crate::patch::series(&paths.patches())?;
         let mut env = Env {
             command: format!(

@@ -337,6 +337,26 @@ pub fn choose_accel(
     Ok((accel, why))
 }
 
+/// Chooses the accelerator for `spec` with [`choose_accel`], sets it and says which one runs;
+/// under TCG with a warning that only ratios measured within one boot mean anything. Returns
+/// the accelerator and why it was chosen.
+pub fn apply_accel(
+    forced: Option<Accel>,
+    spec: &mut VmSpec,
+    cache: &Path,
+    who: &str,
+) -> Result<(Accel, String)> {
+    let (accel, why) = choose_accel(forced, spec, cache)?;
+    spec.accel = accel;
+    match accel {
+        Accel::Tcg => eprintln!(
+            "[{who}] WARNING: running under TCG software emulation ({why}); only ratios measured within one boot are meaningful"
+        ),
+        Accel::Kvm => eprintln!("[{who}] accelerator: KVM ({why})"),
+    }
+    Ok((accel, why))
+}
+
 fn probe_key(spec: &VmSpec) -> String {
     let mut h = crate::util::Fnv::default();
     if let Ok(m) = std::fs::metadata(&spec.kernel) {

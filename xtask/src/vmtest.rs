@@ -67,6 +67,8 @@ pub struct BootResult {
     pub verdict: Verdict,
     pub message: String,
     pub accel: Accel,
+    /// Why this accelerator (KVM probe result, forced, /dev/kvm missing).
+    pub accel_reason: String,
     pub cpus: u32,
     pub elapsed_s: f64,
     pub ending: Ending,
@@ -304,13 +306,12 @@ impl QemuTestArgs {
             accel: Accel::Tcg,
             data_out: None,
         };
-        let (accel, why) = qemu::choose_accel(self.accel, &spec, &paths.work.join("kvm-probe"))?;
-        spec.accel = accel;
-        if accel == Accel::Tcg {
-            eprintln!("[qemu-test] WARNING: running under TCG software emulation ({why}); timings are only comparable within one boot");
-        } else {
-            eprintln!("[qemu-test] accelerator: KVM ({why})");
-        }
+        let (accel, why) = qemu::apply_accel(
+            self.accel,
+            &mut spec,
+            &paths.work.join("kvm-probe"),
+            "qemu-test",
+        )?;
         let hard = Duration::from_secs(self.timeout.unwrap_or(if accel == Accel::Kvm {
             120
         } else {
@@ -377,6 +378,7 @@ impl QemuTestArgs {
                 verdict,
                 message,
                 accel,
+                accel_reason: why.clone(),
                 cpus: spec.cpus,
                 elapsed_s: run.elapsed.as_secs_f64(),
                 ending: run.ending,
