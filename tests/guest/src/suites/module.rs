@@ -136,7 +136,11 @@ fn unload_rust_minimal(ctx: &mut Ctx) -> TestResult {
     need_loaded(ctx)?;
     let r = util::delete_module(NAME);
     if r.is_ok() {
-        ctx.stash.put(Loaded(false));
+        // Update the guard in place: replacing it would run the old guard's Drop, which
+        // would try to unload the module a second time.
+        if let Some(l) = ctx.stash.get::<Loaded>() {
+            l.0 = false;
+        }
     }
     ensure!(
         r.is_ok(),
