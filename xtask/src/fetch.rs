@@ -314,6 +314,89 @@ mod tests {
         assert_eq!(Source::parse("/"), Source::Dir("/".into()));
     }
 
+    /// A scratch work directory with a tiny "kernel" tarball whose Makefile says `version`.
+    fn tarball_fixture(name: &str, version: (&str, &str, &str)) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("xtask-fetch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let tree = dir.join("src/linux-x");
+        std::fs::create_dir_all(tree.join("kernel/sched")).unwrap();
+        let mk = format!(
+            "# SPDX-License-Identifier: GPL-2.0\nVERSION = {}\nPATCHLEVEL = {}\nSUBLEVEL = {}\nEXTRAVERSION =\n",
+            version.0, version.1, version.2
+        );
+        std::fs::write(tree.join("Makefile"), mk).unwrap();
+        std::fs::write(tree.join("kernel/sched/fair.c"), "int x;\n").unwrap();
+        // Debian's tarball ignores everything at the top level; the base must not.
+        std::fs::write(tree.join(".gitignore"), "/*\n").unwrap();
+        let tarball = dir.join("linux.tar.gz");
+        let ok = Command::new("tar")
+            .arg("-czf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(dir.join("src"))
+            .arg("linux-x")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tar failed");
+        (dir.join("work"), tarball)
+    }
+
+    // Expect a tarball to become a repository whose tagged base commit holds every file
+    // (ignored ones too), with the same commit id for the same content.
+    #[test]
+    fn fetches_tarball_as_pristine_base() {
+        let (v, p, s) = {
+            let mut it = util::KERNEL_VERSION.split('.');
+            (it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
+        };
+        let (work, tarball) = tarball_fixture("ok", (v, p, s));
+        let paths = Paths::new(Some(work.clone()));
+        fetch(&paths, &Source::Tarball(tarball.clone()), false).unwrap();
+        let repo = Repository::open(paths.src()).unwrap();
+        let base = repo
+            .revparse_single(BASE_TAG)
+            .unwrap()
+            .peel_to_commit()
+            .unwrap();
+        let tree = base.tree().unwrap();
+        assert!(tree.get_path(Path::new("kernel/sched/fair.c")).is_ok());
+        assert!(tree.get_path(Path::new("Makefile")).is_ok());
+        assert!(
+            repo.statuses(None).unwrap().is_empty(),
+            "tree not clean after fetch"
+        );
+        assert!(!work.join("linux.tmp").exists());
+        let first = base.id();
+        fetch(&paths, &Source::Tarball(tarball), false).unwrap();
+        let again = Repository::open(paths.src())
+            .unwrap()
+            .revparse_single(BASE_TAG)
+            .unwrap()
+            .id();
+        assert_eq!(first, again, "same source, different base commit");
+        let _ = std::fs::remove_dir_all(work.parent().unwrap());
+    }
+
+    // Expect a tree of another version to be refused with both versions named, leaving no
+    // tree behind; and accepted with the override.
+    #[test]
+    fn refuses_other_version() {
+        let (work, tarball) = tarball_fixture("mismatch", ("6", "13", "2"));
+        let paths = Paths::new(Some(work.clone()));
+        let err = fetch(&paths, &Source::Tarball(tarball.clone()), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("6.13.2") && err.contains(util::KERNEL_VERSION),
+            "{err}"
+        );
+        assert!(!paths.src().exists() && !work.join("linux.tmp").exists());
+        fetch(&paths, &Source::Tarball(tarball), true).unwrap();
+        assert!(paths.src().join("Makefile").is_file());
+        let _ = std::fs::remove_dir_all(work.parent().unwrap());
+    }
+
     // Expect that the version comes from the Makefile header and mismatches name both.
     #[test]
     fn version_check() {
