@@ -233,6 +233,8 @@ struct Phase {
     lat: Summary,
     heavy_gaps: Vec<u64>,
     heavy_usage_us: Vec<u64>,
+    /// The light group's `lags_wakeup_preempts` (None when cpu.lags=0: no such line).
+    light_preempts: Option<u64>,
 }
 
 /// Phase B of `light_latency_ab`, kept for `heavy_progress_bounded`.
@@ -260,6 +262,11 @@ fn run_phase(env: &Env, label: &str, lags: bool, sysctl: &str) -> Result<Phase, 
         .collect::<Result<Vec<_>, _>>()?;
     let mut light = start(env, &light_cg, light_probe)?;
     let raw = light.finish(LIGHT_TIMEOUT).or_fail("light worker")?;
+    let light_preempts = if lags {
+        Some(stat(&light_cg, "lags_wakeup_preempts")?)
+    } else {
+        None
+    };
     let usage1 = heavy_cgs
         .iter()
         .map(|cg| stat(cg, "usage_usec"))
@@ -277,6 +284,7 @@ fn run_phase(env: &Env, label: &str, lags: bool, sysctl: &str) -> Result<Phase, 
     Ok(Phase {
         lat: Summary::of(&samples),
         heavy_gaps,
+        light_preempts,
         heavy_usage_us: usage0
             .iter()
             .zip(&usage1)
@@ -302,8 +310,24 @@ fn light_latency_ab(ctx: &mut Ctx) -> TestResult {
         for (i, (name, what, lags, sysctl)) in phases.iter().enumerate() {
             let label = format!("{}{round}", name.to_lowercase());
             let ph = run_phase(&env, &label, *lags, sysctl)?;
-            ctx.diag(format!("round {round} phase {name} ({what}): {}", ph.lat));
+            ctx.diag(format!(
+                "round {round} phase {name} ({what}): {}{}",
+                ph.lat,
+                ph.light_preempts.map_or(String::new(), |n| format!(
+                    "; light lags_wakeup_preempts={n}"
+                ))
+            ));
             p99[i].push(ph.lat.p99);
+            if *name == "B" {
+                // With LAGS on, the light group's wake-ups must preempt its heavier running
+                // siblings (the mechanism behind the lower latency), not merely wait less.
+                let n = ph.light_preempts.unwrap_or(0);
+                ctx.check(n > 0, || {
+                    format!(
+                        "round {round}: light group lags_wakeup_preempts: expected > 0, got {n}"
+                    )
+                });
+            }
             if *name == "B" && round == 1 {
                 ctx.stash.put(PhaseB {
                     phase: ph.clone(),
