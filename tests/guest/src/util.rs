@@ -195,24 +195,23 @@ impl Drop for Restore {
 
 /// CLOCK_MONOTONIC in nanoseconds.
 pub fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Reads `clock` in nanoseconds (the clocks used here always exist).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: `ts` is a valid, writable timespec; the callers pass clocks Linux always has.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// CPU time consumed by the calling thread, in nanoseconds.
 pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// Busy-loops until the calling thread has consumed `ns` of CPU time (however long that
@@ -499,10 +498,52 @@ impl NonBlock for fs::OpenOptions {
     }
 }
 
+/// uid and gid of `nobody`, which privilege tests drop to.
+pub const NOBODY: u32 = 65534;
+
+/// Drops all privileges: no supplementary groups, uid and gid `nobody` (so no capabilities).
+/// Keeps the process dumpable, so its /proc files (uid_map) stay its own.
+pub fn drop_to_nobody() -> io::Result<()> {
+    // SAFETY: setgroups with an empty list and a null pointer clears the supplementary
+    // groups; setgid/setuid take plain ids.
+    let ok = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(NOBODY) == 0
+            && libc::setuid(NOBODY) == 0
+    };
+    if !ok {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: PR_SET_DUMPABLE takes an integer argument.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// In a forked worker: reports the identity it runs with (`uid` real/effective, `capeff`).
+pub fn send_identity(io: &mut WorkerIo) {
+    // SAFETY: getuid/geteuid have no preconditions.
+    let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+    io.send_kv("uid", format!("{uid}/{euid}"));
+    let capeff = read_file("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_cap_eff(&s));
+    io.send_kv(
+        "capeff",
+        capeff.map_or("unknown".to_owned(), |c| format!("{c:x}")),
+    );
+}
+
 /// Loads a module from a file with finit_module(2).
 pub fn finit_module(path: &Path) -> io::Result<()> {
+    finit_module_with(path, "")
+}
+
+/// Loads a module from a file with finit_module(2) and module parameters (`a=1 b=2`).
+pub fn finit_module_with(path: &Path, params: &str) -> io::Result<()> {
     let f = File::open(path)?;
-    let params = c"";
+    let params = std::ffi::CString::new(params).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: the descriptor is open for reading and `params` is a NUL-terminated string.
     let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
     if rc != 0 {

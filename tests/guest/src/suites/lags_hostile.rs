@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::lags_iface::{lags_group, need_lags, DEBUGFS_DIR, SYSCTL};
 use super::lags_stress::report;
 use super::{ensure, fail, Ctx, OrFail, Stop, Suite, Test, TestResult};
+use crate::util::NOBODY;
 use crate::util::{self, Cgroup, Restore, Worker, WorkerIo, CGROUP2_ROOT};
 
 pub const SUITE: Suite = Suite {
@@ -55,7 +56,6 @@ pub const SUITE: Suite = Suite {
 const PAGE: usize = 4096;
 /// Random inputs per target after the boundary list.
 const RANDOM_INPUTS: usize = 1500;
-const NOBODY: u32 = 65534;
 const CAP_SYS_NICE: u32 = 23;
 /// Mismatch lines printed per target (the count is always printed).
 const MAX_REPORTED: usize = 15;
@@ -649,26 +649,6 @@ enum Act {
     Mkdir(&'static str, PathBuf),
 }
 
-fn drop_to_nobody() -> std::io::Result<()> {
-    // SAFETY: setgroups with an empty list and a null pointer clears the supplementary
-    // groups; setgid/setuid take plain ids.
-    let ok = unsafe {
-        libc::setgroups(0, std::ptr::null()) == 0
-            && libc::setgid(NOBODY) == 0
-            && libc::setuid(NOBODY) == 0
-    };
-    if !ok {
-        return Err(std::io::Error::last_os_error());
-    }
-    // Changing the euid made the process non-dumpable, which makes its /proc files
-    // root-owned; uid_map must stay writable by the process itself.
-    // SAFETY: PR_SET_DUMPABLE takes an integer argument.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// unshare(CLONE_NEWUSER) and map uid/gid 0 of the new namespace to `outer`.
 fn enter_userns(outer: u32) -> std::io::Result<()> {
     // SAFETY: unshare has no memory-safety preconditions; the child is single-threaded.
@@ -683,24 +663,15 @@ fn enter_userns(outer: u32) -> std::io::Result<()> {
 
 fn probe_child(io: &mut WorkerIo, who: Identity, acts: &[Act]) -> i32 {
     let setup = match who {
-        Identity::Nobody => drop_to_nobody(),
-        Identity::NobodyUserns => drop_to_nobody().and_then(|()| enter_userns(NOBODY)),
+        Identity::Nobody => util::drop_to_nobody(),
+        Identity::NobodyUserns => util::drop_to_nobody().and_then(|()| enter_userns(NOBODY)),
         Identity::RootUserns => enter_userns(0),
     };
     io.send_kv("setup", util::describe(&setup));
     if setup.is_err() {
         return 1;
     }
-    // SAFETY: getuid/geteuid have no preconditions.
-    let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
-    io.send_kv("uid", format!("{uid}/{euid}"));
-    let capeff = util::read_file("/proc/self/status")
-        .ok()
-        .and_then(|s| util::parse_cap_eff(&s));
-    io.send_kv(
-        "capeff",
-        capeff.map_or("unknown".into(), |c| format!("{c:x}")),
-    );
+    util::send_identity(io);
     for act in acts {
         match act {
             Act::Write(label, path, data) => {

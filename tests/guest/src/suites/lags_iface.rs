@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{ensure, fail, skip, Ctx, OrFail, Stop, Suite, Test, TestResult};
+use crate::util::NOBODY;
 use crate::util::{self, Cgroup, Restore, Worker, CGROUP2_ROOT};
 
 pub const SUITE: Suite = Suite {
@@ -74,7 +75,6 @@ pub const STAT_FIELDS: &[&str] = &[
 ];
 
 /// The unprivileged user ("nobody").
-const NOBODY: u32 = 65534;
 const CAP_SYS_NICE: u32 = 23;
 
 /// Inputs `cpu.lags` must reject with EINVAL, each written with one write(2) of its full
@@ -267,27 +267,11 @@ fn cpu_lags_not_inherited(ctx: &mut Ctx) -> TestResult {
 
 /// In a forked child: drop to nobody, then report identity and the result of each action.
 fn unprivileged_probe(io: &mut util::WorkerIo, actions: &[(&str, &Path, Option<&str>)]) -> i32 {
-    // SAFETY: setgroups with an empty list and a null pointer is the documented way to
-    // clear supplementary groups; setgid/setuid take plain ids.
-    let dropped = unsafe {
-        libc::setgroups(0, std::ptr::null()) == 0
-            && libc::setgid(NOBODY) == 0
-            && libc::setuid(NOBODY) == 0
-    };
-    if !dropped {
-        io.send_kv("drop", std::io::Error::last_os_error());
+    if let Err(e) = util::drop_to_nobody() {
+        io.send_kv("drop", e);
         return 1;
     }
-    // SAFETY: getuid/geteuid have no preconditions.
-    let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
-    io.send_kv("uid", format!("{uid}/{euid}"));
-    let capeff = util::read_file("/proc/self/status")
-        .ok()
-        .and_then(|s| util::parse_cap_eff(&s));
-    io.send_kv(
-        "capeff",
-        capeff.map_or("unknown".to_owned(), |c| format!("{c:x}")),
-    );
+    util::send_identity(io);
     for (label, path, write) in actions {
         let f = util::open_write(path);
         io.send_kv(&format!("open_{label}"), util::describe(&f));

@@ -13,10 +13,8 @@
 //! Groups live under `/sys/fs/cgroup/lagsmon`; workers are pinned to the first online CPU.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
@@ -118,18 +116,6 @@ impl Drop for Loaded {
     }
 }
 
-/// finit_module(2) with parameters.
-fn insmod(params: &str) -> std::io::Result<()> {
-    let f = File::open(KO)?;
-    let params = CString::new(params).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: the descriptor is open for reading and `params` is a NUL-terminated string.
-    let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn need_ko() -> TestResult {
     if !Path::new(KO).exists() {
         return skip(format!("{KO} not in the initramfs"));
@@ -152,7 +138,7 @@ fn loaded(ctx: &mut Ctx) -> bool {
 
 /// Loads the module with `params`, recording it in the stash.
 fn load(ctx: &mut Ctx, params: &str) -> TestResult {
-    let r = insmod(params);
+    let r = util::finit_module_with(Path::new(KO), params);
     if r.is_ok() {
         set_loaded(ctx, true);
     }
