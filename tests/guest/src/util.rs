@@ -535,6 +535,29 @@ pub fn send_identity(io: &mut WorkerIo) {
     );
 }
 
+/// Suite state for a module a suite loads: whether it is loaded, so that dropping the guard
+/// (at the end of the suite, whatever failed) unloads it. Update `loaded` in place; replacing
+/// the guard would run the old one's Drop.
+#[derive(Debug)]
+pub struct ModuleGuard {
+    pub name: &'static str,
+    pub loaded: bool,
+}
+
+impl Drop for ModuleGuard {
+    fn drop(&mut self) {
+        if self.loaded {
+            if let Err(e) = delete_module(self.name) {
+                warn(format!(
+                    "cleanup: unloading {}: {}",
+                    self.name,
+                    describe_err(&e)
+                ));
+            }
+        }
+    }
+}
+
 /// Loads a module from a file with finit_module(2).
 pub fn finit_module(path: &Path) -> io::Result<()> {
     finit_module_with(path, "")

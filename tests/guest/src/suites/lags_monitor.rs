@@ -100,22 +100,6 @@ const WORKER_TIMEOUT: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------
 // Module handling
 
-/// Suite state: whether we loaded the module, so the suite's end can unload it.
-struct Loaded(bool);
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        if self.0 {
-            if let Err(e) = util::delete_module(NAME) {
-                util::warn(format!(
-                    "cleanup: unloading {NAME}: {}",
-                    util::describe_err(&e)
-                ));
-            }
-        }
-    }
-}
-
 fn need_ko() -> TestResult {
     if !Path::new(KO).exists() {
         return skip(format!("{KO} not in the initramfs"));
@@ -126,14 +110,19 @@ fn need_ko() -> TestResult {
 /// Records whether the module is loaded (updating the guard in place: replacing it would run
 /// the old guard's `Drop`).
 fn set_loaded(ctx: &mut Ctx, v: bool) {
-    match ctx.stash.get::<Loaded>() {
-        Some(l) => l.0 = v,
-        None => ctx.stash.put(Loaded(v)),
+    match ctx.stash.get::<util::ModuleGuard>() {
+        Some(g) => g.loaded = v,
+        None => ctx.stash.put(util::ModuleGuard {
+            name: NAME,
+            loaded: v,
+        }),
     }
 }
 
 fn loaded(ctx: &mut Ctx) -> bool {
-    matches!(ctx.stash.get::<Loaded>(), Some(Loaded(true)))
+    ctx.stash
+        .get::<util::ModuleGuard>()
+        .is_some_and(|g| g.loaded)
 }
 
 /// Loads the module with `params`, recording it in the stash.

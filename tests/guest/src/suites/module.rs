@@ -38,23 +38,6 @@ const NAME: &str = "rust_minimal";
 const INIT_MSG: &str = "Rust minimal sample (init)";
 const EXIT_MSG: &str = "Rust minimal sample (exit)";
 
-/// Suite state: whether we loaded the module (so the suite's end can unload it if a test
-/// in between failed).
-struct Loaded(bool);
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        if self.0 {
-            if let Err(e) = util::delete_module(NAME) {
-                util::warn(format!(
-                    "cleanup: unloading {NAME}: {}",
-                    util::describe_err(&e)
-                ));
-            }
-        }
-    }
-}
-
 fn need_ko() -> TestResult {
     if !Path::new(KO).exists() {
         return skip(format!("{KO} not in the initramfs"));
@@ -64,8 +47,8 @@ fn need_ko() -> TestResult {
 
 fn need_loaded(ctx: &mut Ctx) -> TestResult {
     need_ko()?;
-    match ctx.stash.get::<Loaded>() {
-        Some(Loaded(true)) => Ok(()),
+    match ctx.stash.get::<util::ModuleGuard>() {
+        Some(g) if g.loaded => Ok(()),
         _ => fail(format!("{NAME} is not loaded (load_rust_minimal failed)")),
     }
 }
@@ -101,7 +84,10 @@ fn load_rust_minimal(ctx: &mut Ctx) -> TestResult {
     );
     let r = util::finit_module(Path::new(KO));
     if r.is_ok() {
-        ctx.stash.put(Loaded(true));
+        ctx.stash.put(util::ModuleGuard {
+            name: NAME,
+            loaded: true,
+        });
     }
     ensure!(
         r.is_ok(),
@@ -138,8 +124,8 @@ fn unload_rust_minimal(ctx: &mut Ctx) -> TestResult {
     if r.is_ok() {
         // Update the guard in place: replacing it would run the old guard's Drop, which
         // would try to unload the module a second time.
-        if let Some(l) = ctx.stash.get::<Loaded>() {
-            l.0 = false;
+        if let Some(g) = ctx.stash.get::<util::ModuleGuard>() {
+            g.loaded = false;
         }
     }
     ensure!(
@@ -157,8 +143,8 @@ fn unload_rust_minimal(ctx: &mut Ctx) -> TestResult {
 // Expect the module's exit (Drop) to have logged its message.
 fn exit_message_logged(ctx: &mut Ctx) -> TestResult {
     need_ko()?;
-    match ctx.stash.get::<Loaded>() {
-        Some(Loaded(false)) => {}
+    match ctx.stash.get::<util::ModuleGuard>() {
+        Some(g) if !g.loaded => {}
         _ => return fail(format!("{NAME} was not unloaded by unload_rust_minimal")),
     }
     ensure!(
