@@ -18,6 +18,7 @@ mod robustness;
 mod series;
 mod setup;
 mod util;
+mod vm;
 mod vmtest;
 
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Cmd {
     BuildModule(build::BuildModuleArgs),
     /// Boot the kernel in QEMU, run the in-guest suites, collect KTAP.
     QemuTest(vmtest::QemuTestArgs),
+    /// Boot the built kernel and run a command, a script or a shell in it; exits with the
+    /// command's status (10/11/12 for kernel fault, boot failure, timeout).
+    Vm(vm::VmArgs),
     /// checkpatch --strict, subjects, sign-offs and base of patches/ (and optionally build each).
     CheckSeries(series::CheckSeriesArgs),
     /// Regenerate patches/ from the commits on lags-base in work/linux (keeps the cover prose).
@@ -81,6 +85,7 @@ fn main() {
         Cmd::BuildKernel(a) => a.run(&paths),
         Cmd::BuildModule(a) => a.run(&paths),
         Cmd::QemuTest(a) => a.run(&paths),
+        Cmd::Vm(a) => a.run(&paths).map(|code| std::process::exit(code)),
         Cmd::CheckSeries(a) => a.run(&paths),
         Cmd::ExportSeries(a) => a.run(&paths),
         Cmd::Run(a) => a.run(&paths),
@@ -89,6 +94,11 @@ fn main() {
         Cmd::Robustness(a) => a.run(&paths),
     };
     if let Err(e) = result {
+        if e.downcast_ref::<vm::UsageError>().is_some() {
+            // A command-line mistake clap cannot see: clap's exit code.
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
         let code = exit_code_of(&e);
         eprintln!("error: {e:#}");
         eprintln!("(exit code {} = {:?})", code as i32, code);

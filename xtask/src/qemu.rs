@@ -2,7 +2,7 @@
 //! supervisor (spawn, console capture, timeouts, reaping).
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -193,12 +193,62 @@ pub fn run_vm(
     spec: &VmSpec,
     log: &Path,
     limits: Limits,
+    on_line: impl FnMut(&str),
+) -> Result<VmRun> {
+    run_vm_with(spec, log, limits, Terminal::Captured, on_line)
+}
+
+/// How the guest console meets the user.
+pub enum Terminal<'a> {
+    /// QEMU's stdin is /dev/null; the console is only captured (tests, `vm -- CMD`).
+    Captured,
+    /// QEMU reads the user's terminal (stdin inherited, Ctrl-C goes to the guest, Ctrl-A X
+    /// quits QEMU) and every console byte is also passed to `echo` as it arrives, so prompts
+    /// without a newline show at once (`vm` without a command).
+    Interactive { echo: &'a mut dyn FnMut(&[u8]) },
+}
+
+/// Replaces the console's `-serial stdio` with a stdio chardev that leaves Ctrl-C to the
+/// guest (`signal=off`) and multiplexes QEMU's escape keys (`mux=on`: Ctrl-A X quits).
+pub fn interactive_console(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len() + 2);
+    let mut it = args.into_iter().peekable();
+    while let Some(a) = it.next() {
+        if a == "-serial" && it.peek().is_some_and(|v| v == "stdio") {
+            it.next();
+            out.extend(
+                [
+                    "-chardev",
+                    "stdio,id=con0,mux=on,signal=off",
+                    "-serial",
+                    "chardev:con0",
+                ]
+                .map(OsString::from),
+            );
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// [`run_vm`] with a choice of [`Terminal`].
+pub fn run_vm_with(
+    spec: &VmSpec,
+    log: &Path,
+    limits: Limits,
+    mut terminal: Terminal<'_>,
     mut on_line: impl FnMut(&str),
 ) -> Result<VmRun> {
-    let args = qemu_args(spec);
+    let mut args = qemu_args(spec);
     let mut cmd = Command::new(qemu_binary());
+    if matches!(terminal, Terminal::Interactive { .. }) {
+        args = interactive_console(args);
+        cmd.stdin(Stdio::inherit());
+    } else {
+        cmd.stdin(Stdio::null());
+    }
     cmd.args(&args)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut logf = std::fs::File::create(log)
@@ -218,22 +268,36 @@ pub fn run_vm(
         let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
         s
     });
+    // Chunks, not lines: an interactive prompt has no newline.
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).split(b'\n') {
-            match line {
-                Ok(l) => {
-                    if tx.send(l).is_err() {
+        let mut stdout = stdout;
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match std::io::Read::read(&mut stdout, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
                         break;
                     }
                 }
-                Err(_) => break,
             }
         }
     });
     let start = Instant::now();
     let mut last_output = Instant::now();
     let mut console = String::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut take_line = |bytes: &[u8], console: &mut String| -> Result<()> {
+        let line = String::from_utf8_lossy(bytes);
+        let line = line.trim_end_matches('\r');
+        logf.write_all(line.as_bytes())?;
+        logf.write_all(b"\n")?;
+        console.push_str(line);
+        console.push('\n');
+        on_line(line);
+        Ok(())
+    };
     let ending = loop {
         let left = limits.hard.saturating_sub(start.elapsed());
         let quiet = limits.silence.saturating_sub(last_output.elapsed());
@@ -246,18 +310,22 @@ pub fn run_vm(
         match rx.recv_timeout(left.min(quiet).min(Duration::from_millis(500))) {
             Ok(bytes) => {
                 last_output = Instant::now();
-                let line = String::from_utf8_lossy(&bytes);
-                let line = line.trim_end_matches('\r');
-                logf.write_all(line.as_bytes())?;
-                logf.write_all(b"\n")?;
-                console.push_str(line);
-                console.push('\n');
-                on_line(line);
+                if let Terminal::Interactive { echo } = &mut terminal {
+                    echo(&bytes);
+                }
+                pending.extend_from_slice(&bytes);
+                while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    take_line(&line[..i], &mut console)?;
+                }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break Ending::Exited,
         }
     };
+    if !pending.is_empty() {
+        take_line(&std::mem::take(&mut pending), &mut console)?;
+    }
     if ending != Ending::Exited {
         let _ = guard.0.kill();
     }
@@ -412,6 +480,26 @@ mod tests {
             .map(|(_, v)| v)
             .collect();
         assert_eq!(serials, ["stdio", "file:/r/out.bin"]);
+    }
+
+    // Expect the interactive console to replace only the stdio serial port, in place.
+    #[test]
+    fn interactive_console_chardev() {
+        let mut s = spec(Accel::Tcg);
+        s.data_out = Some("/r/out.bin".into());
+        let a = strings(&interactive_console(qemu_args(&s)));
+        assert!(!a.contains(&"stdio".to_string()), "{a:?}");
+        let c = a.iter().position(|x| x == "-chardev").unwrap();
+        assert_eq!(a[c + 1], "stdio,id=con0,mux=on,signal=off");
+        assert_eq!(a[c + 2..c + 4], ["-serial", "chardev:con0"]);
+        // The data port stays the second serial port.
+        let serials: Vec<&String> = a
+            .iter()
+            .zip(a.iter().skip(1))
+            .filter(|(f, _)| *f == "-serial")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(serials, ["chardev:con0", "file:/r/out.bin"]);
     }
 
     // Expect KVM to use the host CPU and TCG the emulated "max" CPU, single-threaded.

@@ -108,46 +108,8 @@ pub fn classify(
 ) -> (Verdict, String, console::ConsoleScan, ktap::Report) {
     let scan = console::scan(console_text);
     let report = ktap::parse(console_text);
-    let (verdict, msg) = if !scan.runner_started {
-        let why = match scan.worst() {
-            Some(f) => format!("kernel fault before the runner started: {}", f.line.trim()),
-            None => match ending {
-                Ending::Exited => "QEMU exited before the test runner started".to_string(),
-                _ => format!(
-                    "no test runner after {ending:?}; last console line: {}",
-                    scan.last_line.clone().unwrap_or_default()
-                ),
-            },
-        };
-        (Verdict::BootFailure, why)
-    } else if let Some(f) = scan.worst() {
-        (
-            Verdict::KernelFault,
-            format!(
-                "kernel log shows {:?} at console line {}: {}",
-                f.kind,
-                f.line_no,
-                f.line.trim()
-            ),
-        )
-    } else if ending != Ending::Exited || !scan.runner_done {
-        let how = match ending {
-            Ending::Silent => "the guest stopped producing output",
-            Ending::HardTimeout => "the hard time limit passed",
-            Ending::Exited => "QEMU exited before the runner finished",
-        };
-        let v = if ending == Ending::Exited {
-            Verdict::BootFailure
-        } else {
-            Verdict::Timeout
-        };
-        (
-            v,
-            format!(
-                "{how}; last console line: {}",
-                scan.last_line.clone().unwrap_or_default()
-            ),
-        )
+    let (verdict, msg) = if let Some(infra) = classify_infra(&scan, ending, scan.runner_done) {
+        infra
     } else if !report.passed() {
         let c = report.counts();
         (
@@ -166,6 +128,60 @@ pub fn classify(
         )
     };
     (verdict, msg, scan, report)
+}
+
+/// The part of the verdict that does not depend on what the runner did, shared by
+/// `qemu-test` and `vm`: boot failure (the runner never started), kernel fault, or timeout
+/// (or QEMU exiting) before the runner reported it was `done`. `None` means the boot ran
+/// to the end cleanly and the runner's own result decides.
+pub fn classify_infra(
+    scan: &console::ConsoleScan,
+    ending: Ending,
+    done: bool,
+) -> Option<(Verdict, String)> {
+    if !scan.runner_started {
+        let why = match scan.worst() {
+            Some(f) => format!("kernel fault before the runner started: {}", f.line.trim()),
+            None => match ending {
+                Ending::Exited => "QEMU exited before the test runner started".to_string(),
+                _ => format!(
+                    "no test runner after {ending:?}; last console line: {}",
+                    scan.last_line.clone().unwrap_or_default()
+                ),
+            },
+        };
+        Some((Verdict::BootFailure, why))
+    } else if let Some(f) = scan.worst() {
+        Some((
+            Verdict::KernelFault,
+            format!(
+                "kernel log shows {:?} at console line {}: {}",
+                f.kind,
+                f.line_no,
+                f.line.trim()
+            ),
+        ))
+    } else if ending != Ending::Exited || !done {
+        let how = match ending {
+            Ending::Silent => "the guest stopped producing output",
+            Ending::HardTimeout => "the hard time limit passed",
+            Ending::Exited => "QEMU exited before the runner finished",
+        };
+        let v = if ending == Ending::Exited {
+            Verdict::BootFailure
+        } else {
+            Verdict::Timeout
+        };
+        Some((
+            v,
+            format!(
+                "{how}; last console line: {}",
+                scan.last_line.clone().unwrap_or_default()
+            ),
+        ))
+    } else {
+        None
+    }
 }
 
 /// Builds a workspace package as static guest binaries and returns their directory.
@@ -201,6 +217,13 @@ pub fn make_initramfs(
     programs: &[PathBuf],
     out: &Path,
 ) -> Result<PathBuf> {
+    guest_image(paths, profile, programs)?.write_to(out)?;
+    Ok(out.to_path_buf())
+}
+
+/// The guest image of a profile, in memory: busybox, the runner as `/init`, the modules
+/// and the `programs` with their libraries (`vm` adds its own files before writing it).
+pub fn guest_image(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> Result<Initramfs> {
     let bin = build_guest(paths)?;
     let mut fs = Initramfs::new();
     let busybox = Path::new("/bin/busybox");
@@ -235,8 +258,7 @@ pub fn make_initramfs(
     for p in programs {
         fs.host_program(p)?;
     }
-    fs.write_to(out)?;
-    Ok(out.to_path_buf())
+    Ok(fs)
 }
 
 impl QemuTestArgs {

@@ -8,6 +8,9 @@
 //! makes QEMU (`-no-reboot`) exit. PID 1 must never return, so every path ends in
 //! [`power_off`].
 //!
+//! With `lags.vm=1` on the command line it runs a command or shell for `cargo xtask vm`
+//! instead (see [`vm`]).
+//!
 //! On a development host, `lags-init --no-pid1 --suites boot,cgroup` runs the same suites
 //! without mounting or rebooting and prints KTAP to stdout.
 
@@ -21,6 +24,7 @@ use std::time::Duration;
 mod ktap;
 mod suites;
 mod util;
+mod vm;
 
 use ktap::{Ktap, Sink};
 
@@ -603,6 +607,10 @@ fn guest_main() -> ! {
     let mut cfg = Config::from_cmdline(&cmdline);
     cfg.in_guest = true;
     out.raw("lags-init: start");
+    if vm::requested(&cmdline) {
+        // `cargo xtask vm`: run the user's command instead of the suites.
+        vm::run(&mut out);
+    }
     run_and_summarise(&cfg, &mut out);
     power_off()
 }
