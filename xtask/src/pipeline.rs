@@ -89,6 +89,7 @@ impl CiArgs {
         self.run.run(paths)?;
         CheckSeriesArgs { build_each: false }.run(paths)?;
         fault_selftest(paths, &self.run.test)?;
+        vm_selftest(paths, &self.run.test)?;
         if !self.no_robustness {
             // The shortened stress and hostile-input suites on the debug kernel (lockdep,
             // UBSAN, KFENCE, ...): any kernel report fails CI.
@@ -160,6 +161,118 @@ pub fn fault_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
     }
 }
 
+/// `cargo xtask vm` end to end: the command's status comes back, the guest has the cpu
+/// controller at the cgroup v2 root, a script that crashes the kernel gives exit code 10,
+/// and `--out` brings files back.
+pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
+    use crate::vm::{Outcome, VmArgs};
+    use crate::vmtest::Verdict;
+    let dir = paths
+        .results()
+        .join(format!("vm-selftest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("panic.sh");
+    util::write(
+        &script,
+        "echo before the crash\necho c > /proc/sysrq-trigger\necho after\n",
+    )?;
+    let out = dir.join("out");
+    let vm = |command: &[&str]| VmArgs {
+        profile: base.profile.clone(),
+        accel: base.accel,
+        cpus: 2,
+        mem: 1024,
+        with: Vec::new(),
+        cmdline: Vec::new(),
+        script: None,
+        share: None,
+        no_share: true,
+        out: None,
+        timeout: 120,
+        silence: 0,
+        verbose: false,
+        command: command.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut panic = vm(&[]);
+    panic.script = Some(script);
+    let mut with_out = vm(&["sh", "-c", "echo lags > /out/x"]);
+    with_out.out = Some(out.clone());
+    type Check = Box<dyn Fn(&crate::vm::VmReport) -> Result<(), String>>;
+    let cases: Vec<(&str, VmArgs, Check)> = vec![
+        (
+            "vm -- sh -c 'exit 7' returns 7",
+            vm(&["sh", "-c", "exit 7"]),
+            Box::new(|r| match r.outcome {
+                Outcome::Command(7) => Ok(()),
+                o => Err(format!(
+                    "expected the command's status 7, got {o:?} (exit code {})",
+                    o.exit_code()
+                )),
+            }),
+        ),
+        (
+            "vm -- cat /sys/fs/cgroup/cgroup.controllers shows cpu",
+            vm(&["cat", "/sys/fs/cgroup/cgroup.controllers"]),
+            Box::new(|r| {
+                if r.outcome != Outcome::Command(0) {
+                    return Err(format!("expected exit 0, got {:?}", r.outcome));
+                }
+                if !r.output.split_whitespace().any(|w| w == "cpu") {
+                    return Err(format!("no `cpu` in the output {:?}", r.output.trim()));
+                }
+                Ok(())
+            }),
+        ),
+        (
+            "vm --script (echo c > /proc/sysrq-trigger) returns 10",
+            panic,
+            Box::new(|r| match r.outcome {
+                Outcome::Infra(Verdict::KernelFault) if r.outcome.exit_code() == 10 => Ok(()),
+                o => Err(format!(
+                    "expected a kernel fault (exit 10), got {o:?} (exit code {})",
+                    o.exit_code()
+                )),
+            }),
+        ),
+        (
+            "vm --out DIR brings /out back",
+            with_out,
+            Box::new(move |r| {
+                if r.outcome != Outcome::Command(0) {
+                    return Err(format!("expected exit 0, got {:?}", r.outcome));
+                }
+                match std::fs::read_to_string(out.join("x")) {
+                    Ok(s) if s == "lags\n" => Ok(()),
+                    other => Err(format!(
+                        "expected {}/x = \"lags\\n\", got {other:?}",
+                        out.display()
+                    )),
+                }
+            }),
+        ),
+    ];
+    let mut bad = Vec::new();
+    for (name, args, check) in cases {
+        eprintln!("\n=== vm self-test: {name} ===");
+        let report = args.execute(paths, &paths.root, false)?;
+        match check(&report) {
+            Ok(()) => eprintln!("[ci] {name}: ok"),
+            Err(e) => bad.push(format!(
+                "{name}: {e} (console: {})",
+                report.console_log.display()
+            )),
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(util::failure(
+            util::Exit::TestsFailed,
+            format!("vm self-test failed:\n  {}", bad.join("\n  ")),
+        ))
+    }
+}
+
 /// Wall time per pipeline step, printed at the end.
 #[derive(Default)]
 struct Steps(Vec<(&'static str, f64)>);
@@ -183,5 +296,28 @@ impl Steps {
             "total",
             self.0.iter().map(|x| x.1).sum::<f64>()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        test: QemuTestArgs,
+    }
+
+    // Expect the vm checks of `cargo xtask ci` to pass on the built default kernel. Boots
+    // QEMU four times, so it only runs on request:
+    // `cargo test -p xtask -- --ignored vm_selftest_on_built_kernel`.
+    #[test]
+    #[ignore = "boots the built kernel (cargo xtask run first)"]
+    fn vm_selftest_on_built_kernel() {
+        let paths = Paths::new(None);
+        let base = Cli::parse_from(["qemu-test"]).test;
+        vm_selftest(&paths, &base).unwrap();
     }
 }

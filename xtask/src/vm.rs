@@ -377,7 +377,8 @@ fn terminal_size() -> Option<(u16, u16)> {
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace().map(|x| x.parse().ok());
-    Some((it.next()??, it.next()??))
+    let size = (it.next()??, it.next()??);
+    (size.0 > 0 && size.1 > 0).then_some(size)
 }
 
 /// A random-enough token for the markers of one run.

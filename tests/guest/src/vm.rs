@@ -118,12 +118,14 @@ fn drain(f: &File) {
     unsafe { libc::tcdrain(f.as_raw_fd()) };
 }
 
-/// Writes one protocol line to the serial port, after the output before it has drained.
-fn say(tty: Option<&File>, out: &mut Ktap, line: &str) {
-    if let Some(t) = tty {
-        drain(t);
-        let _ = util::write_once(t, format!("{line}\n").as_bytes());
-        drain(t);
+/// Writes one protocol line to the serial port, after the output before it has drained,
+/// and to the kernel log. The port is opened afresh: when an interactive shell (the
+/// session leader) exits, the kernel hangs up every descriptor open on its terminal.
+fn say(out: &mut Ktap, line: &str) {
+    if let Ok(t) = open_tty(CONSOLE_TTY, false).or_else(|_| open_tty("/dev/console", false)) {
+        drain(&t);
+        let _ = util::write_once(&t, format!("{line}\n").as_bytes());
+        drain(&t);
     }
     out.raw(line);
 }
@@ -285,14 +287,17 @@ pub fn run(out: &mut Ktap) -> ! {
             out.raw(&format!("lags-vm: warning: mkdir {OUT_DIR}: {e}"));
         }
     }
+    if cfg.interactive {
+        // Only warnings and worse on the shell's terminal (the host still sees every
+        // fault: panics, oopses, BUG and WARNING reports are all at least KERN_WARNING).
+        if let Err(e) = util::write_file("/proc/sys/kernel/printk", "5") {
+            out.raw(&format!("lags-vm: warning: console loglevel: {e}"));
+        }
+    }
     let tty = open_tty(CONSOLE_TTY, false)
         .or_else(|_| open_tty("/dev/console", false))
         .ok();
-    say(
-        tty.as_ref(),
-        out,
-        &format!("lags-vm: ready token={}", cfg.token),
-    );
+    say(out, &format!("lags-vm: ready token={}", cfg.token));
     let code = run_command(&cfg, out, tty.as_ref());
     if cfg.out {
         if let Err(e) = send_out() {
@@ -301,11 +306,7 @@ pub fn run(out: &mut Ktap) -> ! {
             ));
         }
     }
-    say(
-        tty.as_ref(),
-        out,
-        &format!("lags-vm: exit={code} token={}", cfg.token),
-    );
+    say(out, &format!("lags-vm: exit={code} token={}", cfg.token));
     crate::power_off()
 }
 
