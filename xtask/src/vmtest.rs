@@ -14,8 +14,9 @@ use crate::qemu::{self, Accel, Ending, Limits, VmSpec};
 use crate::util::{self, failure, Exit, Paths};
 use crate::{console, ktap};
 
-/// The guest suite whose assertions are about latency; it gets a boot of its own.
-pub const TIMING_SUITE: &str = "lags_behaviour";
+/// The guest suites whose assertions are about latency and CPU shares; they get a 1-vCPU
+/// boot of their own.
+pub const TIMING_SUITES: &[&str] = &["lags_behaviour", "lags_guarantees"];
 
 /// Target triple of the static guest binaries.
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -349,7 +350,14 @@ impl QemuTestArgs {
         match &self.suites {
             Some(s) => main.push(format!("lags.suites={s}")),
             // The timing suite gets a boot of its own, below.
-            None if default_run && has_lags => main.push(format!("lags.suites=-{TIMING_SUITE}")),
+            None if default_run && has_lags => main.push(format!(
+                "lags.suites={}",
+                TIMING_SUITES
+                    .iter()
+                    .map(|s| format!("-{s}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
             None => {}
         }
         main.extend(self.cmdline.iter().cloned());
@@ -358,7 +366,7 @@ impl QemuTestArgs {
             // One vCPU: under single-threaded TCG a second vCPU's activity freezes the
             // first in wall-clock time, which shows up as latency spikes in the A/B.
             let mut t = base.clone();
-            t.push(format!("lags.suites={TIMING_SUITE}"));
+            t.push(format!("lags.suites={}", TIMING_SUITES.join(",")));
             t.extend(self.cmdline.iter().cloned());
             let cpus = if accel == Accel::Tcg { 1 } else { self.cpus };
             boots.push(("behaviour".into(), t, cpus));

@@ -1037,6 +1037,53 @@ impl Worker {
         Ok(data)
     }
 
+    /// Reads what the running child sends until a line `key=…` has arrived (the child keeps
+    /// running), for at most `timeout`. Returns the text read so far.
+    pub fn read_line_until(&mut self, key: &str, timeout: Duration) -> Result<String, String> {
+        let Some(out) = self.out.as_mut() else {
+            return Err("worker output already collected".into());
+        };
+        let deadline = now_ns() + timeout.as_nanos() as u64;
+        let prefix = format!("{key}=");
+        let mut data = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let text = String::from_utf8_lossy(&data);
+            if text.lines().any(|l| l.starts_with(&prefix)) && text.ends_with('\n') {
+                return Ok(text.into_owned());
+            }
+            let left_ms = deadline.saturating_sub(now_ns()) / 1_000_000;
+            if left_ms == 0 {
+                return Err(format!(
+                    "worker {} sent no {key}= line within {}s (got {text:?})",
+                    self.pid,
+                    timeout.as_secs()
+                ));
+            }
+            let mut p = libc::pollfd {
+                fd: out.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: `p` is one valid pollfd.
+            let rc = unsafe { libc::poll(&mut p, 1, left_ms.min(1000) as libc::c_int) };
+            if rc <= 0 {
+                continue;
+            }
+            match out.read(&mut buf) {
+                Ok(0) => {
+                    return Err(format!(
+                        "worker {} closed its output before a {key}= line (got {text:?})",
+                        self.pid
+                    ))
+                }
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading from worker {}: {e}", self.pid)),
+            }
+        }
+    }
+
     /// Waits up to `timeout` for the child to exit and returns its exit code (128+signal
     /// if killed).
     pub fn wait(&mut self, timeout: Duration) -> Result<i32, String> {

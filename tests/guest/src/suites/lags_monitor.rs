@@ -84,16 +84,11 @@ const HEADER_KEYS: &[&str] = &[
 ];
 /// The watchdog's message, after the cgroup path.
 const STARVED_MSG: &str = "runnable without running for";
-const STARVE_NS_PATH: &str = "/sys/kernel/debug/sched/lags/starve_ns";
-const RAISED_STARVE_NS: &str = "10000000000";
-/// Watchdog threshold of the starvation test: 4x the default starvation bound; the starved
-/// group in that test waits for seconds.
+/// Watchdog threshold of the starvation test; the waiting group in that test waits for
+/// seconds.
 const LOW_THRESHOLD_MS: u32 = 200;
 /// Groups in the scale test (the "node with a thousand cgroups").
 const SCALE_GROUPS: usize = 1000;
-/// Credit time constant for the starvation test: credits move slowly, so the order holds.
-const SLOW_CREDIT_PERIOD_NS: &str = "10000000000";
-const CREDIT_PERIOD_PATH: &str = "/sys/kernel/debug/sched/lags/credit_period_ns";
 const FLOODERS: usize = 6;
 const WORKER_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -335,16 +330,7 @@ fn spinner(io: &mut WorkerIo) -> i32 {
     0
 }
 
-/// Spins for 1.5 s (building up credit), sleeps 20 ms, so that its group is queued again with
-/// that high credit as its key, then spins until told to stop.
-fn heavy_requeued(io: &mut WorkerIo) -> i32 {
-    util::spin_until_ns(util::now_ns() + 1_500_000_000);
-    util::sleep_ms(20);
-    spinner(io)
-}
-
-/// A lighter LAGS group that never sleeps: with the slow credit of the starvation test it
-/// stays lighter than the pre-heated heavy group, so the heavy group really starves.
+/// A heavy-weight sibling that never sleeps.
 fn flooder(io: &mut WorkerIo) -> i32 {
     while !io.stop_requested() {
         util::spin_cpu_ns(1_000_000);
@@ -597,41 +583,33 @@ fn watchdog_quiet_when_healthy(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
-// Expect LAGS groups starved on purpose (a heavy spinner requeued with a high credit behind six
-// light flooders in sibling LAGS groups on one CPU, starve_ns raised to 10 s) to be reported by a watchdog with
-// threshold_ms=40, naming a starved group, and the snapshot's starvation counter to increase.
+// Expect a LAGS group that waits on purpose (a spinner with cpu.weight 1 next to six spinning
+// LAGS siblings with cpu.weight 10000 on one CPU: its EEVDF share is 1/60001, so it waits
+// for seconds between its turns) to be reported by a watchdog with threshold_ms=200, naming
+// the waiting group, and the snapshot's starvation counter to increase.
 fn watchdog_reports_starvation(ctx: &mut Ctx) -> TestResult {
     need_ko()?;
     need_lags(ctx)?;
     reload(ctx, &format!("threshold_ms={LOW_THRESHOLD_MS}"))?;
     let t = util::read_trimmed(PARAM).or_fail(PARAM)?;
     ctx.check_eq("threshold_ms parameter", t, LOW_THRESHOLD_MS.to_string());
-    ensure!(
-        util::exists(STARVE_NS_PATH),
-        "{STARVE_NS_PATH}: expected to exist, missing"
-    );
-    // A deliberately starved group: the starvation bound raised to 10 s and a slow credit
-    // (tau = 10 s), so the pre-heated heavy group stays heavier than the spinning flooders
-    // for the whole run and waits for seconds, far past the watchdog threshold.
-    let _starve = Restore::save(STARVE_NS_PATH).or_fail(STARVE_NS_PATH)?;
-    util::write_file(STARVE_NS_PATH, RAISED_STARVE_NS).or_fail("raising starve_ns")?;
-    let _period = Restore::save(CREDIT_PERIOD_PATH).or_fail(CREDIT_PERIOD_PATH)?;
-    util::write_file(CREDIT_PERIOD_PATH, SLOW_CREDIT_PERIOD_NS).or_fail("slowing the credit")?;
     let before = log_lines(STARVED_MSG)?.len();
     let count0 = snapshot()?.get("starvations");
     let env = setup()?;
     let heavy_cg = group(&env, "starved-heavy", true)?;
+    heavy_cg.write("cpu.weight", "1").or_fail("cpu.weight 1")?;
     let flood_cgs = (0..FLOODERS)
         .map(|i| group(&env, &format!("flood{i}"), true))
         .collect::<Result<Vec<_>, _>>()?;
-    // The flooders arrive shortly before the heavy group is queued again with its high
-    // credit; from then on a lighter flooder is nearly always runnable.
-    let mut heavy = start(&env, &heavy_cg, heavy_requeued)?;
-    util::sleep_ms(1400);
+    for cg in &flood_cgs {
+        cg.write("cpu.weight", "10000")
+            .or_fail("cpu.weight 10000")?;
+    }
     let mut floods = flood_cgs
         .iter()
         .map(|cg| start(&env, cg, flooder))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut heavy = start(&env, &heavy_cg, spinner)?;
     util::sleep_ms(3000);
     let s = snapshot()?;
     for f in &mut floods {

@@ -16,6 +16,7 @@ use crate::Config;
 pub mod boot;
 pub mod cgroup;
 pub mod lags_behaviour;
+pub mod lags_guarantees;
 pub mod lags_hostile;
 pub mod lags_iface;
 pub mod lags_monitor;
@@ -32,6 +33,7 @@ pub const ALL: &[Suite] = &[
     module::SUITE,
     lags_iface::SUITE,
     lags_behaviour::SUITE,
+    lags_guarantees::SUITE,
     lags_monitor::SUITE,
 ];
 

@@ -1,0 +1,605 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `lags_guarantees`: what a cgroup is promised without LAGS stays true with it.
+//!
+//! Every test compares LAGS against stock EEVDF *in the same boot*, on the same CPU, with
+//! fresh groups under `/sys/fs/cgroup/lagsg`: CPU shares follow `cpu.weight`, a `cpu.idle`
+//! group is never preferred, siblings that did not opt in keep their share, switching LAGS
+//! off repays no debt, the credit of one group does not depend on another group's writes,
+//! and `cpu.lags` checks the credentials of the file's opener.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::lags_iface::{need_lags, DEBUGFS_DIR, SYSCTL};
+use super::{ensure, fail, Ctx, OrFail, Stop, Suite, Test, TestResult};
+use crate::util::{self, AffinityGuard, Cgroup, Restore, Worker, WorkerIo, NOBODY};
+
+pub const SUITE: Suite = Suite {
+    name: "lags_guarantees",
+    tests: &[
+        Test {
+            name: "weights_respected",
+            run: weights_respected,
+        },
+        Test {
+            name: "idle_never_preferred",
+            run: idle_never_preferred,
+        },
+        Test {
+            name: "non_lags_sibling_keeps_share",
+            run: non_lags_sibling_keeps_share,
+        },
+        Test {
+            name: "switch_off_repays_nothing",
+            run: switch_off_repays_nothing,
+        },
+        Test {
+            name: "credit_independent_of_other_groups",
+            run: credit_independent_of_other_groups,
+        },
+        Test {
+            name: "cpu_lags_checks_opener",
+            run: cpu_lags_checks_opener,
+        },
+        Test {
+            name: "schedule_calls_not_inflated",
+            run: schedule_calls_not_inflated,
+        },
+    ],
+};
+
+/// Spinners run alone this long before a measurement window opens.
+const SETTLE_MS: u64 = 1_000;
+/// Length of a share measurement window.
+const WINDOW_MS: u64 = 3_000;
+/// Allowed relative deviation of the LAGS weight ratio from the stock ratio.
+const WEIGHT_TOLERANCE: f64 = 0.15;
+/// A sibling that did not opt in keeps at least this fraction of its stock share.
+const NON_LAGS_FLOOR: f64 = 0.90;
+/// schedule() calls with LAGS may exceed stock's by at most this fraction.
+const SCHED_CALLS_TOLERANCE: f64 = 0.10;
+const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Env {
+    /// The CPU every worker runs on.
+    cpu: usize,
+    /// CPUs the runner (and helpers such as the toggler) use: others if there are any.
+    others: Vec<usize>,
+    // Dropped in this order: the groups, then the sysctl, then the runner's affinity.
+    parent: Cgroup,
+    _sysctl: Restore,
+    _pin: Option<AffinityGuard>,
+}
+
+fn setup(ctx: &mut Ctx) -> Result<Env, Stop> {
+    need_lags(ctx)?;
+    let online = util::online_cpus().or_fail("online CPUs")?;
+    let allowed = util::get_affinity(0).or_fail("sched_getaffinity")?;
+    let usable: Vec<usize> = online
+        .iter()
+        .copied()
+        .filter(|c| allowed.contains(c))
+        .collect();
+    let Some(&cpu) = usable.first() else {
+        return fail(format!(
+            "no usable CPU (online {online:?}, allowed {allowed:?})"
+        ));
+    };
+    let others: Vec<usize> = usable.iter().copied().filter(|&c| c != cpu).collect();
+    let pin = if others.is_empty() {
+        None
+    } else {
+        Some(AffinityGuard::pin_self(&others).or_fail("moving the runner off the test CPU")?)
+    };
+    let sysctl = Restore::save(SYSCTL).or_fail(SYSCTL)?;
+    util::write_file(SYSCTL, "1").or_fail("switching LAGS on")?;
+    util::ensure_v2_cpu(Duration::from_secs(5)).or_fail("enabling cpu on cgroup v2")?;
+    let parent = Cgroup::new_v2("lagsg").or_fail("creating /sys/fs/cgroup/lagsg")?;
+    parent
+        .enable_cpu_for_children()
+        .or_fail("+cpu in lagsg/cgroup.subtree_control")?;
+    Ok(Env {
+        cpu,
+        others,
+        parent,
+        _sysctl: sysctl,
+        _pin: pin,
+    })
+}
+
+/// What a group's worker does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Load {
+    /// Always runnable.
+    Spin,
+    /// A lighter waker: 1 ms of CPU, then 1 ms asleep.
+    Flood,
+}
+
+/// One sibling group of a scenario.
+#[derive(Clone, Debug)]
+struct Member {
+    name: &'static str,
+    weight: u32,
+    idle: bool,
+    lags: bool,
+    load: Load,
+}
+
+impl Member {
+    fn new(name: &'static str, weight: u32, lags: bool) -> Member {
+        Member {
+            name,
+            weight,
+            idle: false,
+            lags,
+            load: Load::Spin,
+        }
+    }
+}
+
+fn spinner(io: &mut WorkerIo) -> i32 {
+    while !io.stop_requested() {
+        util::spin_cpu_ns(1_000_000);
+    }
+    0
+}
+
+fn flooder(io: &mut WorkerIo) -> i32 {
+    while !io.stop_requested() {
+        util::spin_cpu_ns(1_000_000);
+        util::sleep_ms(1);
+    }
+    0
+}
+
+/// Running groups and their workers (workers are declared last, so they die first).
+struct Scenario {
+    groups: Vec<Cgroup>,
+    workers: Vec<Worker>,
+}
+
+impl Scenario {
+    fn start(env: &Env, label: &str, members: &[Member]) -> Result<Scenario, Stop> {
+        let mut groups = Vec::new();
+        for m in members {
+            let name = format!("{label}-{}", m.name);
+            let cg = env
+                .parent
+                .child(&name)
+                .or_fail(&format!("creating lagsg/{name}"))?;
+            cg.write("cpu.weight", m.weight.to_string())
+                .or_fail(&format!("cpu.weight of {name}"))?;
+            if m.idle {
+                cg.write("cpu.idle", "1")
+                    .or_fail(&format!("cpu.idle of {name}"))?;
+            }
+            cg.write("cpu.lags", if m.lags { "1" } else { "0" })
+                .or_fail(&format!("cpu.lags of {name}"))?;
+            groups.push(cg);
+        }
+        let mut workers = Vec::new();
+        for (m, cg) in members.iter().zip(&groups) {
+            let mut w = match m.load {
+                Load::Spin => Worker::spawn(spinner),
+                Load::Flood => Worker::spawn(flooder),
+            }
+            .or_fail("fork")?;
+            w.start_in(cg, Some(env.cpu)).or_fail("starting worker")?;
+            workers.push(w);
+        }
+        Ok(Scenario { groups, workers })
+    }
+
+    fn usage_us(&self) -> Result<Vec<u64>, Stop> {
+        self.groups
+            .iter()
+            .map(|cg| cg.cpu_stat("usage_usec").or_fail("cpu.stat"))
+            .collect()
+    }
+
+    /// CPU time (µs) each group received during the next `ms` milliseconds.
+    fn window(&self, ms: u64) -> Result<Vec<u64>, Stop> {
+        let a = self.usage_us()?;
+        util::sleep_ms(ms);
+        let b = self.usage_us()?;
+        Ok(a.iter()
+            .zip(&b)
+            .map(|(x, y)| y.saturating_sub(*x))
+            .collect())
+    }
+
+    fn stop(mut self) -> Result<(), Stop> {
+        for w in &mut self.workers {
+            w.stop();
+        }
+        for w in &mut self.workers {
+            w.wait(WORKER_TIMEOUT).or_fail("worker")?;
+        }
+        Ok(())
+    }
+}
+
+/// Shares each member gets over one window after the settle time.
+fn measure(env: &Env, label: &str, members: &[Member]) -> Result<Vec<u64>, Stop> {
+    let s = Scenario::start(env, label, members)?;
+    util::sleep_ms(SETTLE_MS);
+    let usage = s.window(WINDOW_MS)?;
+    s.stop()?;
+    Ok(usage)
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    a as f64 / (b.max(1)) as f64
+}
+
+fn share(of: u64, all: &[u64]) -> f64 {
+    of as f64 / (all.iter().sum::<u64>().max(1)) as f64
+}
+
+// Expect two busy LAGS siblings with cpu.weight 1000 : 100 to split the CPU like stock
+// EEVDF does (about 10 : 1), within 15% of the stock ratio measured in the same boot.
+fn weights_respected(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let mut ratios = Vec::new();
+    for lags in [false, true] {
+        let label = if lags { "lags" } else { "stock" };
+        let u = measure(
+            &env,
+            &format!("w-{label}"),
+            &[
+                Member::new("w1000", 1000, lags),
+                Member::new("w100", 100, lags),
+            ],
+        )?;
+        ensure!(
+            u[1] > 0,
+            "{label}: the weight-100 group got no CPU time at all ({u:?} us)"
+        );
+        let r = ratio(u[0], u[1]);
+        ctx.diag(format!("{label}: usage {u:?} us, ratio {r:.2}"));
+        ratios.push(r);
+    }
+    let (stock, lags) = (ratios[0], ratios[1]);
+    ensure!(
+        (lags / stock - 1.0).abs() <= WEIGHT_TOLERANCE,
+        "weight 1000 : 100 with cpu.lags=1: CPU ratio {lags:.2}, stock {stock:.2}; expected \
+         within {:.0}% of stock",
+        WEIGHT_TOLERANCE * 100.0
+    );
+    Ok(())
+}
+
+// Expect a busy cpu.idle group to get no more CPU next to a busy normal sibling when both
+// have cpu.lags=1 than it gets under stock EEVDF (about 0.3%), plus two points of noise.
+fn idle_never_preferred(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let mut shares = Vec::new();
+    for lags in [false, true] {
+        let label = if lags { "lags" } else { "stock" };
+        let idle = Member {
+            idle: true,
+            ..Member::new("idle", 100, lags)
+        };
+        let u = measure(
+            &env,
+            &format!("i-{label}"),
+            &[Member::new("normal", 100, lags), idle],
+        )?;
+        let s = share(u[1], &u);
+        ctx.diag(format!(
+            "{label}: usage {u:?} us, idle share {:.2}%",
+            s * 100.0
+        ));
+        shares.push(s);
+    }
+    ensure!(
+        shares[1] <= shares[0] + 0.02,
+        "cpu.idle group with cpu.lags=1 got {:.1}% of the CPU next to a busy normal sibling; \
+         stock gives it {:.1}%",
+        shares[1] * 100.0,
+        shares[0] * 100.0
+    );
+    Ok(())
+}
+
+// Expect a busy sibling that did not opt in to keep at least 90% of its stock share while
+// LAGS siblings (two busy, three lighter wakers) share its runqueue.
+fn non_lags_sibling_keeps_share(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let mut got = Vec::new();
+    for lags in [false, true] {
+        let label = if lags { "lags" } else { "stock" };
+        let flood = |name| Member {
+            load: Load::Flood,
+            ..Member::new(name, 100, lags)
+        };
+        let members = [
+            Member::new("plain", 100, false),
+            Member::new("heavy1", 100, lags),
+            Member::new("heavy2", 100, lags),
+            flood("light1"),
+            flood("light2"),
+            flood("light3"),
+        ];
+        let u = measure(&env, &format!("n-{label}"), &members)?;
+        let s = share(u[0], &u);
+        ctx.diag(format!(
+            "{label}: usage {u:?} us, plain share {:.1}%",
+            s * 100.0
+        ));
+        got.push(s);
+    }
+    ensure!(
+        got[1] >= NON_LAGS_FLOOR * got[0],
+        "cpu.lags=0 sibling: {:.1}% of the CPU among LAGS siblings, {:.1}% under stock; \
+         expected at least {:.0}% of stock",
+        got[1] * 100.0,
+        got[0] * 100.0,
+        NON_LAGS_FLOOR * 100.0
+    );
+    Ok(())
+}
+
+// Expect no repayment when LAGS is switched off (by cpu.lags and by the sysctl): after a
+// weight 1000 : 100 pair ran 3 s with LAGS, the weight-100 group keeps getting CPU at once,
+// at least half its weight share (1/11) in the first second and some within 100 ms.
+fn switch_off_repays_nothing(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    for how in ["cpu.lags", "sysctl"] {
+        util::write_file(SYSCTL, "1").or_fail("switching LAGS on")?;
+        let s = Scenario::start(
+            &env,
+            &format!("off-{}", how.replace('.', "_")),
+            &[
+                Member::new("w1000", 1000, true),
+                Member::new("w100", 100, true),
+            ],
+        )?;
+        util::sleep_ms(WINDOW_MS);
+        if how == "sysctl" {
+            util::write_file(SYSCTL, "0").or_fail("switching LAGS off")?;
+        } else {
+            for cg in &s.groups {
+                cg.write("cpu.lags", "0").or_fail("cpu.lags=0")?;
+            }
+        }
+        let first = s.window(100)?;
+        let rest = s.window(900)?;
+        s.stop()?;
+        util::write_file(SYSCTL, "1").or_fail("switching LAGS back on")?;
+        let second: Vec<u64> = first.iter().zip(&rest).map(|(a, b)| a + b).collect();
+        ctx.diag(format!(
+            "off by {how}: first 100 ms {first:?} us, first second {second:?} us"
+        ));
+        let floor = 1_000_000 / 11 / 2;
+        ctx.check(second[1] >= floor, || {
+            format!(
+                "off by {how}: the weight-100 group got {} us in the first second; expected \
+                 at least {floor} us (half its share)",
+                second[1]
+            )
+        });
+        ctx.check(first[1] > 0, || {
+            format!("off by {how}: the weight-100 group got no CPU in the first 100 ms")
+        });
+    }
+    Ok(())
+}
+
+fn toggler(dir: std::path::PathBuf, io: &mut WorkerIo) -> i32 {
+    let file = dir.join("cpu.lags");
+    let mut n = 0u64;
+    while !io.stop_requested() {
+        for v in ["1", "0"] {
+            if util::write_file(&file, v).is_err() {
+                io.send_kv("error", "write");
+                return 1;
+            }
+        }
+        n += 1;
+        util::sleep_until_ns(util::now_ns() + 200_000);
+    }
+    io.send_kv("toggles", n);
+    0
+}
+
+// Expect a busy LAGS group's credit to follow the CPU time it receives while another
+// group's cpu.lags is switched on and off every ~0.2 ms: one group's opt-in does not discard
+// other groups' runtime. Over a window of length T the credit must reach at least 85% of
+// C0·e^(-T/tau) + u·(1 - e^(-T/tau)), u being the CPU share the group measurably received.
+fn credit_independent_of_other_groups(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let tau_ns = util::read_trimmed(format!("{DEBUGFS_DIR}/credit_period_ns"))
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_fail("credit_period_ns")?;
+    let s = Scenario::start(&env, "cr", &[Member::new("busy", 100, true)])?;
+    let other = env.parent.child("cr-other").or_fail("creating cr-other")?;
+    util::sleep_ms(2_000);
+    let dir = other.path().to_owned();
+    let mut t = Worker::spawn(move |io| toggler(dir, io)).or_fail("fork")?;
+    let cpu = env.others.first().copied().unwrap_or(env.cpu);
+    util::set_affinity(t.pid(), &[cpu]).or_fail("pinning the toggler")?;
+    let c0 = s.groups[0].cpu_stat("lags_credit_mcpu").or_fail("credit")?;
+    let (u0, t0) = (s.usage_us()?[0], util::now_ns());
+    t.go().or_fail("starting the toggler")?;
+    util::sleep_ms(2_000);
+    let c1 = s.groups[0].cpu_stat("lags_credit_mcpu").or_fail("credit")?;
+    let (u1, t1) = (s.usage_us()?[0], util::now_ns());
+    t.stop();
+    let out = String::from_utf8_lossy(&t.finish(WORKER_TIMEOUT).or_fail("toggler")?).into_owned();
+    s.stop()?;
+    let kvs = util::parse_kv_lines(&out);
+    let toggles: u64 = util::kv(&kvs, "toggles")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let window_ns = (t1 - t0) as f64;
+    let u = (u1 - u0) as f64 * 1000.0 / window_ns;
+    let decay = (-window_ns / tau_ns as f64).exp();
+    let expect = c0 as f64 * decay + u * 1000.0 * (1.0 - decay);
+    ctx.diag(format!(
+        "busy group: credit {c0} -> {c1} mcpu over {:.0} ms with {toggles} toggles of another \
+         group's cpu.lags; it received {:.0}% of the CPU, so the credit model gives {expect:.0}",
+        window_ns / 1e6,
+        u * 100.0
+    ));
+    ensure!(
+        toggles >= 100,
+        "toggler made only {toggles} toggles ({out:?})"
+    );
+    ensure!(
+        c1 as f64 >= 0.85 * expect,
+        "busy group's credit is {c1} mcpu after another group toggled cpu.lags; the CPU it \
+         received gives {expect:.0} mcpu (at least 85% of that expected)"
+    );
+    Ok(())
+}
+
+/// In a forked child: drop to nobody, open `path` for writing and keep it open until told
+/// to stop; sends `fd=N` (or `open=ERR`).
+fn open_as_nobody(path: std::path::PathBuf, io: &mut WorkerIo) -> i32 {
+    if let Err(e) = util::drop_to_nobody() {
+        io.send_kv("drop", e);
+        return 1;
+    }
+    util::send_identity(io);
+    match util::open_write(&path) {
+        Ok(f) => {
+            use std::os::fd::AsRawFd;
+            io.send_kv("fd", f.as_raw_fd());
+            while !io.stop_requested() {
+                util::sleep_ms(5);
+            }
+            drop(f);
+            0
+        }
+        Err(e) => {
+            io.send_kv("open", util::describe_err(&e));
+            1
+        }
+    }
+}
+
+/// Reads `key=value` lines from a running worker until `key` appears.
+fn wait_kv(w: &mut Worker, key: &str) -> Result<Vec<(String, String)>, Stop> {
+    let text = w.read_line_until(key, WORKER_TIMEOUT).or_fail("worker")?;
+    Ok(util::parse_kv_lines(&text))
+}
+
+// Expect cpu.lags to check the credentials of whoever opened the file, not of whoever
+// writes to it (the CVE-2021-4197 pattern): a delegated cpu.lags opened by nobody and
+// handed to root must still refuse the write with EPERM.
+fn cpu_lags_checks_opener(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let cg = env
+        .parent
+        .child("opener")
+        .or_fail("creating lagsg/opener")?;
+    let lags = cg.file("cpu.lags");
+    util::chown(cg.path(), NOBODY, NOBODY).or_fail("chown of the cgroup directory")?;
+    util::chown(&lags, NOBODY, NOBODY).or_fail("chown of cpu.lags")?;
+    let path = lags.clone();
+    let mut w = Worker::spawn(move |io| open_as_nobody(path, io)).or_fail("fork")?;
+    w.go().or_fail("starting the child")?;
+    let kvs = wait_kv(&mut w, "fd")?;
+    let Some(fd) = util::kv(&kvs, "fd").and_then(|v| v.parse::<i32>().ok()) else {
+        return fail(format!(
+            "child could not open its delegated cpu.lags: {kvs:?}"
+        ));
+    };
+    ensure!(
+        util::kv(&kvs, "uid") == Some(&format!("{NOBODY}/{NOBODY}")),
+        "child did not drop to nobody: {kvs:?}"
+    );
+    // Take the child's descriptor: the file stays opened with nobody's credentials.
+    // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, w.pid(), 0) };
+    ensure!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: pidfd_open returned a descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_getfd takes a pidfd, the target's descriptor number and flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    ensure!(fd >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+    // SAFETY: pidfd_getfd returned a new descriptor that nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    let r = util::write_once(&file, b"1");
+    drop(file);
+    w.stop();
+    w.finish(WORKER_TIMEOUT).or_fail("child")?;
+    let got = util::describe(&r);
+    let v = cg.read("cpu.lags").or_fail("reading cpu.lags")?;
+    ctx.diag(format!(
+        "root writing 1 through nobody's descriptor: {got}; cpu.lags now {v:?}"
+    ));
+    ctx.check(got == "EPERM", || {
+        format!("write through a descriptor opened by nobody: expected EPERM, got {got}")
+    });
+    ctx.check_eq("cpu.lags afterwards", v.trim().to_owned(), "0".to_owned());
+    Ok(())
+}
+
+/// `schedule()` calls on `cpu` so far (`/proc/schedstat`, third counter of the CPU line).
+fn sched_count(cpu: usize) -> Result<u64, Stop> {
+    let text = util::read_file("/proc/schedstat").or_fail("/proc/schedstat")?;
+    let tag = format!("cpu{cpu}");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(tag.as_str()));
+    let Some(n) = line.and_then(|l| l.split_whitespace().nth(3)?.parse().ok()) else {
+        return fail(format!("/proc/schedstat: no sched_count for {tag}"));
+    };
+    Ok(n)
+}
+
+// Expect no reschedule storm: with four busy LAGS groups and three lighter wakers on one
+// CPU, schedule() calls per second are at most 10% above stock's in the same boot.
+fn schedule_calls_not_inflated(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let stats =
+        Restore::save("/proc/sys/kernel/sched_schedstats").or_fail("kernel.sched_schedstats")?;
+    util::write_file("/proc/sys/kernel/sched_schedstats", "1").or_fail("enabling schedstats")?;
+    let mut rates = Vec::new();
+    for lags in [false, true] {
+        let label = if lags { "lags" } else { "stock" };
+        let flood = |name| Member {
+            load: Load::Flood,
+            ..Member::new(name, 100, lags)
+        };
+        let members = [
+            Member::new("heavy1", 100, lags),
+            Member::new("heavy2", 100, lags),
+            Member::new("heavy3", 100, lags),
+            Member::new("heavy4", 100, lags),
+            flood("light1"),
+            flood("light2"),
+            flood("light3"),
+        ];
+        let s = Scenario::start(&env, &format!("s-{label}"), &members)?;
+        util::sleep_ms(SETTLE_MS);
+        let (n0, t0) = (sched_count(env.cpu)?, util::now_ns());
+        util::sleep_ms(WINDOW_MS);
+        let (n1, t1) = (sched_count(env.cpu)?, util::now_ns());
+        s.stop()?;
+        let rate = (n1 - n0) as f64 * 1e9 / (t1 - t0) as f64;
+        ctx.diag(format!(
+            "{label}: {rate:.0} schedule() calls/s on CPU {}",
+            env.cpu
+        ));
+        rates.push(rate);
+    }
+    drop(stats);
+    ensure!(
+        rates[1] <= rates[0] * (1.0 + SCHED_CALLS_TOLERANCE),
+        "schedule() calls/s: {:.0} with LAGS, {:.0} stock; expected at most {:.0}% more",
+        rates[1],
+        rates[0],
+        SCHED_CALLS_TOLERANCE * 100.0
+    );
+    Ok(())
+}
