@@ -261,8 +261,9 @@ fn weights_respected(ctx: &mut Ctx) -> TestResult {
         ratios.push(r);
     }
     let (stock, lags) = (ratios[0], ratios[1]);
+    let within = (lags / stock - 1.0).abs() <= WEIGHT_TOLERANCE;
     ensure!(
-        (lags / stock - 1.0).abs() <= WEIGHT_TOLERANCE,
+        within,
         "weight 1000 : 100 with cpu.lags=1: CPU ratio {lags:.2}, stock {stock:.2}; expected \
          within {:.0}% of stock",
         WEIGHT_TOLERANCE * 100.0
@@ -293,8 +294,9 @@ fn idle_never_preferred(ctx: &mut Ctx) -> TestResult {
         ));
         shares.push(s);
     }
+    let within = shares[1] <= shares[0] + 0.02;
     ensure!(
-        shares[1] <= shares[0] + 0.02,
+        within,
         "cpu.idle group with cpu.lags=1 got {:.1}% of the CPU next to a busy normal sibling; \
          stock gives it {:.1}%",
         shares[1] * 100.0,
@@ -330,8 +332,9 @@ fn non_lags_sibling_keeps_share(ctx: &mut Ctx) -> TestResult {
         ));
         got.push(s);
     }
+    let kept = got[1] >= NON_LAGS_FLOOR * got[0];
     ensure!(
-        got[1] >= NON_LAGS_FLOOR * got[0],
+        kept,
         "cpu.lags=0 sibling: {:.1}% of the CPU among LAGS siblings, {:.1}% under stock; \
          expected at least {:.0}% of stock",
         got[1] * 100.0,
@@ -448,8 +451,9 @@ fn credit_independent_of_other_groups(ctx: &mut Ctx) -> TestResult {
         toggles >= 100,
         "toggler made only {toggles} toggles ({out:?})"
     );
+    let follows = c1 as f64 >= 0.85 * expect;
     ensure!(
-        c1 as f64 >= 0.85 * expect,
+        follows,
         "busy group's credit is {c1} mcpu after another group toggled cpu.lags; the CPU it \
          received gives {expect:.0} mcpu (at least 85% of that expected)"
     );
@@ -594,8 +598,9 @@ fn schedule_calls_not_inflated(ctx: &mut Ctx) -> TestResult {
         rates.push(rate);
     }
     drop(stats);
+    let within = rates[1] <= rates[0] * (1.0 + SCHED_CALLS_TOLERANCE);
     ensure!(
-        rates[1] <= rates[0] * (1.0 + SCHED_CALLS_TOLERANCE),
+        within,
         "schedule() calls/s: {:.0} with LAGS, {:.0} stock; expected at most {:.0}% more",
         rates[1],
         rates[0],
