@@ -341,6 +341,9 @@ pub fn collect_share(share: &Share, limit: u64) -> Result<(Vec<(PathBuf, ShareEn
     Ok((out, total))
 }
 
+/// A share and its collected entries and size.
+type SharedFiles<'a> = (&'a Share, (Vec<(PathBuf, ShareEntry)>, u64));
+
 /// One entry of the shared directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShareEntry {
@@ -489,6 +492,11 @@ impl VmArgs {
         let t0 = Instant::now();
         let job = self.job(stdin_is_terminal)?;
         let share = self.share_dir(cwd)?;
+        // Size check before anything is built or written.
+        let shared = match &share {
+            Some(s) => Some((s, collect_share(s, SHARE_LIMIT)?)),
+            None => None,
+        };
         let profile = self.profile.profile();
         let kernel = build::bzimage(paths, profile);
         if !kernel.is_file() {
@@ -505,7 +513,7 @@ impl VmArgs {
         let token = new_token();
 
         let mut fs = vmtest::guest_image(paths, profile, &self.with)?;
-        self.add_vm_files(&mut fs, &job, share.as_ref(), cwd, &token)?;
+        self.add_vm_files(&mut fs, &job, shared, cwd, &token)?;
         let initrd = dir.join("initramfs.cpio");
         fs.write_to(&initrd)?;
         drop(fs);
@@ -643,7 +651,7 @@ impl VmArgs {
         &self,
         fs: &mut Initramfs,
         job: &Job,
-        share: Option<&Share>,
+        shared: Option<SharedFiles<'_>>,
         cwd: &Path,
         token: &str,
     ) -> Result<()> {
@@ -662,11 +670,11 @@ impl VmArgs {
             )),
         };
         let mut guest_cwd = None;
-        if let Some(share) = share {
-            let (entries, total) = collect_share(share, SHARE_LIMIT)?;
+        let share = shared.as_ref().map(|(s, _)| *s);
+        if let Some((share, (entries, total))) = &shared {
             let base = format!("/vm/share{}", share.dir.display());
             fs.dir(&base);
-            for (rel, e) in &entries {
+            for (rel, e) in entries {
                 let dest = format!("{base}/{}", rel.display());
                 match e {
                     ShareEntry::Dir => fs.dir(&dest),
@@ -683,7 +691,7 @@ impl VmArgs {
                 "[vm] sharing {} read-only: {} entries, {:.1} MiB{}",
                 share.dir.display(),
                 entries.len(),
-                total as f64 / f64::from(1u32 << 20),
+                *total as f64 / f64::from(1u32 << 20),
                 if share.skip_ignored {
                     " (git-ignored files skipped)"
                 } else {

@@ -20,7 +20,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -270,6 +270,11 @@ pub fn run(out: &mut Ktap) -> ! {
     let cfg = VmConfig::parse(&text);
     for w in &cfg.warnings {
         out.raw(&format!("lags-vm: warning: {w}"));
+    }
+    // Programs carried with `--with` keep their host paths, which may be under /tmp: take
+    // away the runner's tmpfs there (the initramfs is in RAM and writable anyway).
+    if util::umount(Path::new("/tmp")).is_ok() {
+        let _ = std::fs::set_permissions("/tmp", std::fs::Permissions::from_mode(0o1777));
     }
     if let Err(e) = util::ensure_v2_cpu(Duration::from_secs(2)) {
         out.raw(&format!("lags-vm: warning: {e}"));
