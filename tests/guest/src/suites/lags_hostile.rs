@@ -574,6 +574,7 @@ fn tunable_range(name: &str) -> Option<(u64, u64)> {
     match name {
         "credit_period_ns" => Some((10_000_000, 10_000_000_000)),
         "starve_ns" => Some((1_000_000, 10_000_000_000)),
+        "credit_ref_pct" => Some((1, 1_000)),
         _ => None,
     }
 }

@@ -64,6 +64,7 @@ pub const SYSCTL: &str = "/proc/sys/kernel/sched_lags";
 pub const DEBUGFS_DIR: &str = "/sys/kernel/debug/sched/lags";
 pub const CREDIT_PERIOD_NS: u64 = 1_000_000_000;
 pub const STARVE_NS: u64 = 50_000_000;
+pub const CREDIT_REF_PCT: u64 = 50;
 
 /// The `cpu.stat` keys a LAGS group must have.
 pub const STAT_FIELDS: &[&str] = &[
@@ -456,7 +457,7 @@ fn debugfs_tunables(ctx: &mut Ctx) -> TestResult {
         util::exists(DEBUGFS_DIR),
         "{DEBUGFS_DIR}: expected to exist, missing"
     );
-    let bad: &[&str] = &[
+    let bad_ns: &[&str] = &[
         "0",
         "1",
         "-5",
@@ -465,9 +466,11 @@ fn debugfs_tunables(ctx: &mut Ctx) -> TestResult {
         "",
         "20000000000",
     ];
-    for (name, default, valid) in [
-        ("credit_period_ns", CREDIT_PERIOD_NS, 500_000_000u64),
-        ("starve_ns", STARVE_NS, 20_000_000),
+    let bad_pct: &[&str] = &["0", "-5", "abc", "99999999999999999999", "", "1001", "50x"];
+    for (name, default, valid, bad) in [
+        ("credit_period_ns", CREDIT_PERIOD_NS, 500_000_000u64, bad_ns),
+        ("starve_ns", STARVE_NS, 20_000_000, bad_ns),
+        ("credit_ref_pct", CREDIT_REF_PCT, 25, bad_pct),
     ] {
         let path = Path::new(DEBUGFS_DIR).join(name);
         let guard = Restore::save(&path).or_fail(&path.display().to_string())?;

@@ -440,6 +440,7 @@ fn cgroup_churn(ctx: &mut Ctx) -> TestResult {
 const TUNABLES: &[(&str, u64, u64)] = &[
     ("credit_period_ns", 10_000_000, 10_000_000_000),
     ("starve_ns", 1_000_000, 10_000_000_000),
+    ("credit_ref_pct", 1, 1_000),
 ];
 
 // Expect kernel.sched_lags to be toggled rapidly and the tunables rewritten with valid values
