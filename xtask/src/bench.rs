@@ -1160,7 +1160,7 @@ fn register_font() -> bool {
             "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
             "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
         ] {
-            if let Ok(bytes) = std::fs::read(p) {
+            if let Ok(bytes) = fs_err::read(p) {
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
                 if plotters::style::register_font(
                     "sans-serif",
@@ -1423,7 +1423,7 @@ fn plots(dir: &Path, runs: &[Run], pts: &[Point], accel: &str, target: f64) -> V
 // Running
 
 fn host_cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
+    fs_err::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
             t.lines()
@@ -1435,7 +1435,7 @@ fn host_cpu() -> String {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
+    fs_err::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
@@ -1512,7 +1512,7 @@ impl BenchArgs {
             }
         }
         let dir = paths.work.join("bench").join(util::timestamp());
-        std::fs::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir)?;
         eprintln!("[bench] building lags-bench (static) ...");
         let bench = build_bench(paths)?;
         let mut programs: Vec<PathBuf> = vec!["/usr/bin/perf".into(), "/usr/bin/stress-ng".into()];
@@ -1575,7 +1575,7 @@ impl BenchArgs {
             seed: self.seed,
             kernel_release: crate::fetch::makefile_version(&paths.src()).unwrap_or_default(),
             series_hash: crate::patch::series_hash(&files).unwrap_or_default(),
-            config_hash: std::fs::read(paths.build(profile).join(".config"))
+            config_hash: fs_err::read(paths.build(profile).join(".config"))
                 .map(|b| Fnv::default().update(&b).hex())
                 .unwrap_or_default(),
             qemu: util::tool_version(qemu::qemu_binary(), &["--version"])
@@ -1608,7 +1608,7 @@ impl BenchArgs {
             cmdline.extend(b.params.iter().cloned());
             spec.extra_cmdline = cmdline.clone();
             let data = dir.join(format!("{}.data.ndjson", b.name));
-            let _ = std::fs::remove_file(&data);
+            let _ = fs_err::remove_file(&data);
             spec.data_out = Some(data.clone());
             let hard =
                 Duration::from_secs(self.timeout.unwrap_or((b.estimate_s * 2.0 + 120.0) as u64));
@@ -1631,7 +1631,7 @@ impl BenchArgs {
                 },
                 |l| progress(l, self.verbose),
             )?;
-            let text = std::fs::read_to_string(&data).unwrap_or_default();
+            let text = fs_err::read_to_string(&data).unwrap_or_default();
             recs.add(&b.name, &text);
             let scan = console::scan(&run.console);
             let status = recs
@@ -1689,10 +1689,10 @@ impl BenchArgs {
             });
             util::write(&dir.join("env.json"), serde_json::to_string_pretty(&env)?)?;
         }
-        let _ = std::fs::remove_file(&initrd);
+        let _ = fs_err::remove_file(&initrd);
         report(&dir, serde_json::to_value(&env)?, &recs, self.slo_target)?;
         let latest = paths.work.join("bench").join("latest");
-        let _ = std::fs::remove_file(&latest);
+        let _ = fs_err::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(&dir, &latest);
         eprintln!("[bench] results: {}", dir.display());
         if worst != Exit::Ok {
@@ -1712,7 +1712,7 @@ impl BenchArgs {
 fn load_dir(dir: &Path) -> Result<(Value, Records)> {
     let env: Value = serde_json::from_str(&util::read(&dir.join("env.json"))?)?;
     let mut recs = Records::default();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
+    let mut names: Vec<PathBuf> = fs_err::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.to_string_lossy().ends_with(".data.ndjson"))
         .collect();

@@ -59,7 +59,7 @@ fn build_stamp(paths: &Paths, profile: Profile) -> Result<String> {
         .context("kernel tree HEAD has no target")?;
     let mut h = Fnv::default();
     h.update(head.as_bytes());
-    h.update(&std::fs::read(paths.build(profile).join(".config"))?);
+    h.update(&fs_err::read(paths.build(profile).join(".config"))?);
     for (prog, args) in [
         (util::KERNEL_RUSTC.into(), &["--version"][..]),
         (util::bindgen_path(), &["--version"][..]),
@@ -90,7 +90,7 @@ pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> 
     let stamp = build_stamp(paths, profile)?;
     if !force
         && bzimage(paths, profile).is_file()
-        && std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
+        && fs_err::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
     {
         eprintln!(
             "[build-kernel] {} is up to date (tree, config and toolchain unchanged)",
@@ -98,7 +98,7 @@ pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> 
         );
         return Ok(());
     }
-    let _ = std::fs::remove_file(&stamp_file);
+    let _ = fs_err::remove_file(&stamp_file);
     let log = out.join("build.log");
     let mut cmd = Command::new("make");
     cmd.arg("-C")
@@ -109,7 +109,7 @@ pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> 
         .args(["bzImage", "modules"]);
     util::kernel_make_env(&mut cmd);
     if !util::run_logged(&mut cmd, &log, "build-kernel")? {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = fs_err::read_to_string(&log).unwrap_or_default();
         let first = util::first_error(&text).unwrap_or_else(|| last_lines(&text, 15));
         bail!(
             "kernel build failed (full log: {}):\n{first}",
@@ -165,7 +165,7 @@ pub fn build_module(paths: &Paths, profile: Profile) -> Result<Vec<PathBuf>> {
     }
     let dest = kbuild.join("lags-module");
     if dest.exists() {
-        std::fs::remove_dir_all(&dest)?;
+        fs_err::remove_dir_all(&dest)?;
     }
     copy_dir(&src, &dest)?;
     let log = kbuild.join("module-build.log");
@@ -177,7 +177,7 @@ pub fn build_module(paths: &Paths, profile: Profile) -> Result<Vec<PathBuf>> {
         .arg("modules");
     util::kernel_make_env(&mut cmd);
     if !util::run_logged(&mut cmd, &log, "build-module")? {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = fs_err::read_to_string(&log).unwrap_or_default();
         let first = util::first_error(&text).unwrap_or_else(|| last_lines(&text, 15));
         bail!(
             "module build failed (full log: {}):\n{first}",
@@ -195,7 +195,7 @@ pub fn build_module(paths: &Paths, profile: Profile) -> Result<Vec<PathBuf>> {
 }
 
 fn list_ko(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+    let mut v: Vec<PathBuf> = fs_err::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "ko"))
         .collect();
@@ -204,8 +204,8 @@ fn list_ko(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
+    fs_err::create_dir_all(to)?;
+    for e in fs_err::read_dir(from)? {
         let e = e?;
         let name = e.file_name();
         let n = name.to_string_lossy();
@@ -217,7 +217,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         if e.file_type()?.is_dir() {
             copy_dir(&src, &dst)?;
         } else {
-            std::fs::copy(&src, &dst)
+            fs_err::copy(&src, &dst)
                 .with_context(|| format!("failed to copy {}", src.display()))?;
         }
     }

@@ -191,7 +191,7 @@ pub fn configure(paths: &Paths, profile: Profile, dry_run: bool) -> Result<()> {
         );
     }
     let out = paths.build(profile);
-    std::fs::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
+    fs_err::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
     let make = |target: &str| -> Result<()> {
         let mut cmd = Command::new("make");
         cmd.arg("-C")

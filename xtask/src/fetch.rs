@@ -170,14 +170,14 @@ pub fn check_version(found: &str, allow_mismatch: bool) -> Result<()> {
 /// Fetches `source` into `work/linux` (via a temporary directory, so a failure leaves no
 /// half-made tree behind).
 pub fn fetch(paths: &Paths, source: &Source, allow_mismatch: bool) -> Result<()> {
-    std::fs::create_dir_all(&paths.work)?;
+    fs_err::create_dir_all(&paths.work)?;
     let dest = paths.src();
     let tmp = paths.work.join("linux.tmp");
     remove_dir(&tmp)?;
     match source {
         Source::Git { url, tag } => clone_tag(url, tag, &tmp)?,
         Source::Tarball(t) => {
-            std::fs::create_dir_all(&tmp)?;
+            fs_err::create_dir_all(&tmp)?;
             eprintln!("[fetch] extracting {} ...", t.display());
             util::run(
                 Command::new("tar")
@@ -189,7 +189,7 @@ pub fn fetch(paths: &Paths, source: &Source, allow_mismatch: bool) -> Result<()>
             )?;
         }
         Source::Dir(d) => {
-            std::fs::create_dir_all(&tmp)?;
+            fs_err::create_dir_all(&tmp)?;
             eprintln!("[fetch] copying {} ...", d.display());
             util::run(Command::new("cp").arg("-a").arg(d.join(".")).arg(&tmp))?;
             remove_dir(&tmp.join(".git"))?;
@@ -216,7 +216,7 @@ pub fn fetch(paths: &Paths, source: &Source, allow_mismatch: bool) -> Result<()>
         )?;
     }
     remove_dir(&dest)?;
-    std::fs::rename(&tmp, &dest)?;
+    fs_err::rename(&tmp, &dest)?;
     eprintln!(
         "[fetch] Linux {version} ready in {} (tag {BASE_TAG})",
         dest.display()
@@ -226,7 +226,7 @@ pub fn fetch(paths: &Paths, source: &Source, allow_mismatch: bool) -> Result<()>
 
 fn remove_dir(p: &Path) -> Result<()> {
     if p.exists() {
-        std::fs::remove_dir_all(p).with_context(|| format!("failed to remove {}", p.display()))?;
+        fs_err::remove_dir_all(p).with_context(|| format!("failed to remove {}", p.display()))?;
     }
     Ok(())
 }
@@ -317,17 +317,17 @@ mod tests {
     /// A scratch work directory with a tiny "kernel" tarball whose Makefile says `version`.
     fn tarball_fixture(name: &str, version: (&str, &str, &str)) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("xtask-fetch-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = fs_err::remove_dir_all(&dir);
         let tree = dir.join("src/linux-x");
-        std::fs::create_dir_all(tree.join("kernel/sched")).unwrap();
+        fs_err::create_dir_all(tree.join("kernel/sched")).unwrap();
         let mk = format!(
             "# SPDX-License-Identifier: GPL-2.0\nVERSION = {}\nPATCHLEVEL = {}\nSUBLEVEL = {}\nEXTRAVERSION =\n",
             version.0, version.1, version.2
         );
-        std::fs::write(tree.join("Makefile"), mk).unwrap();
-        std::fs::write(tree.join("kernel/sched/fair.c"), "int x;\n").unwrap();
+        fs_err::write(tree.join("Makefile"), mk).unwrap();
+        fs_err::write(tree.join("kernel/sched/fair.c"), "int x;\n").unwrap();
         // Debian's tarball ignores everything at the top level; the base must not.
-        std::fs::write(tree.join(".gitignore"), "/*\n").unwrap();
+        fs_err::write(tree.join(".gitignore"), "/*\n").unwrap();
         let tarball = dir.join("linux.tar.gz");
         let ok = Command::new("tar")
             .arg("-czf")
@@ -375,7 +375,7 @@ mod tests {
             .unwrap()
             .id();
         assert_eq!(first, again, "same source, different base commit");
-        let _ = std::fs::remove_dir_all(work.parent().unwrap());
+        let _ = fs_err::remove_dir_all(work.parent().unwrap());
     }
 
     // Expect a tree of another version to be refused with both versions named, leaving no
@@ -394,7 +394,7 @@ mod tests {
         assert!(!paths.src().exists() && !work.join("linux.tmp").exists());
         fetch(&paths, &Source::Tarball(tarball), true).unwrap();
         assert!(paths.src().join("Makefile").is_file());
-        let _ = std::fs::remove_dir_all(work.parent().unwrap());
+        let _ = fs_err::remove_dir_all(work.parent().unwrap());
     }
 
     // Expect that the version comes from the Makefile header and mismatches name both.

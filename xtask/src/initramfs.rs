@@ -114,8 +114,8 @@ impl Initramfs {
     /// Copies a host file (following symlinks) to `dest`, keeping its permission bits.
     pub fn host_file(&mut self, dest: &str, src: &Path) -> Result<()> {
         let data =
-            std::fs::read(src).with_context(|| format!("failed to read {}", src.display()))?;
-        let mode = std::fs::metadata(src)?.permissions().mode() & 0o7777;
+            fs_err::read(src).with_context(|| format!("failed to read {}", src.display()))?;
+        let mode = fs_err::metadata(src)?.permissions().mode() & 0o7777;
         self.file(dest, data, mode);
         Ok(())
     }

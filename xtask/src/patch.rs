@@ -17,7 +17,7 @@ use crate::util::{self, Fnv, Paths};
 
 /// The series files in application order (the cover letter excluded).
 pub fn series(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut files: Vec<PathBuf> = fs_err::read_dir(dir)
         .with_context(|| format!("failed to list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -34,7 +34,7 @@ pub fn series_hash(files: &[PathBuf]) -> Result<String> {
     let mut h = Fnv::default();
     for f in files {
         h.update(f.file_name().unwrap_or_default().as_encoded_bytes());
-        h.update(&std::fs::read(f).with_context(|| format!("failed to read {}", f.display()))?);
+        h.update(&fs_err::read(f).with_context(|| format!("failed to read {}", f.display()))?);
     }
     Ok(h.hex())
 }
@@ -226,7 +226,7 @@ pub fn apply_series(tree: &Path, files: &[PathBuf], force: bool) -> Result<Appli
     let hash = series_hash(files)?;
     let head = repo.head().ok().and_then(|h| h.target());
     if !force {
-        if let Ok(state) = std::fs::read_to_string(state_file(&repo)) {
+        if let Ok(state) = fs_err::read_to_string(state_file(&repo)) {
             let mut it = state.split_whitespace();
             let (h, id) = (it.next(), it.next());
             if h == Some(hash.as_str())
@@ -237,7 +237,7 @@ pub fn apply_series(tree: &Path, files: &[PathBuf], force: bool) -> Result<Appli
             }
         }
     }
-    let _ = std::fs::remove_file(state_file(&repo));
+    let _ = fs_err::remove_file(state_file(&repo));
     reset_to(&repo, &base)?;
     for (i, f) in files.iter().enumerate() {
         let name = f
@@ -387,18 +387,18 @@ index 0000000..1111111 100644
 
     impl Drop for Fixture {
         fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = fs_err::remove_dir_all(&self.dir);
         }
     }
 
     /// A small git tree with one base commit tagged like `fetch` does, and a patches dir.
     fn fixture(name: &str) -> Fixture {
         let dir = std::env::temp_dir().join(format!("xtask-patch-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tree")).unwrap();
-        std::fs::create_dir_all(dir.join("patches")).unwrap();
-        std::fs::write(dir.join("tree/a.txt"), "one\ntwo\nthree\n").unwrap();
-        std::fs::write(dir.join("tree/b.txt"), "alpha\nbeta\n").unwrap();
+        let _ = fs_err::remove_dir_all(&dir);
+        fs_err::create_dir_all(dir.join("tree")).unwrap();
+        fs_err::create_dir_all(dir.join("patches")).unwrap();
+        fs_err::write(dir.join("tree/a.txt"), "one\ntwo\nthree\n").unwrap();
+        fs_err::write(dir.join("tree/b.txt"), "alpha\nbeta\n").unwrap();
         crate::fetch::commit_tree(&dir.join("tree"), "base").unwrap();
         Fixture { dir }
     }
@@ -437,9 +437,9 @@ index 0000000..1111111 100644
         let fx = fixture("order");
         let p = fx.dir.join("patches");
         // Written in reverse order on purpose: order comes from the file names.
-        std::fs::write(p.join("0002-b.patch"), second_patch("beta")).unwrap();
-        std::fs::write(p.join("0001-a.patch"), PATCH).unwrap();
-        std::fs::write(p.join("0000-cover-letter.patch"), "not a patch").unwrap();
+        fs_err::write(p.join("0002-b.patch"), second_patch("beta")).unwrap();
+        fs_err::write(p.join("0001-a.patch"), PATCH).unwrap();
+        fs_err::write(p.join("0000-cover-letter.patch"), "not a patch").unwrap();
         let files = series(&p).unwrap();
         assert_eq!(files.len(), 2);
         let tree = fx.dir.join("tree");
@@ -460,7 +460,7 @@ index 0000000..1111111 100644
         assert_eq!(c.author().name(), Some("Ada Lovelace"));
         assert_eq!(c.author().when().seconds(), 1_795_364_612 - 3600);
         assert_eq!(
-            std::fs::read_to_string(tree.join("b.txt")).unwrap(),
+            fs_err::read_to_string(tree.join("b.txt")).unwrap(),
             "alpha\nBETA\n"
         );
         assert_eq!(
@@ -468,7 +468,7 @@ index 0000000..1111111 100644
             Applied::UpToDate
         );
         // A changed series is re-applied from the base, not stacked on the old one.
-        std::fs::remove_file(p.join("0002-b.patch")).unwrap();
+        fs_err::remove_file(p.join("0002-b.patch")).unwrap();
         let files = series(&p).unwrap();
         assert_eq!(
             apply_series(&tree, &files, false).unwrap(),
@@ -476,7 +476,7 @@ index 0000000..1111111 100644
         );
         assert_eq!(head_subjects(&tree).len(), 2);
         assert_eq!(
-            std::fs::read_to_string(tree.join("b.txt")).unwrap(),
+            fs_err::read_to_string(tree.join("b.txt")).unwrap(),
             "alpha\nbeta\n"
         );
     }
@@ -486,8 +486,8 @@ index 0000000..1111111 100644
     fn failed_patch_resets_to_base() {
         let fx = fixture("fail");
         let p = fx.dir.join("patches");
-        std::fs::write(p.join("0001-a.patch"), PATCH).unwrap();
-        std::fs::write(p.join("0002-b.patch"), second_patch("gamma")).unwrap();
+        fs_err::write(p.join("0001-a.patch"), PATCH).unwrap();
+        fs_err::write(p.join("0002-b.patch"), second_patch("gamma")).unwrap();
         let tree = fx.dir.join("tree");
         let err = apply_series(&tree, &series(&p).unwrap(), false).unwrap_err();
         let msg = format!("{err:#}");
@@ -496,7 +496,7 @@ index 0000000..1111111 100644
         assert!(msg.contains("@@ -1,2 +1,2 @@"), "{msg}");
         assert_eq!(head_subjects(&tree), ["base"]);
         assert_eq!(
-            std::fs::read_to_string(tree.join("a.txt")).unwrap(),
+            fs_err::read_to_string(tree.join("a.txt")).unwrap(),
             "one\ntwo\nthree\n"
         );
     }

@@ -170,7 +170,7 @@ pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
     let dir = paths
         .results()
         .join(format!("vm-selftest-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    fs_err::create_dir_all(&dir)?;
     let script = dir.join("panic.sh");
     util::write(
         &script,
@@ -241,7 +241,7 @@ pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
                 if r.outcome != Outcome::Command(0) {
                     return Err(format!("expected exit 0, got {:?}", r.outcome));
                 }
-                match std::fs::read_to_string(out.join("x")) {
+                match fs_err::read_to_string(out.join("x")) {
                     Ok(s) if s == "lags\n" => Ok(()),
                     other => Err(format!(
                         "expected {}/x = \"lags\\n\", got {other:?}",

@@ -146,6 +146,33 @@ pub fn qemu_binary() -> &'static str {
     "qemu-system-x86_64"
 }
 
+/// Makes the kernel send SIGKILL to the child when the thread that spawned it ends, so no
+/// QEMU outlives xtask even when xtask itself is killed (SIGKILL, or a signal whose default
+/// action ends the process) and no `Drop` runs. [`ChildGuard`] covers the ordinary exits.
+///
+/// The signal follows the spawning *thread*, not the process: spawn from a thread that lives
+/// as long as the child is needed (every caller spawns from the thread that then waits).
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid is async-signal-safe and touches no memory.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the forked child before exec and calls only the
+    // async-signal-safe functions prctl, getppid and _exit; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl; then nobody would send
+            // the signal.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Kills and reaps the child when dropped, so no QEMU outlives xtask's stack frame.
 struct ChildGuard(Child);
 
@@ -251,8 +278,9 @@ pub fn run_vm_with(
     cmd.args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut logf = std::fs::File::create(log)
-        .with_context(|| format!("failed to create {}", log.display()))?;
+    die_with_parent(&mut cmd);
+    let mut logf =
+        fs_err::File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
     writeln!(logf, "# {}", crate::util::display_cmd(&cmd))?;
     let child = cmd.spawn().with_context(|| {
         format!(
@@ -365,7 +393,7 @@ pub fn choose_accel(
         return Ok((Accel::Tcg, "/dev/kvm is not usable".into()));
     }
     let key = probe_key(probe);
-    if let Ok(text) = std::fs::read_to_string(cache) {
+    if let Ok(text) = fs_err::read_to_string(cache) {
         if let Some((k, v)) = text.trim().split_once(' ') {
             if k == key {
                 let a = if v == "kvm" { Accel::Kvm } else { Accel::Tcg };
@@ -427,7 +455,7 @@ pub fn apply_accel(
 
 fn probe_key(spec: &VmSpec) -> String {
     let mut h = crate::util::Fnv::default();
-    if let Ok(m) = std::fs::metadata(&spec.kernel) {
+    if let Ok(m) = fs_err::metadata(&spec.kernel) {
         h.update(format!("{:?}{}", m.modified().ok(), m.len()).as_bytes());
     }
     h.update(
@@ -500,6 +528,34 @@ mod tests {
             .map(|(_, v)| v)
             .collect();
         assert_eq!(serials, ["chardev:con0", "file:/r/out.bin"]);
+    }
+
+    // Expect a child spawned with die_with_parent to be killed by SIGKILL when the thread
+    // that spawned it ends, long before its own 30 s would pass.
+    #[test]
+    fn child_dies_with_spawning_thread() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::thread::spawn(|| {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            die_with_parent(&mut cmd);
+            cmd.spawn().unwrap()
+        })
+        .join()
+        .unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child still alive 10 s after its spawning thread ended");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     }
 
     // Expect KVM to use the host CPU and TCG the emulated "max" CPU, single-threaded.

@@ -33,10 +33,10 @@ impl ExportSeriesArgs {
         let _lock = util::WorkLock::acquire(paths, "export-series")?;
         let dir = paths.patches();
         let cover = dir.join("0000-cover-letter.patch");
-        let old_cover = std::fs::read_to_string(&cover).ok();
+        let old_cover = fs_err::read_to_string(&cover).ok();
         let tmp = paths.work.join("export.tmp");
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
+            fs_err::remove_dir_all(&tmp)?;
         }
         // The cover letter is "from" the committer identity; make it the series' author.
         let repo = git2::Repository::open(paths.src())?;
@@ -69,17 +69,17 @@ impl ExportSeriesArgs {
             None => new_cover,
         };
         util::write(&tmp.join("0000-cover-letter.patch"), merged)?;
-        for f in std::fs::read_dir(&dir)? {
+        for f in fs_err::read_dir(&dir)? {
             let p = f?.path();
             if p.extension().is_some_and(|e| e == "patch") {
-                std::fs::remove_file(&p)?;
+                fs_err::remove_file(&p)?;
             }
         }
-        for f in std::fs::read_dir(&tmp)? {
+        for f in fs_err::read_dir(&tmp)? {
             let p = f?.path();
-            std::fs::rename(&p, dir.join(p.file_name().unwrap_or_default()))?;
+            fs_err::rename(&p, dir.join(p.file_name().unwrap_or_default()))?;
         }
-        std::fs::remove_dir_all(&tmp)?;
+        fs_err::remove_dir_all(&tmp)?;
         eprintln!("[export-series] patches/ regenerated from {BASE_TAG}..HEAD");
         Ok(())
     }
@@ -214,7 +214,7 @@ impl CheckSeriesArgs {
         }
         let mut bad = Vec::new();
         let cover = dir.join("0000-cover-letter.patch");
-        match std::fs::read_to_string(&cover) {
+        match fs_err::read_to_string(&cover) {
             Ok(t) if t.contains("\nbase-commit: ") => {
                 if t.contains("*** SUBJECT HERE ***") || t.contains("*** BLURB HERE ***") {
                     bad.push("0000-cover-letter.patch: template placeholders left in".to_string());
@@ -297,8 +297,8 @@ fn build_each(paths: &Paths) -> Result<()> {
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
     let commits: Vec<git2::Oid> = walk.collect::<Result<_, _>>()?;
     let out = paths.work.join("build").join("bisect");
-    std::fs::create_dir_all(&out)?;
-    std::fs::copy(
+    fs_err::create_dir_all(&out)?;
+    fs_err::copy(
         paths.build(Profile::Default).join(".config"),
         out.join(".config"),
     )
@@ -330,7 +330,7 @@ fn build_each(paths: &Paths) -> Result<()> {
             .args(["olddefconfig", "kernel/sched/", "init/", "rust/"]);
         util::kernel_make_env(&mut cmd);
         if !util::run_logged(&mut cmd, &out.join("build.log"), "build-each")? {
-            let text = std::fs::read_to_string(out.join("build.log")).unwrap_or_default();
+            let text = fs_err::read_to_string(out.join("build.log")).unwrap_or_default();
             result = Err(anyhow::anyhow!(
                 "patch {} ({summary}) does not build on its own:\n{}",
                 i + 1,

@@ -148,7 +148,7 @@ pub struct WorkLock(#[allow(dead_code)] std::fs::File);
 impl WorkLock {
     /// Blocks until the lock is free, saying what it waits for.
     pub fn acquire(paths: &Paths, step: &str) -> Result<WorkLock> {
-        std::fs::create_dir_all(&paths.work)?;
+        fs_err::create_dir_all(&paths.work)?;
         let path = paths.work.join(".xtask.lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -163,9 +163,12 @@ impl WorkLock {
                     "[{step}] another xtask holds {}; waiting ...",
                     path.display()
                 );
-                file.lock()?;
+                file.lock()
+                    .with_context(|| format!("failed to lock {}", path.display()))?;
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("failed to lock {}", path.display()))
+            }
         }
         Ok(WorkLock(file))
     }
@@ -295,8 +298,8 @@ impl Fnv {
 pub fn run_logged(cmd: &mut Command, log: &Path, label: &str) -> Result<bool> {
     let line = display_cmd(cmd);
     eprintln!("$ {line}\n  (full log: {})", log.display());
-    let mut file = std::fs::File::create(log)
-        .with_context(|| format!("failed to create {}", log.display()))?;
+    let mut file =
+        fs_err::File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
     writeln!(file, "$ {line}")?;
     // Merge stderr into stdout through a pipe so the log keeps the order.
     let (reader, writer) = std::io::pipe().context("failed to create a pipe")?;
@@ -385,16 +388,16 @@ pub fn first_error(log: &str) -> Option<String> {
 
 /// Reads `path` to a string, with the path in the error.
 pub fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
+    fs_err::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
 }
 
 /// Writes `contents` to `path`, creating parent directories.
 pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        fs_err::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
     }
-    std::fs::write(path, contents).with_context(|| format!("failed to write {}", path.display()))
+    fs_err::write(path, contents).with_context(|| format!("failed to write {}", path.display()))
 }
 
 /// Seconds since the Unix epoch formatted as a sortable UTC timestamp (YYYYmmdd-HHMMSS).

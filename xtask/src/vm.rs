@@ -304,7 +304,7 @@ pub fn collect_share(share: &Share, limit: u64) -> Result<(Vec<(PathBuf, ShareEn
     let mut total = 0u64;
     let mut stack = vec![share.dir.clone()];
     while let Some(d) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&d)
+        let mut entries: Vec<_> = fs_err::read_dir(&d)
             .with_context(|| format!("failed to read {}", d.display()))?
             .collect::<std::io::Result<_>>()?;
         entries.sort_by_key(|e| e.file_name());
@@ -319,7 +319,7 @@ pub fn collect_share(share: &Share, limit: u64) -> Result<(Vec<(PathBuf, ShareEn
                 out.push((rel, ShareEntry::Dir));
                 stack.push(p);
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(&p)?;
+                let target = fs_err::read_link(&p)?;
                 out.push((rel, ShareEntry::Symlink(target)));
             } else if ft.is_file() {
                 let md = e.metadata()?;
@@ -398,7 +398,7 @@ impl VmArgs {
     /// What to run: the command, the script, or (only at a terminal) a shell.
     pub fn job(&self, stdin_is_terminal: bool) -> Result<Job> {
         if let Some(path) = &self.script {
-            let data = std::fs::read(path)
+            let data = fs_err::read(path)
                 .map_err(|e| usage(format!("--script {}: {e}", path.display())))?;
             return Ok(Job::Command {
                 cmd: guest_cmd(&self.command, true),
@@ -509,7 +509,7 @@ impl VmArgs {
         let dir = paths
             .results()
             .join(format!("{}-vm-{}", util::timestamp(), std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir)?;
         let token = new_token();
 
         let mut fs = vmtest::guest_image(paths, profile, &self.with)?;
@@ -681,7 +681,7 @@ impl VmArgs {
                     ShareEntry::Symlink(t) => fs.symlink(&dest, &t.to_string_lossy()),
                     ShareEntry::File(mode) => {
                         let src = share.dir.join(rel);
-                        let data = std::fs::read(&src)
+                        let data = fs_err::read(&src)
                             .with_context(|| format!("failed to read {}", src.display()))?;
                         fs.file(&dest, data, *mode);
                     }
@@ -771,7 +771,7 @@ impl ShellEcho {
 
 /// Unpacks the guest's `/out` archive into `dest`.
 fn unpack_out(archive: &Path, dest: &Path) -> Result<()> {
-    let len = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
+    let len = fs_err::metadata(archive).map(|m| m.len()).unwrap_or(0);
     if len == 0 {
         return Err(failure(
             Exit::Infra,
@@ -781,7 +781,7 @@ fn unpack_out(archive: &Path, dest: &Path) -> Result<()> {
             ),
         ));
     }
-    std::fs::create_dir_all(dest)?;
+    fs_err::create_dir_all(dest)?;
     let mut cmd = Command::new("tar");
     cmd.arg("-xf")
         .arg(archive)
@@ -889,9 +889,9 @@ mod tests {
     #[test]
     fn script_job() {
         let dir = std::env::temp_dir().join(format!("lags-vm-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        fs_err::create_dir_all(&dir).unwrap();
         let script = dir.join("s.sh");
-        std::fs::write(&script, "echo c > /proc/sysrq-trigger\n").unwrap();
+        fs_err::write(&script, "echo c > /proc/sysrq-trigger\n").unwrap();
         let a = parse(&["--script", script.to_str().unwrap(), "--", "x y"]);
         assert_eq!(
             a.job(false).unwrap(),
@@ -904,7 +904,7 @@ mod tests {
         let bad = parse(&["--script", "/nonexistent/s.sh"]);
         let e = bad.job(false).unwrap_err();
         assert!(e.downcast_ref::<UsageError>().is_some(), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 
     // Expect a shell only when stdin is a terminal, a usage error otherwise.
@@ -1014,8 +1014,8 @@ mod tests {
 
     fn tempdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("lags-vm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
+        let _ = fs_err::remove_dir_all(&d);
+        fs_err::create_dir_all(&d).unwrap();
         d.canonicalize().unwrap()
     }
 
@@ -1025,12 +1025,12 @@ mod tests {
     fn share_collection() {
         let d = tempdir("share");
         git2::Repository::init(&d).unwrap();
-        std::fs::write(d.join(".gitignore"), "/target/\n*.o\n").unwrap();
-        std::fs::create_dir_all(d.join("src")).unwrap();
-        std::fs::create_dir_all(d.join("target/debug")).unwrap();
-        std::fs::write(d.join("src/main.c"), "int main;\n").unwrap();
-        std::fs::write(d.join("src/main.o"), "obj").unwrap();
-        std::fs::write(d.join("target/debug/big"), vec![0u8; 4096]).unwrap();
+        fs_err::write(d.join(".gitignore"), "/target/\n*.o\n").unwrap();
+        fs_err::create_dir_all(d.join("src")).unwrap();
+        fs_err::create_dir_all(d.join("target/debug")).unwrap();
+        fs_err::write(d.join("src/main.c"), "int main;\n").unwrap();
+        fs_err::write(d.join("src/main.o"), "obj").unwrap();
+        fs_err::write(d.join("target/debug/big"), vec![0u8; 4096]).unwrap();
         std::os::unix::fs::symlink("src/main.c", d.join("link")).unwrap();
         let names = |skip: bool| -> Vec<String> {
             let s = Share {
@@ -1065,7 +1065,7 @@ mod tests {
                 .any(|(p, e)| p == Path::new("link")
                     && *e == ShareEntry::Symlink("src/main.c".into()))
         );
-        std::fs::remove_dir_all(&d).unwrap();
+        fs_err::remove_dir_all(&d).unwrap();
     }
 
     // Expect the share's path to be checked, and the default share to skip ignored files.
@@ -1095,6 +1095,6 @@ mod tests {
             .share_dir(&d)
             .unwrap_err();
         assert!(e.downcast_ref::<UsageError>().is_some());
-        std::fs::remove_dir_all(&d).unwrap();
+        fs_err::remove_dir_all(&d).unwrap();
     }
 }

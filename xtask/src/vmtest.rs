@@ -241,7 +241,7 @@ pub fn guest_image(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> Res
     let mut modules = build::sample_modules(paths, profile);
     let ours = paths.build(profile).join("lags-module");
     if ours.is_dir() {
-        for e in std::fs::read_dir(&ours)? {
+        for e in fs_err::read_dir(&ours)? {
             let p = e?.path();
             if p.extension().is_some_and(|x| x == "ko") {
                 modules.push(p);
@@ -305,7 +305,7 @@ impl QemuTestArgs {
         let dir = paths
             .results()
             .join(format!("{}-{}", util::timestamp(), std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir)?;
         let initrd = make_initramfs(paths, profile, &self.with, &dir.join("initramfs.cpio"))?;
         let has_lags = profile != Profile::Nolags;
         let mut base = vec![
@@ -434,7 +434,7 @@ impl QemuTestArgs {
         }
         write_summary(&dir, &results)?;
         let latest = paths.results().join("latest");
-        let _ = std::fs::remove_file(&latest);
+        let _ = fs_err::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(&dir, &latest);
         eprintln!("[qemu-test] results: {}", dir.display());
         Ok(results)
