@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
+use lags_proto::bench::{DoneRecord, OverheadRecord, Plan, Record, RunRecord, Status};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::build::{self, ProfileArgs};
@@ -233,37 +234,37 @@ pub struct BootPlan {
     pub estimate_s: f64,
 }
 
-fn join<T: ToString>(v: &[T]) -> String {
-    v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
-}
-
 /// Splits the work into boots of at most `max_boot_s` (estimated), configurations always
-/// interleaved within a boot. Pure.
+/// interleaved within a boot. `base` gives the guest plan's fields that are not sweep
+/// settings (seed, SLO, tuned slice, workload shape); `common` are extra parameters for
+/// every boot (`--param`), after the plan so they win. Pure.
 pub fn plan_boots(
     s: &Settings,
     kernel: &Path,
     baseline: Option<&Path>,
-    seed: u64,
+    base: &Plan,
     common: &[String],
     max_boot_s: f64,
 ) -> Vec<BootPlan> {
     let has = |p: &str| s.parts.iter().any(|x| x == p);
-    let base = |parts: &str| -> Vec<String> {
-        let mut v = vec![
-            format!("lb.parts={parts}"),
-            format!("lb.configs={}", join(&s.configs)),
-            format!("lb.funcs={}", s.funcs),
-            format!("lb.density={}", join(&s.density)),
-            format!("lb.dload={}", s.density_load),
-            format!("lb.reps={}", s.reps),
-            format!("lb.dur={}", s.duration_s),
-            format!("lb.warm={}", s.warmup_s),
-            format!("lb.seed={seed}"),
-            format!("lb.mean_ms={}", s.mean_ms),
-            format!("lb.ov_reps={}", s.ov_reps),
-            format!("lb.ov_pipe={}", s.ov_pipe_loops),
-            format!("lb.ov_switch_s={}", s.ov_switch_s),
-        ];
+    let params = |parts: &str, loads: &[f64]| -> Vec<String> {
+        let plan = Plan {
+            parts: parts.split(',').map(str::to_string).collect(),
+            configs: s.configs.clone(),
+            funcs: s.funcs,
+            loads: loads.to_vec(),
+            density: s.density.clone(),
+            density_load: s.density_load,
+            reps: s.reps,
+            duration_s: s.duration_s,
+            warmup_s: s.warmup_s,
+            mean_ms: s.mean_ms,
+            ov_reps: s.ov_reps,
+            ov_pipe_loops: s.ov_pipe_loops,
+            ov_switch_s: s.ov_switch_s,
+            ..base.clone()
+        };
+        let mut v = plan.to_cmdline();
         v.extend(common.iter().cloned());
         v
     };
@@ -278,10 +279,6 @@ pub fn plan_boots(
     } + if has("density") { density_s } else { 0.0 }
         + if has("overhead") { ov_s } else { 0.0 };
     let mut boots = Vec::new();
-    let with_loads = |mut v: Vec<String>, loads: &[f64]| {
-        v.push(format!("lb.loads={}", join(loads)));
-        v
-    };
     if total <= max_boot_s {
         let parts: Vec<&str> = ["overhead", "load", "density"]
             .into_iter()
@@ -291,7 +288,7 @@ pub fn plan_boots(
             boots.push(BootPlan {
                 name: "all".into(),
                 kernel: kernel.to_path_buf(),
-                params: with_loads(base(&parts.join(",")), &s.loads),
+                params: params(&parts.join(","), &s.loads),
                 estimate_s: total,
             });
         }
@@ -311,7 +308,7 @@ pub fn plan_boots(
                     name,
                     kernel: kernel.to_path_buf(),
                     estimate_s: load_s(loads.len()),
-                    params: with_loads(base("load"), &loads),
+                    params: params("load", &loads),
                 });
             }
         }
@@ -329,7 +326,7 @@ pub fn plan_boots(
             boots.push(BootPlan {
                 name: rest.join("+"),
                 kernel: kernel.to_path_buf(),
-                params: with_loads(base(&rest.join(",")), &s.loads),
+                params: params(&rest.join(","), &s.loads),
                 estimate_s: est,
             });
         }
@@ -338,7 +335,7 @@ pub fn plan_boots(
         boots.push(BootPlan {
             name: "baseline-kernel".into(),
             kernel: b.to_path_buf(),
-            params: with_loads(base("overhead"), &s.loads),
+            params: params("overhead", &s.loads),
             estimate_s: ov_s / 2.0,
         });
     }
@@ -348,33 +345,21 @@ pub fn plan_boots(
 // ---------------------------------------------------------------------------------------
 // Records from the guest
 
-/// Response-time summary of one run, as the guest reports it (ms).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default)]
-pub struct Summary {
-    pub n: usize,
-    pub completed: usize,
-    pub mean_ms: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub p999_ms: Option<f64>,
-    pub max_ms: Option<f64>,
-    pub slo_attainment: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default)]
-pub struct Hist {
-    pub bins: Vec<(u32, u64)>,
-}
+pub use lags_proto::bench::{Hist, LagsCounters, Summary};
 
 /// Bins per decade of the guest's histograms (from 1 us).
-const BINS_PER_DECADE: f64 = 20.0;
+const BINS_PER_DECADE: f64 = lags_proto::bench::BINS_PER_DECADE as f64;
 
-impl Hist {
+/// What the host does with a guest histogram.
+pub trait HistExt {
     /// Empirical CDF: (upper edge of the bin in ms, cumulative fraction).
-    pub fn cdf(&self) -> Vec<(f64, f64)> {
+    fn cdf(&self) -> Vec<(f64, f64)>;
+    /// Adds the counts of `other`.
+    fn merge(&mut self, other: &Hist);
+}
+
+impl HistExt for Hist {
+    fn cdf(&self) -> Vec<(f64, f64)> {
         let total: u64 = self.bins.iter().map(|b| b.1).sum();
         let mut acc = 0;
         self.bins
@@ -389,7 +374,7 @@ impl Hist {
             .collect()
     }
 
-    pub fn merge(&mut self, other: &Hist) {
+    fn merge(&mut self, other: &Hist) {
         let mut m: BTreeMap<u32, u64> = self.bins.iter().copied().collect();
         for &(b, n) in &other.bins {
             *m.entry(b).or_default() += n;
@@ -398,18 +383,9 @@ impl Hist {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default)]
-pub struct LagsCounters {
-    pub picks: u64,
-    pub wakeup_preempts: u64,
-    pub starved_picks: u64,
-    pub wait_max_us: u64,
-}
-
-/// One run (configuration x point x repetition).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default)]
+/// One run (configuration x point x repetition): the fields of the guest's
+/// [`RunRecord`] the report uses, tagged with the boot.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Run {
     pub boot: String,
     pub sweep: String,
@@ -438,8 +414,8 @@ pub struct Run {
     pub lags: Option<LagsCounters>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default)]
+/// One overhead measurement: the guest's [`OverheadRecord`] tagged with the boot.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct OverheadRec {
     pub boot: String,
     pub probe: String,
@@ -451,44 +427,106 @@ pub struct OverheadRec {
     pub error: Option<String>,
 }
 
+impl Run {
+    fn from_record(boot: &str, r: RunRecord) -> Run {
+        Run {
+            boot: boot.to_string(),
+            sweep: r.sweep,
+            config: r.config,
+            funcs: r.funcs,
+            load: r.load,
+            rep: r.rep,
+            offered_load: r.offered_load,
+            achieved_load: r.achieved_load,
+            throughput_rps: r.throughput_rps,
+            cpu_util: r.cpu_util,
+            cpu_kernel: r.cpu_kernel,
+            ctxt_per_req: r.ctxt_per_req,
+            schedule_per_req: r.schedule_per_req,
+            run_delay_ms_per_req: r.run_delay_ms_per_req,
+            worker_cs_per_req: r.worker_cs_per_req,
+            worker_wait_ms_per_req: r.worker_wait_ms_per_req,
+            work_inflation: r.work_inflation,
+            dispatch_late_mean_us: r.dispatch_late_mean_us,
+            dropped: r.dropped,
+            all: r.all,
+            light: r.light,
+            heavy: r.heavy,
+            hist_all: r.hist_all,
+            hist_light: r.hist_light,
+            lags: r.lags,
+        }
+    }
+}
+
+impl OverheadRec {
+    fn from_record(boot: &str, r: OverheadRecord) -> OverheadRec {
+        OverheadRec {
+            boot: boot.to_string(),
+            probe: r.probe,
+            mode: r.mode,
+            rep: r.rep,
+            value: r.value,
+            unit: r.unit,
+            higher_is_better: r.higher_is_better,
+            error: r.error,
+        }
+    }
+}
+
 /// Everything the guests wrote, tagged with the boot.
 #[derive(Debug, Default)]
 pub struct Records {
+    /// Every record as written, with `boot` added.
     pub raw: Vec<Value>,
     pub runs: Vec<Run>,
     pub overhead: Vec<OverheadRec>,
+    /// The guests' environment records, with `boot` added.
     pub env: Vec<Value>,
-    pub done: Vec<Value>,
+    /// The end record of each boot.
+    pub done: Vec<(String, DoneRecord)>,
+    /// Lines that are JSON but not a record of the contract (`boot: error`).
+    pub invalid: Vec<String>,
 }
 
 impl Records {
-    /// Parses one boot's data channel (one JSON object per line; other lines ignored).
+    /// Parses one boot's data channel: one record per line, as `lags_proto::bench::Record`
+    /// defines it. Lines that are not JSON (the serial port's start-up noise) are ignored;
+    /// JSON that is not a valid record is listed in `invalid` and not used.
     pub fn add(&mut self, boot: &str, text: &str) {
         for line in text.lines() {
-            let Ok(mut v) = serde_json::from_str::<Value>(line.trim()) else {
+            let line = line.trim();
+            let Ok(mut v) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            let Some(obj) = v.as_object_mut() else {
-                continue;
+            let rec = match serde_json::from_str::<Record>(line) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.invalid.push(format!("{boot}: {e}"));
+                    continue;
+                }
             };
-            obj.insert("boot".into(), Value::String(boot.to_string()));
-            match obj.get("type").and_then(Value::as_str) {
-                Some("run") => {
-                    if let Ok(r) = serde_json::from_value(v.clone()) {
-                        self.runs.push(r);
-                    }
-                }
-                Some("overhead") => {
-                    if let Ok(r) = serde_json::from_value(v.clone()) {
-                        self.overhead.push(r);
-                    }
-                }
-                Some("env") => self.env.push(v.clone()),
-                Some("done") => self.done.push(v.clone()),
-                _ => {}
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("boot".into(), Value::String(boot.to_string()));
+            }
+            match rec {
+                Record::Run(r) => self.runs.push(Run::from_record(boot, *r)),
+                Record::Overhead(r) => self.overhead.push(OverheadRec::from_record(boot, r)),
+                Record::Env(_) => self.env.push(v.clone()),
+                Record::Done(d) => self.done.push((boot.to_string(), d)),
+                Record::Functions(_) => {}
             }
             self.raw.push(v);
         }
+    }
+
+    /// The guest's status of `boot`, from its end record.
+    pub fn status_of(&self, boot: &str) -> Option<Status> {
+        self.done
+            .iter()
+            .rev()
+            .find(|(b, _)| b == boot)
+            .map(|(_, d)| d.status)
     }
 }
 
@@ -1521,11 +1559,14 @@ impl BenchArgs {
         for w in make_bench_initramfs(&bench, &programs, &initrd)? {
             eprintln!("[bench] WARNING: {w}");
         }
-        let mut common = vec![
-            format!("lb.slo_mult={}", self.slo_mult),
-            format!("lb.slo_floor_ms={}", self.slo_floor_ms),
-            format!("lb.tuned_slice_ns={}", self.tuned_slice_ns),
-        ];
+        let base = Plan {
+            seed: self.seed,
+            slo_mult: self.slo_mult,
+            slo_floor_ms: self.slo_floor_ms,
+            tuned_slice_ns: self.tuned_slice_ns,
+            ..Plan::default()
+        };
+        let mut common = Vec::new();
         for p in &self.params {
             if !p.starts_with("lb.") || !p.contains('=') {
                 bail!("--param {p:?}: expected lb.KEY=VALUE");
@@ -1541,7 +1582,7 @@ impl BenchArgs {
             &settings,
             &kernel,
             self.baseline_kernel.as_deref(),
-            self.seed,
+            &base,
             &common,
             max_boot,
         );
@@ -1634,13 +1675,13 @@ impl BenchArgs {
             let text = fs_err::read_to_string(&data).unwrap_or_default();
             recs.add(&b.name, &text);
             let scan = console::scan(&run.console);
+            for e in &recs.invalid {
+                eprintln!("[bench] WARNING: invalid record from the guest: {e}");
+            }
+            recs.invalid.clear();
             let status = recs
-                .done
-                .iter()
-                .rev()
-                .find(|d| d["boot"] == b.name.as_str())
-                .and_then(|d| d["status"].as_str().map(str::to_string))
-                .unwrap_or_else(|| "no end record".into());
+                .status_of(&b.name)
+                .map_or_else(|| "no end record".into(), |s| s.as_str().to_string());
             let (verdict, exit, message) = if let Some(f) = scan.worst() {
                 ("kernel fault", Exit::KernelFault, f.line.trim().to_string())
             } else if !scan.runner_started {
@@ -1964,25 +2005,33 @@ mod tests {
         );
     }
 
+    /// The guest plan's base for the boot-plan tests: seed 1, everything else default.
+    fn seed1() -> Plan {
+        Plan {
+            seed: 1,
+            ..Plan::default()
+        }
+    }
+
     // Expect one boot when it fits, otherwise loads spread over boots and the rest in one.
     #[test]
     fn boot_plan() {
         let s = Settings::preset(true);
         let k = Path::new("/k");
-        let b = plan_boots(&s, k, None, 1, &[], 1200.0);
+        let b = plan_boots(&s, k, None, &seed1(), &[], 1200.0);
         assert_eq!(b.len(), 1);
         assert!(b[0]
             .params
             .contains(&"lb.parts=overhead,load,density".to_string()));
         assert!(b[0].estimate_s < 600.0, "{}", b[0].estimate_s);
         let f = Settings::preset(false);
-        let b = plan_boots(&f, k, None, 1, &[], 1200.0);
+        let b = plan_boots(&f, k, None, &seed1(), &[], 1200.0);
         assert_eq!(b.len(), 1, "the full preset fits one 20-minute boot: {b:?}");
         let b = plan_boots(
             &f,
             k,
             Some(Path::new("/base")),
-            1,
+            &seed1(),
             &["lb.x=1".into()],
             800.0,
         );
@@ -1991,7 +2040,7 @@ mod tests {
         assert!(b.iter().all(|b| b.estimate_s <= 800.0));
         assert!(b.iter().all(|b| b.params.contains(&"lb.x=1".to_string())));
         assert_eq!(b[2].kernel, Path::new("/base"));
-        let b = plan_boots(&f, k, None, 1, &[], 300.0);
+        let b = plan_boots(&f, k, None, &seed1(), &[], 300.0);
         let loads: Vec<&String> = b
             .iter()
             .flat_map(|b| b.params.iter())
@@ -2001,16 +2050,50 @@ mod tests {
         assert!(loads[0].contains("0.4") && loads[1].contains("0.5"));
     }
 
-    // Expect guest lines to be parsed by type and tagged with the boot; junk ignored.
+    // Expect guest lines to be parsed by type and tagged with the boot; junk ignored, and
+    // a record that does not match the contract reported instead of read as defaults.
     #[test]
     fn records() {
         let mut r = Records::default();
-        r.add("b1", "garbage\n{\"type\":\"run\",\"sweep\":\"load\",\"config\":\"lags\",\"load\":0.5,\"all\":{\"slo_attainment\":0.99}}\n{\"type\":\"overhead\",\"probe\":\"p\",\"mode\":\"off\",\"value\":1.0}\n{\"type\":\"done\",\"status\":\"ok\"}\n");
+        let run = Record::Run(Box::new(RunRecord {
+            sweep: "load".into(),
+            config: "lags".into(),
+            load: 0.5,
+            all: Summary {
+                slo_attainment: Some(0.99),
+                ..Summary::default()
+            },
+            ..RunRecord::default()
+        }));
+        let ov = Record::Overhead(OverheadRecord {
+            probe: "p".into(),
+            mode: "off".into(),
+            value: Some(1.0),
+            ..OverheadRecord::default()
+        });
+        let done = Record::Done(DoneRecord {
+            status: Status::Ok,
+            errors: 0,
+        });
+        let line = |r: &Record| serde_json::to_string(r).unwrap();
+        // A record with a field the contract does not have is not used.
+        let misspelt = r#"{"type":"overhead","probe":"p","mode":"on","value":1.0,"unit":"","higher_is_better":false,"wall_s":1.0,"eror":null}"#;
+        r.add(
+            "b1",
+            &format!(
+                "garbage\n{}\n{}\n{misspelt}\n{}\n",
+                line(&run),
+                line(&ov),
+                line(&done)
+            ),
+        );
         assert_eq!(r.runs.len(), 1);
         assert_eq!(r.runs[0].boot, "b1");
         assert_eq!(r.runs[0].all.slo_attainment, Some(0.99));
         assert_eq!(r.overhead.len(), 1);
         assert_eq!(r.done.len(), 1);
         assert_eq!(r.raw.len(), 3);
+        assert_eq!(r.invalid.len(), 1, "{:?}", r.invalid);
+        assert_eq!(r.status_of("b1"), Some(Status::Ok));
     }
 }

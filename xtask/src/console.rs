@@ -15,10 +15,7 @@
 use serde::Serialize;
 use std::cmp::Reverse;
 
-/// Marker the guest runner prints when it starts running tests.
-const RUNNER_START: &str = "lags-init: start";
-/// Marker the guest runner prints after the last test.
-const RUNNER_DONE: &str = "lags-init: done";
+use lags_proto::marker::{RUNNER_DONE, RUNNER_START};
 /// A header this many kernel lines after `cut here` belongs to the same report.
 const CUT_HERE_WINDOW: usize = 3;
 /// An oops this many kernel lines after a page-fault/`kernel BUG` line belongs to it.

@@ -404,7 +404,8 @@ pub fn choose_accel(
     eprintln!("[qemu] probing whether KVM actually boots this kernel (up to 25 s) ...");
     let mut spec = probe.clone();
     spec.accel = Accel::Kvm;
-    spec.extra_cmdline.push("lags.suites=none".into());
+    spec.extra_cmdline
+        .push(lags_proto::runner::suites_param::<&str>(&[]));
     let log = cache.with_extension("log");
     let run = run_vm(
         &spec,
@@ -415,7 +416,7 @@ pub fn choose_accel(
         },
         |_| {},
     )?;
-    let ok = run.console.contains("lags-init: start");
+    let ok = run.console.contains(lags_proto::marker::RUNNER_START);
     let accel = if ok { Accel::Kvm } else { Accel::Tcg };
     crate::util::write(cache, format!("{key} {}\n", accel.name()))?;
     let why = if ok {

@@ -22,8 +22,7 @@ use crate::vmtest::{BootResult, QemuTestArgs, Verdict};
 
 /// The suites this command runs, in this order.
 pub const SUITES: &str = "lags_stress,lags_hostile";
-/// Prefix of the suites' machine-readable diagnostics.
-const MARK: &str = "robustness: ";
+pub use lags_proto::robustness::parse_mark;
 
 /// Arguments of `cargo xtask robustness`.
 #[derive(Debug, clap::Args)]
@@ -90,22 +89,6 @@ pub struct Summary {
     pub kernel_faults: Vec<String>,
     pub console_log: String,
     pub rows: Vec<Row>,
-}
-
-/// Parses `robustness: test=x k=v …` into its fields (without `test`).
-pub fn parse_mark(line: &str) -> Option<(String, BTreeMap<String, String>)> {
-    let rest = line.trim().strip_prefix(MARK)?;
-    let mut test = None;
-    let mut fields = BTreeMap::new();
-    for tok in rest.split_whitespace() {
-        let (k, v) = tok.split_once('=')?;
-        if k == "test" {
-            test = Some(v.to_owned());
-        } else {
-            fields.insert(k.to_owned(), v.to_owned());
-        }
-    }
-    Some((test?, fields))
 }
 
 /// The rows of every test of the robustness suites in a boot's KTAP report.

@@ -23,12 +23,13 @@ use crate::initramfs::Initramfs;
 use crate::qemu::{self, Accel, Ending, Limits, Terminal, VmSpec};
 use crate::util::{self, failure, Exit, Paths};
 use crate::vmtest::{self, Verdict};
+use lags_proto::marker;
 
 /// Largest shared directory copied into the image (the initramfs lives in guest RAM, twice
 /// while it is unpacked).
 pub const SHARE_LIMIT: u64 = 128 << 20;
 /// The kernel parameter that puts the guest runner in VM mode.
-pub const VM_PARAM: &str = "lags.vm=1";
+pub use lags_proto::runner::VM_PARAM;
 /// Guest directory whose contents come back with `--out`.
 pub const GUEST_OUT: &str = "/out";
 /// Guest paths a share must not cover.
@@ -213,20 +214,15 @@ pub fn guest_config(
 
 /// Finds the markers of run `token`: whether the command started, and its exit status.
 pub fn parse_markers(console: &str, token: &str) -> (bool, Option<i32>) {
-    let ready = format!("lags-vm: ready token={token}");
-    let tail = format!(" token={token}");
+    let ready = marker::vm_ready(token);
     let mut started = false;
     let mut exit = None;
     for line in console.lines() {
         let line = line.trim_end();
         if line.ends_with(&ready) {
             started = true;
-        } else if let Some(i) = line.find("lags-vm: exit=") {
-            if let Some(n) = line[i + "lags-vm: exit=".len()..].strip_suffix(&tail) {
-                if let Ok(n) = n.parse() {
-                    exit.get_or_insert(n);
-                }
-            }
+        } else if let Some(n) = marker::parse_vm_exit(line, token) {
+            exit.get_or_insert(n);
         }
     }
     (started, exit)
@@ -536,8 +532,8 @@ impl VmArgs {
 
         let mut ready_at: Option<f64> = None;
         let mut output = String::new();
-        let ready_marker = format!("lags-vm: ready token={token}");
-        let exit_marker = "lags-vm: exit=";
+        let ready_marker = marker::vm_ready(&token);
+        let exit_marker = marker::VM_EXIT;
         let verbose = self.verbose;
         let mut running = false;
         let on_line = |line: &str| {

@@ -16,7 +16,8 @@ use crate::{console, ktap};
 
 /// The guest suites whose assertions are about latency and CPU shares; they get a 1-vCPU
 /// boot of their own.
-pub const TIMING_SUITES: &[&str] = &["lags_behaviour", "lags_guarantees"];
+pub use lags_proto::runner::TIMING_SUITES;
+use lags_proto::runner::{self, Fault, RunnerOptions};
 
 /// Target triple of the static guest binaries.
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -308,17 +309,23 @@ impl QemuTestArgs {
         fs_err::create_dir_all(&dir)?;
         let initrd = make_initramfs(paths, profile, &self.with, &dir.join("initramfs.cpio"))?;
         let has_lags = profile != Profile::Nolags;
-        let mut base = vec![
-            format!("lags.expect_version={version}"),
-            format!("lags.expect_lags={}", u8::from(has_lags)),
-        ];
+        let mut opts = RunnerOptions {
+            expect_version: Some(version),
+            expect_lags: has_lags,
+            ..RunnerOptions::default()
+        };
+        let mut noboot = false;
         match self.inject.as_deref() {
             None => {}
-            Some("panic") => base.push("lags.fault=panic".into()),
-            Some("hang") => base.push("lags.fault=hang".into()),
-            // A boot that never reaches the runner: point rdinit at nothing.
-            Some("noboot") => base.push("rdinit=/does-not-exist".into()),
+            Some("panic") => opts.fault = Fault::Panic,
+            Some("hang") => opts.fault = Fault::Hang,
+            Some("noboot") => noboot = true,
             Some(other) => bail!("unknown --inject {other}: use panic, hang or noboot"),
+        }
+        let mut base = opts.to_cmdline();
+        if noboot {
+            // A boot that never reaches the runner: point rdinit at nothing.
+            base.push("rdinit=/does-not-exist".into());
         }
         let mut spec = VmSpec {
             kernel,
@@ -350,14 +357,7 @@ impl QemuTestArgs {
         match &self.suites {
             Some(s) => main.push(format!("lags.suites={s}")),
             // The timing suite gets a boot of its own, below.
-            None if default_run && has_lags => main.push(format!(
-                "lags.suites={}",
-                TIMING_SUITES
-                    .iter()
-                    .map(|s| format!("-{s}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )),
+            None if default_run && has_lags => main.push(runner::excluding_param(TIMING_SUITES)),
             None => {}
         }
         main.extend(self.cmdline.iter().cloned());
@@ -366,15 +366,18 @@ impl QemuTestArgs {
             // One vCPU: under single-threaded TCG a second vCPU's activity freezes the
             // first in wall-clock time, which shows up as latency spikes in the A/B.
             let mut t = base.clone();
-            t.push(format!("lags.suites={}", TIMING_SUITES.join(",")));
+            t.push(runner::suites_param(TIMING_SUITES));
             t.extend(self.cmdline.iter().cloned());
             let cpus = if accel == Accel::Tcg { 1 } else { self.cpus };
             boots.push(("behaviour".into(), t, cpus));
         }
         if default_run && has_lags && !self.no_bootflag_run {
-            let mut b = base.clone();
-            b.push("sched_lags=off".into());
-            b.push("lags.suites=lags_iface".into());
+            let b = RunnerOptions {
+                sched_lags_off: true,
+                suites: Some(vec![runner::IFACE_SUITE.into()]),
+                ..opts.clone()
+            }
+            .to_cmdline();
             boots.push(("bootflag-off".into(), b, self.cpus));
         }
         let mut results = Vec::new();

@@ -9,145 +9,12 @@
 use serde::Serialize;
 
 // ---------------------------------------------------------------------------------------
-// Plan
+// Plan and records: the contract with the host, in `qemu/proto`
 
-/// What one boot of the benchmark does; read from `lb.*` kernel parameters.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Plan {
-    /// Parts to run in this boot: `load`, `density`, `overhead`.
-    pub parts: Vec<String>,
-    /// Scheduler configurations, run interleaved: `stock`, `lags`, `tuned`.
-    pub configs: Vec<String>,
-    /// Function count of the load sweep.
-    pub funcs: usize,
-    /// Offered loads of the load sweep, as a fraction of all vCPUs.
-    pub loads: Vec<f64>,
-    /// Function counts of the density sweep.
-    pub density: Vec<usize>,
-    /// Offered load of the density sweep.
-    pub density_load: f64,
-    /// Repetitions of every (configuration, point).
-    pub reps: usize,
-    /// Measured seconds of arrivals per run (after the warm-up).
-    pub duration_s: f64,
-    /// Warm-up seconds of arrivals per run, not measured.
-    pub warmup_s: f64,
-    pub seed: u64,
-    /// Mean service time of a request, ms of calibrated CPU work.
-    pub mean_ms: f64,
-    /// Lognormal sigma of a request's service time around its function's mean.
-    pub req_sigma: f64,
-    /// Lognormal sigma of the function means around `mean_ms`.
-    pub func_sigma: f64,
-    /// Zipf exponent of function popularity.
-    pub zipf_s: f64,
-    /// Largest share of the total CPU demand one function may have (its single worker
-    /// must stay stable on its own).
-    pub max_share: f64,
-    /// SLO: response <= max(slo_mult x service time, slo_floor_ms).
-    pub slo_mult: f64,
-    pub slo_floor_ms: f64,
-    /// `base_slice_ns` of the tuned-EEVDF configuration.
-    pub tuned_slice_ns: u64,
-    /// Overhead probes: repetitions and sizes.
-    pub ov_reps: usize,
-    pub ov_pipe_loops: u64,
-    pub ov_msg_groups: u32,
-    pub ov_msg_loops: u32,
-    pub ov_switch_s: u32,
-}
-
-impl Default for Plan {
-    fn default() -> Self {
-        Plan {
-            parts: vec!["load".into(), "density".into(), "overhead".into()],
-            configs: vec!["stock".into(), "lags".into(), "tuned".into()],
-            funcs: 100,
-            loads: vec![0.5, 0.6, 0.7, 0.8, 0.9],
-            density: vec![25, 100, 400],
-            density_load: 0.7,
-            reps: 3,
-            duration_s: 8.0,
-            warmup_s: 1.0,
-            seed: 42,
-            mean_ms: 5.0,
-            req_sigma: 1.0,
-            func_sigma: 1.0,
-            zipf_s: 1.0,
-            max_share: 0.15,
-            slo_mult: 10.0,
-            slo_floor_ms: 20.0,
-            tuned_slice_ns: 100_000_000,
-            ov_reps: 3,
-            ov_pipe_loops: 20_000,
-            ov_msg_groups: 2,
-            ov_msg_loops: 20,
-            ov_switch_s: 3,
-        }
-    }
-}
-
-fn list<T: std::str::FromStr>(v: &str) -> Option<Vec<T>> {
-    v.split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.trim().parse().ok())
-        .collect()
-}
-
-impl Plan {
-    /// Reads `lb.key=value` parameters from a kernel command line on top of the defaults.
-    /// Returns the plan and a warning per parameter it could not use.
-    pub fn from_cmdline(cmdline: &str) -> (Plan, Vec<String>) {
-        let mut p = Plan::default();
-        let mut warnings = Vec::new();
-        for param in cmdline.split_whitespace() {
-            let Some(rest) = param.strip_prefix("lb.") else {
-                continue;
-            };
-            let Some((k, v)) = rest.split_once('=') else {
-                warnings.push(format!("ignoring {param:?}: no value"));
-                continue;
-            };
-            let ok = match k {
-                "parts" => list(v).map(|x| p.parts = x).is_some(),
-                "configs" => list(v).map(|x| p.configs = x).is_some(),
-                "funcs" => v.parse().map(|x| p.funcs = x).is_ok(),
-                "loads" => list(v).map(|x| p.loads = x).is_some(),
-                "density" => list(v).map(|x| p.density = x).is_some(),
-                "dload" => v.parse().map(|x| p.density_load = x).is_ok(),
-                "reps" => v.parse().map(|x| p.reps = x).is_ok(),
-                "dur" => v.parse().map(|x| p.duration_s = x).is_ok(),
-                "warm" => v.parse().map(|x| p.warmup_s = x).is_ok(),
-                "seed" => v.parse().map(|x| p.seed = x).is_ok(),
-                "mean_ms" => v.parse().map(|x| p.mean_ms = x).is_ok(),
-                "req_sigma" => v.parse().map(|x| p.req_sigma = x).is_ok(),
-                "func_sigma" => v.parse().map(|x| p.func_sigma = x).is_ok(),
-                "zipf" => v.parse().map(|x| p.zipf_s = x).is_ok(),
-                "max_share" => v.parse().map(|x| p.max_share = x).is_ok(),
-                "slo_mult" => v.parse().map(|x| p.slo_mult = x).is_ok(),
-                "slo_floor_ms" => v.parse().map(|x| p.slo_floor_ms = x).is_ok(),
-                "tuned_slice_ns" => v.parse().map(|x| p.tuned_slice_ns = x).is_ok(),
-                "ov_reps" => v.parse().map(|x| p.ov_reps = x).is_ok(),
-                "ov_pipe" => v.parse().map(|x| p.ov_pipe_loops = x).is_ok(),
-                "ov_msg_groups" => v.parse().map(|x| p.ov_msg_groups = x).is_ok(),
-                "ov_msg_loops" => v.parse().map(|x| p.ov_msg_loops = x).is_ok(),
-                "ov_switch_s" => v.parse().map(|x| p.ov_switch_s = x).is_ok(),
-                _ => {
-                    warnings.push(format!("ignoring unknown parameter {param:?}"));
-                    true
-                }
-            };
-            if !ok {
-                warnings.push(format!("ignoring {param:?}: bad value"));
-            }
-        }
-        (p, warnings)
-    }
-
-    pub fn has(&self, part: &str) -> bool {
-        self.parts.iter().any(|p| p == part)
-    }
-}
+pub use lags_proto::bench::{
+    DoneRecord, EnvRecord, Function, FunctionsRecord, Hist, LagsCounters, OverheadRecord, Plan,
+    Record, RunRecord, Status, Summary, Uname, BINS_PER_DECADE, HIST_BINS,
+};
 
 // ---------------------------------------------------------------------------------------
 // Random numbers
@@ -234,19 +101,6 @@ pub fn cdf_of(weights: &[f64]) -> Vec<f64> {
 
 // ---------------------------------------------------------------------------------------
 // Workload
-
-/// One function (one cgroup, one worker process).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Function {
-    /// Probability that a request is for this function (popularity).
-    pub popularity: f64,
-    /// Mean service time of its requests, ms.
-    pub mean_ms: f64,
-    /// Share of the total CPU demand (popularity x mean, normalised).
-    pub demand_share: f64,
-    /// Heavy: among the highest-demand functions that together make up half of the demand.
-    pub heavy: bool,
-}
 
 /// Draws the function set: Zipf popularity by index (function 0 is the most popular),
 /// lognormal function means independent of popularity, scaled so that the mean service time
@@ -366,22 +220,6 @@ pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(a + (b - a) * (pos - lo as f64))
 }
 
-/// Response-time summary in ms; `None` where a percentile falls on a request that never
-/// completed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Summary {
-    pub n: usize,
-    pub completed: usize,
-    pub mean_ms: Option<f64>,
-    pub p50_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub p999_ms: Option<f64>,
-    pub max_ms: Option<f64>,
-    /// Fraction of requests that met their SLO (incomplete ones did not).
-    pub slo_attainment: Option<f64>,
-}
-
 fn finite(x: Option<f64>) -> Option<f64> {
     x.filter(|v| v.is_finite())
 }
@@ -416,18 +254,6 @@ pub fn summarize(samples: &[(f64, f64)], mult: f64, floor_ns: f64) -> Summary {
         max_ms: finite(r.last().copied()),
         slo_attainment: (n > 0).then(|| met as f64 / n as f64),
     }
-}
-
-/// Log-binned histogram of response times: `BINS_PER_DECADE` bins per decade from 1 us;
-/// bin k holds values in [10^(k/B), 10^((k+1)/B)) us; the last bin also holds everything
-/// larger, including requests that never completed.
-pub const BINS_PER_DECADE: usize = 20;
-pub const HIST_BINS: usize = BINS_PER_DECADE * 8 + 1;
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Hist {
-    /// Sparse: (bin, count), bins ascending.
-    pub bins: Vec<(u32, u64)>,
 }
 
 pub fn hist_bin(us: f64) -> usize {
@@ -605,21 +431,6 @@ pub fn parse_stress_yaml(out: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // Expect lb.* parameters to override defaults and junk to produce warnings.
-    #[test]
-    fn plan_from_cmdline() {
-        let (p, w) = Plan::from_cmdline(
-            "console=ttyS0 rdinit=/bin/lags-bench lb.funcs=25 lb.loads=0.5,0.9 lb.configs=stock,lags lb.seed=7 lb.reps=x lb.nope=1",
-        );
-        assert_eq!(p.funcs, 25);
-        assert_eq!(p.loads, vec![0.5, 0.9]);
-        assert_eq!(p.configs, vec!["stock", "lags"]);
-        assert_eq!(p.seed, 7);
-        assert_eq!(p.reps, Plan::default().reps);
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(p.has("load") && !Plan::from_cmdline("lb.parts=overhead").0.has("load"));
-    }
 
     // Expect the generator's moments to match the distributions' definitions.
     #[test]

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lags_bench::*;
-use serde_json::{json, Value};
+use lags_proto::{marker, path};
 
 const CG: &str = "/sys/fs/cgroup";
 const PARENT: &str = "/sys/fs/cgroup/bench";
@@ -51,12 +51,12 @@ impl Out {
     }
 
     fn say(&self, s: &str) {
-        self.line(&format!("lags-bench: {s}"));
+        self.line(&format!("{} {s}", marker::BENCH_PREFIX));
     }
 
-    fn record(&mut self, v: &Value) {
+    fn record(&mut self, r: &Record) {
         if let Some(d) = &mut self.data {
-            let mut s = v.to_string();
+            let mut s = serde_json::to_string(r).expect("records serialize");
             s.push('\n');
             let _ = d.write_all(s.as_bytes());
             let _ = d.flush();
@@ -661,59 +661,70 @@ fn run_once(
     let s_heavy = summarize(&heavy, plan.slo_mult, floor);
     let total_work_ns: f64 = sched.iter().map(|r| r.work_ns as f64).sum();
     let lags = match (lags0, lags1) {
-        (Some(a), Some(b)) => json!({
-            "picks": b[0].saturating_sub(a[0]),
-            "wakeup_preempts": b[1].saturating_sub(a[1]),
-            "starved_picks": b[2].saturating_sub(a[2]),
-            "wait_max_us": b[3],
+        (Some(a), Some(b)) => Some(LagsCounters {
+            picks: b[0].saturating_sub(a[0]),
+            wakeup_preempts: b[1].saturating_sub(a[1]),
+            starved_picks: b[2].saturating_sub(a[2]),
+            wait_max_us: b[3],
         }),
-        _ => Value::Null,
+        _ => None,
     };
-    let rec = json!({
-        "type": "run",
-        "sweep": sweep,
-        "config": cfg,
-        "funcs": funcs.len(),
-        "load": load,
-        "rep": rep,
-        "seed": seed,
-        "requests": sched.len(),
-        "measured": all.len(),
-        "dropped": dropped,
-        "window_s": window_s,
-        "drain_s": drain_ns as f64 / 1e9,
-        "cpus": ctx.cpus,
-        "capacity_cpus": ctx.capacity,
-        "offered_load": work_offered_ns / 1e9 / (plan.duration_s * ctx.capacity),
-        "achieved_load": work_done_window_ns / 1e9 / (window_s * ctx.capacity),
-        "throughput_rps": completed_in_window as f64 / window_s,
-        "cpu_util": util,
-        "cpu_kernel": kern,
-        "ctxt": ctxt,
-        "ctxt_per_req": per(ctxt as f64),
-        "sched_count": ss.sched_count,
-        "schedule_per_req": per(ss.sched_count as f64),
-        "ttwu": ss.ttwu_count,
-        "run_delay_ms": ss.run_delay_ns as f64 / 1e6,
-        "run_delay_ms_per_req": per(ss.run_delay_ns as f64 / 1e6),
-        "timeslices": ss.timeslices,
-        "worker_vol_cs": tv,
-        "worker_invol_cs": ti,
-        "worker_cs_per_req": if completed_all > 0 { Some((tv + ti) as f64 / completed_all as f64) } else { None },
-        "worker_exec_ms": texec as f64 / 1e6,
-        "worker_wait_ms": twait as f64 / 1e6,
-        "worker_wait_ms_per_req": if completed_all > 0 { Some(twait as f64 / 1e6 / completed_all as f64) } else { None },
-        "work_inflation": if total_work_ns > 0.0 { Some(texec as f64 / total_work_ns) } else { None },
-        "dispatch_late_mean_us": late_sum as f64 / sched.len().max(1) as f64 / 1e3,
-        "dispatch_late_max_us": late_max as f64 / 1e3,
-        "all": s_all,
-        "light": s_light,
-        "heavy": s_heavy,
-        "hist_all": histogram(all.iter().map(|s| s.0)),
-        "hist_light": histogram(light.iter().map(|s| s.0)),
-        "hist_heavy": histogram(heavy.iter().map(|s| s.0)),
-        "lags": lags,
-    });
+    let rec = Record::Run(Box::new(RunRecord {
+        sweep: sweep.to_string(),
+        config: cfg.to_string(),
+        funcs: funcs.len(),
+        load,
+        rep,
+        seed,
+        requests: sched.len(),
+        measured: all.len(),
+        dropped,
+        window_s,
+        drain_s: drain_ns as f64 / 1e9,
+        cpus: ctx.cpus,
+        capacity_cpus: ctx.capacity,
+        offered_load: work_offered_ns / 1e9 / (plan.duration_s * ctx.capacity),
+        achieved_load: work_done_window_ns / 1e9 / (window_s * ctx.capacity),
+        throughput_rps: completed_in_window as f64 / window_s,
+        cpu_util: util,
+        cpu_kernel: kern,
+        ctxt,
+        ctxt_per_req: per(ctxt as f64),
+        sched_count: ss.sched_count,
+        schedule_per_req: per(ss.sched_count as f64),
+        ttwu: ss.ttwu_count,
+        run_delay_ms: ss.run_delay_ns as f64 / 1e6,
+        run_delay_ms_per_req: per(ss.run_delay_ns as f64 / 1e6),
+        timeslices: ss.timeslices,
+        worker_vol_cs: tv,
+        worker_invol_cs: ti,
+        worker_cs_per_req: if completed_all > 0 {
+            Some((tv + ti) as f64 / completed_all as f64)
+        } else {
+            None
+        },
+        worker_exec_ms: texec as f64 / 1e6,
+        worker_wait_ms: twait as f64 / 1e6,
+        worker_wait_ms_per_req: if completed_all > 0 {
+            Some(twait as f64 / 1e6 / completed_all as f64)
+        } else {
+            None
+        },
+        work_inflation: if total_work_ns > 0.0 {
+            Some(texec as f64 / total_work_ns)
+        } else {
+            None
+        },
+        dispatch_late_mean_us: late_sum as f64 / sched.len().max(1) as f64 / 1e3,
+        dispatch_late_max_us: late_max as f64 / 1e3,
+        all: s_all.clone(),
+        light: s_light.clone(),
+        heavy: s_heavy,
+        hist_all: histogram(all.iter().map(|s| s.0)),
+        hist_light: histogram(light.iter().map(|s| s.0)),
+        hist_heavy: histogram(heavy.iter().map(|s| s.0)),
+        lags,
+    }));
     out.record(&rec);
     ctx.runs_done += 1;
     let f = |x: Option<f64>| x.map_or("inf".to_string(), |v| format!("{v:.1}"));
@@ -756,7 +767,11 @@ fn sweep(
         "{name}: starting {funcs_n} function groups ({heavy} heavy) ..."
     ));
     let fleet = Fleet::start(funcs_n, &ctx.shared)?;
-    out.record(&json!({"type": "functions", "sweep": name, "funcs": funcs_n, "functions": funcs}));
+    out.record(&Record::Functions(FunctionsRecord {
+        sweep: name.to_string(),
+        funcs: funcs_n,
+        functions: funcs.clone(),
+    }));
     let n = plan.configs.len();
     let mut result = Ok(());
     'outer: for rep in 0..plan.reps {
@@ -886,10 +901,15 @@ fn overhead(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
                     },
                     Err(e) => (None, "", false, Some(e.clone())),
                 };
-                out.record(&json!({
-                    "type": "overhead", "probe": name, "mode": mode, "rep": rep,
-                    "value": value, "unit": unit, "higher_is_better": higher_better,
-                    "wall_s": wall, "error": err,
+                out.record(&Record::Overhead(OverheadRecord {
+                    probe: name.to_string(),
+                    mode: mode.to_string(),
+                    rep,
+                    value,
+                    unit: unit.to_string(),
+                    higher_is_better: higher_better,
+                    wall_s: wall,
+                    error: err.clone(),
                 }));
                 out.say(&format!(
                     "overhead {done}/{total} {name} {mode} rep={rep}: {} {unit}{}",
@@ -911,7 +931,13 @@ fn overhead(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------
 // Main
 
-fn env_record(plan: &Plan, cpus: usize, iters_per_ns: f64, warnings: &[String]) -> Value {
+fn env_record(
+    plan: &Plan,
+    cpus: usize,
+    iters_per_ns: f64,
+    capacity: f64,
+    warnings: &[String],
+) -> EnvRecord {
     let uname = {
         // SAFETY: utsname is plain data filled by the kernel.
         let mut u: libc::utsname = unsafe { std::mem::zeroed() };
@@ -922,23 +948,33 @@ fn env_record(plan: &Plan, cpus: usize, iters_per_ns: f64, warnings: &[String]) 
                 .to_string_lossy()
                 .into_owned()
         };
-        json!({"release": s(&u.release), "version": s(&u.version), "machine": s(&u.machine)})
+        Uname {
+            release: s(&u.release),
+            version: s(&u.version),
+            machine: s(&u.machine),
+        }
     };
-    json!({
-        "type": "env",
-        "uname": uname,
-        "proc_version": read("/proc/version").trim(),
-        "cmdline": read("/proc/cmdline").trim(),
-        "cpus": cpus,
-        "spin_iters_per_ns": iters_per_ns,
-        "sched_lags_sysctl": read(SYSCTL_LAGS).trim(),
-        "base_slice_ns": read(BASE_SLICE).trim(),
-        "lags_credit_period_ns": read("/sys/kernel/debug/sched/lags/credit_period_ns").trim(),
-        "lags_starve_ns": read("/sys/kernel/debug/sched/lags/starve_ns").trim(),
-        "schedstat_version": read("/proc/schedstat").lines().next().unwrap_or("").trim(),
-        "plan": plan,
-        "warnings": warnings,
-    })
+    let text = |p: &str| read(p).trim().to_string();
+    EnvRecord {
+        uname,
+        proc_version: text("/proc/version"),
+        cmdline: text("/proc/cmdline"),
+        cpus,
+        spin_iters_per_ns: iters_per_ns,
+        sched_lags_sysctl: text(SYSCTL_LAGS),
+        base_slice_ns: text(BASE_SLICE),
+        lags_credit_period_ns: text("/sys/kernel/debug/sched/lags/credit_period_ns"),
+        lags_starve_ns: text("/sys/kernel/debug/sched/lags/starve_ns"),
+        schedstat_version: read("/proc/schedstat")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        plan: plan.clone(),
+        warnings: warnings.to_vec(),
+        capacity_cpus: capacity,
+    }
 }
 
 fn setup_cgroups() -> Result<(), String> {
@@ -972,9 +1008,9 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     for w in warnings {
         out.say(&format!("warning: {w}"));
     }
-    let mut env = env_record(plan, cpus, ipn, warnings);
-    env["capacity_cpus"] = json!(capacity);
-    out.record(&env);
+    out.record(&Record::Env(Box::new(env_record(
+        plan, cpus, ipn, capacity, warnings,
+    ))));
 
     let mut runs_total = 0;
     let mut max_rate: f64 = 0.0;
@@ -1042,9 +1078,9 @@ fn main() {
     let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
     let mut out = Out {
         kmsg,
-        data: open_data_port("/dev/ttyS1"),
+        data: open_data_port(path::DATA_TTY),
     };
-    out.line("lags-init: start (lags-bench)");
+    out.line(&marker::bench_start());
     for e in &mount_errs {
         out.say(&format!("warning: {e}"));
     }
@@ -1056,10 +1092,10 @@ fn main() {
         bench(&mut out, &plan, &warnings)
     }));
     let (status, errors) = match res {
-        Ok(Ok(e)) => (if e == 0 { "ok" } else { "errors" }, e),
+        Ok(Ok(e)) => (if e == 0 { Status::Ok } else { Status::Errors }, e),
         Ok(Err(e)) => {
             out.say(&format!("error: {e}"));
-            ("error", 1)
+            (Status::Error, 1)
         }
         Err(p) => {
             let m = p
@@ -1068,15 +1104,19 @@ fn main() {
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
             out.say(&format!("error: panic: {m}"));
-            ("panic", 1)
+            (Status::Panic, 1)
         }
     };
-    out.record(&json!({"type": "done", "status": status, "errors": errors}));
+    out.record(&Record::Done(DoneRecord { status, errors }));
     if let Some(d) = &out.data {
         // SAFETY: valid fd.
         unsafe { libc::tcdrain(d.as_raw_fd()) };
     }
-    out.line(&format!("lags-init: done status={status} errors={errors}"));
+    out.line(&format!(
+        "{} status={} errors={errors}",
+        marker::RUNNER_DONE,
+        status.as_str()
+    ));
     if pid1 {
         power_off(&out);
     }

@@ -31,193 +31,47 @@ use ktap::{Ktap, Sink};
 // ---------------------------------------------------------------------------------------
 // Configuration
 
-/// Fault injection for testing the host side (`lags.fault=`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Fault {
-    #[default]
-    None,
-    /// Crash the kernel (sysrq `c`) after the first test result.
-    Panic,
-    /// Print nothing more and sleep forever after the first test result.
-    Hang,
-    /// Oops in a child process (needs CONFIG_LKDTM) after the first result, then carry on.
-    Oops,
-}
+pub use lags_proto::runner::{Fault, RunnerOptions};
 
-/// Runner options, from the kernel command line (and, off-guest, from arguments).
-#[derive(Clone, Debug)]
+/// Runner options: the contract's [`RunnerOptions`] from the kernel command line (and,
+/// off-guest, from arguments), read through `Deref`, plus what only the runner knows.
+#[derive(Clone, Debug, Default)]
 pub struct Config {
-    /// Suites to run in this order; `None` means all, in the default order.
-    pub suites: Option<Vec<String>>,
-    /// Expected prefix of the kernel release (`lags.expect_version=`).
-    pub expect_version: Option<String>,
-    /// Whether the kernel is built with CONFIG_SCHED_LAGS (`lags.expect_lags=`, default 1).
-    pub expect_lags: bool,
-    pub fault: Fault,
-    /// The kernel was booted with `sched_lags=off` (or `=0`, `=n`).
-    pub sched_lags_off: bool,
+    pub opts: RunnerOptions,
     /// Running as PID 1 in the test guest: allowed to do things that would disturb a real
     /// system (freeing the cpu controller from cgroup v2, crashing the kernel).
     pub in_guest: bool,
-    /// Problems found while parsing, printed at start-up.
-    pub warnings: Vec<String>,
-    /// Timed phases per robustness suite in seconds, in total (`lags.stress_secs=`).
-    pub stress_secs: u64,
-    /// PRNG seed of the hostile-input suite (`lags.seed=`; default: from the clock).
-    pub seed: Option<u64>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            suites: None,
-            expect_version: None,
-            expect_lags: true,
-            fault: Fault::None,
-            sched_lags_off: false,
-            in_guest: false,
-            warnings: Vec::new(),
-            stress_secs: 20,
-            seed: None,
-        }
+impl std::ops::Deref for Config {
+    type Target = RunnerOptions;
+    fn deref(&self) -> &RunnerOptions {
+        &self.opts
     }
 }
 
-/// Splits a kernel command line into parameters, honouring double quotes as the kernel
-/// does (`a="b c"` is one parameter `a=b c`). Stops at `--` (the rest is for init).
-fn cmdline_params(cmdline: &str) -> Vec<String> {
-    let mut params = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut started = false;
-    for c in cmdline.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                started = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if started {
-                    params.push(std::mem::take(&mut cur));
-                    started = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                started = true;
-            }
-        }
-    }
-    if started {
-        params.push(cur);
-    }
-    if let Some(end) = params.iter().position(|p| p == "--") {
-        params.truncate(end);
-    }
-    params
-}
-
-/// Kernel-style boolean (`1/y/yes/on/true`, `0/n/no/off/false`).
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "y" | "yes" | "on" | "true" => Some(true),
-        "0" | "n" | "no" | "off" | "false" => Some(false),
-        _ => None,
+impl std::ops::DerefMut for Config {
+    fn deref_mut(&mut self) -> &mut RunnerOptions {
+        &mut self.opts
     }
 }
 
-/// The kernel's kstrtobool(): only the first one or two characters count (`y/Y/t/T/1`,
-/// `n/N/f/F/0`, `on`, `off`); anything else is an error, and `sched_lags=` then keeps
-/// its default (on).
-fn kstrtobool(v: &str) -> Option<bool> {
-    let b = v.as_bytes();
-    match b.first()? {
-        b'y' | b'Y' | b't' | b'T' | b'1' => Some(true),
-        b'n' | b'N' | b'f' | b'F' | b'0' => Some(false),
-        b'o' | b'O' => match b.get(1)? {
-            b'n' | b'N' => Some(true),
-            b'f' | b'F' => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
+/// Splits a kernel command line into parameters (kernel quoting; stops at `--`).
+pub use lags_proto::cmdline::params as cmdline_params;
 
 impl Config {
-    /// Reads the runner options from a kernel command line:
-    ///
-    /// * `lags.suites=a,b,c`: suites to run, in this order (default: all; `none` runs
-    ///   nothing, for a plain boot check);
-    /// * `lags.expect_version=6.12.117`: expected kernel release prefix;
-    /// * `lags.expect_lags=1|0`: kernel built with CONFIG_SCHED_LAGS (default 1);
-    /// * `lags.fault=panic|hang|oops|none`;
-    /// * `sched_lags=off|0|n` (the kernel's own boot flag): the sysctl must default to 0.
+    /// Reads the runner options from a kernel command line (see [`RunnerOptions`] and
+    /// `tests/guest/README.md`).
     pub fn from_cmdline(cmdline: &str) -> Config {
-        let mut cfg = Config::default();
-        cfg.apply_cmdline(cmdline);
-        cfg
+        Config {
+            opts: RunnerOptions::from_cmdline(cmdline),
+            in_guest: false,
+        }
     }
 
     /// Applies the options of a command line on top of the current ones (later wins).
     pub fn apply_cmdline(&mut self, cmdline: &str) {
-        for param in cmdline_params(cmdline) {
-            let (key, value) = match param.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
-                None => (param.as_str(), None),
-            };
-            match (key, value) {
-                ("lags.suites", Some(v)) => {
-                    let list: Vec<String> = v
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty() && *s != "none")
-                        .map(str::to_owned)
-                        .collect();
-                    // An empty value means the default (all); "none" means no suites.
-                    self.suites = (!list.is_empty() || v.trim() == "none").then_some(list);
-                }
-                ("lags.expect_version", Some(v)) if !v.is_empty() => {
-                    self.expect_version = Some(v.to_owned());
-                }
-                ("lags.expect_lags", Some(v)) => match parse_bool(v) {
-                    Some(b) => self.expect_lags = b,
-                    None => self
-                        .warnings
-                        .push(format!("ignoring lags.expect_lags={v:?} (want 1 or 0)")),
-                },
-                ("lags.fault", Some(v)) => match v {
-                    "panic" => self.fault = Fault::Panic,
-                    "hang" => self.fault = Fault::Hang,
-                    "oops" => self.fault = Fault::Oops,
-                    "none" | "" => self.fault = Fault::None,
-                    _ => self.warnings.push(format!(
-                        "ignoring lags.fault={v:?} (want panic, hang, oops or none)"
-                    )),
-                },
-                ("lags.stress_secs", Some(v)) => match v.parse() {
-                    Ok(n) if n > 0 => self.stress_secs = n,
-                    _ => self.warnings.push(format!(
-                        "ignoring lags.stress_secs={v:?} (want seconds > 0)"
-                    )),
-                },
-                ("lags.seed", Some(v)) => match v.parse() {
-                    Ok(n) => self.seed = Some(n),
-                    Err(_) => self
-                        .warnings
-                        .push(format!("ignoring lags.seed={v:?} (want an integer)")),
-                },
-                ("sched_lags", Some(v)) => {
-                    if let Some(on) = kstrtobool(v) {
-                        self.sched_lags_off = !on;
-                    }
-                }
-                (k, _) if k.starts_with("lags.") => {
-                    self.warnings
-                        .push(format!("ignoring unknown runner option {param:?}"));
-                }
-                _ => {}
-            }
-        }
+        self.opts.apply_cmdline(cmdline);
     }
 
     /// The suites to run, resolving "all". A list of only `-name` entries means "all but
@@ -568,8 +422,11 @@ fn run_and_summarise(cfg: &Config, out: &mut Ktap) {
         out.failed += 1;
     }
     out.raw(&format!(
-        "lags-init: done passed={} failed={} skipped={}",
-        out.passed, out.failed, out.skipped
+        "{} passed={} failed={} skipped={}",
+        lags_proto::marker::RUNNER_DONE,
+        out.passed,
+        out.failed,
+        out.skipped
     ));
 }
 
@@ -606,7 +463,7 @@ fn guest_main() -> ! {
         .unwrap_or_else(|_| util::read_trimmed("/proc/cmdline").unwrap_or_default());
     let mut cfg = Config::from_cmdline(&cmdline);
     cfg.in_guest = true;
-    out.raw("lags-init: start");
+    out.raw(lags_proto::marker::RUNNER_START);
     if vm::requested(&cmdline) {
         // `cargo xtask vm`: run the user's command instead of the suites.
         vm::run(&mut out);
@@ -687,7 +544,7 @@ fn dev_main(args: &[String]) -> i32 {
         .join(" ");
     cfg.apply_cmdline(&args_cmdline);
     let mut out = Ktap::new(Box::new(StdoutSink));
-    out.raw("lags-init: start");
+    out.raw(lags_proto::marker::RUNNER_START);
     run_and_summarise(&cfg, &mut out);
     i32::from(out.failed > 0)
 }
@@ -774,6 +631,15 @@ mod tests {
         assert!(c.expect_lags);
         assert_eq!(c.fault, Fault::None);
         assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+    }
+
+    // Expect the runner's suite list and the contract's default list to be the same.
+    #[test]
+    fn default_suites_match_contract() {
+        let names: Vec<&str> = suites::ALL.iter().map(|s| s.name).collect();
+        assert_eq!(names, lags_proto::runner::DEFAULT_SUITES);
+        let extra: Vec<&str> = suites::EXTRA.iter().map(|s| s.name).collect();
+        assert_eq!(extra, lags_proto::runner::ROBUSTNESS_SUITES);
     }
 
     // Expect kernel-style quoting, empty list items dropped, and `--` to end parsing.

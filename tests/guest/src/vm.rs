@@ -30,7 +30,7 @@ use crate::ktap::Ktap;
 use crate::util;
 
 /// The kernel command-line parameter that selects VM mode.
-pub const VM_PARAM: &str = "lags.vm=1";
+pub use lags_proto::runner::VM_PARAM;
 /// Directory in the initramfs with the host's instructions.
 const VM_DIR: &str = "/vm";
 /// Where the shared host directory sits in the initramfs (`/vm/share/<host path>`).
@@ -302,7 +302,7 @@ pub fn run(out: &mut Ktap) -> ! {
     let tty = open_tty(CONSOLE_TTY, false)
         .or_else(|_| open_tty("/dev/console", false))
         .ok();
-    say(out, &format!("lags-vm: ready token={}", cfg.token));
+    say(out, &lags_proto::marker::vm_ready(&cfg.token));
     let code = run_command(&cfg, out, tty.as_ref());
     if cfg.out {
         if let Err(e) = send_out() {
@@ -311,7 +311,7 @@ pub fn run(out: &mut Ktap) -> ! {
             ));
         }
     }
-    say(out, &format!("lags-vm: exit={code} token={}", cfg.token));
+    say(out, &lags_proto::marker::vm_exit(code, &cfg.token));
     crate::power_off()
 }
 

@@ -1,0 +1,532 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The benchmark's contract: the plan the host passes as `lb.*` kernel parameters, and the
+//! records `lags-bench` writes to its data port (one JSON object per line).
+//!
+//! Records are a `type`-tagged enum whose variants reject unknown fields, so a field the
+//! guest writes under another name than the host reads is an error, not a silent zero.
+
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------------------------------
+// Plan
+
+/// What one boot of the benchmark does; passed as `lb.*` kernel parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Parts to run in this boot: `load`, `density`, `overhead` (`lb.parts`).
+    pub parts: Vec<String>,
+    /// Scheduler configurations, run interleaved: `stock`, `lags`, `tuned` (`lb.configs`).
+    pub configs: Vec<String>,
+    /// Function count of the load sweep (`lb.funcs`).
+    pub funcs: usize,
+    /// Offered loads of the load sweep, as a fraction of all vCPUs (`lb.loads`).
+    pub loads: Vec<f64>,
+    /// Function counts of the density sweep (`lb.density`).
+    pub density: Vec<usize>,
+    /// Offered load of the density sweep (`lb.dload`).
+    pub density_load: f64,
+    /// Repetitions of every (configuration, point) (`lb.reps`).
+    pub reps: usize,
+    /// Measured seconds of arrivals per run, after the warm-up (`lb.dur`).
+    pub duration_s: f64,
+    /// Warm-up seconds of arrivals per run, not measured (`lb.warm`).
+    pub warmup_s: f64,
+    /// Seed of the workload (`lb.seed`).
+    pub seed: u64,
+    /// Mean service time of a request, ms of calibrated CPU work (`lb.mean_ms`).
+    pub mean_ms: f64,
+    /// Lognormal sigma of a request's service time around its function's mean
+    /// (`lb.req_sigma`).
+    pub req_sigma: f64,
+    /// Lognormal sigma of the function means around `mean_ms` (`lb.func_sigma`).
+    pub func_sigma: f64,
+    /// Zipf exponent of function popularity (`lb.zipf`).
+    pub zipf_s: f64,
+    /// Largest share of the total CPU demand one function may have (its single worker
+    /// must stay stable on its own) (`lb.max_share`).
+    pub max_share: f64,
+    /// SLO: response <= max(slo_mult x service time, slo_floor_ms) (`lb.slo_mult`).
+    pub slo_mult: f64,
+    /// (`lb.slo_floor_ms`)
+    pub slo_floor_ms: f64,
+    /// `base_slice_ns` of the tuned-EEVDF configuration (`lb.tuned_slice_ns`).
+    pub tuned_slice_ns: u64,
+    /// Overhead probes: repetitions (`lb.ov_reps`) and sizes (`lb.ov_pipe`,
+    /// `lb.ov_msg_groups`, `lb.ov_msg_loops`, `lb.ov_switch_s`).
+    pub ov_reps: usize,
+    pub ov_pipe_loops: u64,
+    pub ov_msg_groups: u32,
+    pub ov_msg_loops: u32,
+    pub ov_switch_s: u32,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            parts: vec!["load".into(), "density".into(), "overhead".into()],
+            configs: vec!["stock".into(), "lags".into(), "tuned".into()],
+            funcs: 100,
+            loads: vec![0.5, 0.6, 0.7, 0.8, 0.9],
+            density: vec![25, 100, 400],
+            density_load: 0.7,
+            reps: 3,
+            duration_s: 8.0,
+            warmup_s: 1.0,
+            seed: 42,
+            mean_ms: 5.0,
+            req_sigma: 1.0,
+            func_sigma: 1.0,
+            zipf_s: 1.0,
+            max_share: 0.15,
+            slo_mult: 10.0,
+            slo_floor_ms: 20.0,
+            tuned_slice_ns: 100_000_000,
+            ov_reps: 3,
+            ov_pipe_loops: 20_000,
+            ov_msg_groups: 2,
+            ov_msg_loops: 20,
+            ov_switch_s: 3,
+        }
+    }
+}
+
+fn list<T: std::str::FromStr>(v: &str) -> Option<Vec<T>> {
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The prefix of every benchmark parameter.
+pub const PREFIX: &str = "lb.";
+
+impl Plan {
+    /// Reads `lb.key=value` parameters from a kernel command line on top of the defaults.
+    /// Returns the plan and a warning per parameter it could not use.
+    pub fn from_cmdline(cmdline: &str) -> (Plan, Vec<String>) {
+        let mut p = Plan::default();
+        let mut warnings = Vec::new();
+        for param in cmdline.split_whitespace() {
+            let Some(rest) = param.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let Some((k, v)) = rest.split_once('=') else {
+                warnings.push(format!("ignoring {param:?}: no value"));
+                continue;
+            };
+            let ok = match k {
+                "parts" => list(v).map(|x| p.parts = x).is_some(),
+                "configs" => list(v).map(|x| p.configs = x).is_some(),
+                "funcs" => v.parse().map(|x| p.funcs = x).is_ok(),
+                "loads" => list(v).map(|x| p.loads = x).is_some(),
+                "density" => list(v).map(|x| p.density = x).is_some(),
+                "dload" => v.parse().map(|x| p.density_load = x).is_ok(),
+                "reps" => v.parse().map(|x| p.reps = x).is_ok(),
+                "dur" => v.parse().map(|x| p.duration_s = x).is_ok(),
+                "warm" => v.parse().map(|x| p.warmup_s = x).is_ok(),
+                "seed" => v.parse().map(|x| p.seed = x).is_ok(),
+                "mean_ms" => v.parse().map(|x| p.mean_ms = x).is_ok(),
+                "req_sigma" => v.parse().map(|x| p.req_sigma = x).is_ok(),
+                "func_sigma" => v.parse().map(|x| p.func_sigma = x).is_ok(),
+                "zipf" => v.parse().map(|x| p.zipf_s = x).is_ok(),
+                "max_share" => v.parse().map(|x| p.max_share = x).is_ok(),
+                "slo_mult" => v.parse().map(|x| p.slo_mult = x).is_ok(),
+                "slo_floor_ms" => v.parse().map(|x| p.slo_floor_ms = x).is_ok(),
+                "tuned_slice_ns" => v.parse().map(|x| p.tuned_slice_ns = x).is_ok(),
+                "ov_reps" => v.parse().map(|x| p.ov_reps = x).is_ok(),
+                "ov_pipe" => v.parse().map(|x| p.ov_pipe_loops = x).is_ok(),
+                "ov_msg_groups" => v.parse().map(|x| p.ov_msg_groups = x).is_ok(),
+                "ov_msg_loops" => v.parse().map(|x| p.ov_msg_loops = x).is_ok(),
+                "ov_switch_s" => v.parse().map(|x| p.ov_switch_s = x).is_ok(),
+                _ => {
+                    warnings.push(format!("ignoring unknown parameter {param:?}"));
+                    true
+                }
+            };
+            if !ok {
+                warnings.push(format!("ignoring {param:?}: bad value"));
+            }
+        }
+        (p, warnings)
+    }
+
+    /// Every field as an `lb.key=value` parameter, in declaration order, so the guest's
+    /// plan is fully determined by the host (no guest default matters).
+    pub fn to_cmdline(&self) -> Vec<String> {
+        vec![
+            format!("lb.parts={}", self.parts.join(",")),
+            format!("lb.configs={}", self.configs.join(",")),
+            format!("lb.funcs={}", self.funcs),
+            format!("lb.loads={}", join(&self.loads)),
+            format!("lb.density={}", join(&self.density)),
+            format!("lb.dload={}", self.density_load),
+            format!("lb.reps={}", self.reps),
+            format!("lb.dur={}", self.duration_s),
+            format!("lb.warm={}", self.warmup_s),
+            format!("lb.seed={}", self.seed),
+            format!("lb.mean_ms={}", self.mean_ms),
+            format!("lb.req_sigma={}", self.req_sigma),
+            format!("lb.func_sigma={}", self.func_sigma),
+            format!("lb.zipf={}", self.zipf_s),
+            format!("lb.max_share={}", self.max_share),
+            format!("lb.slo_mult={}", self.slo_mult),
+            format!("lb.slo_floor_ms={}", self.slo_floor_ms),
+            format!("lb.tuned_slice_ns={}", self.tuned_slice_ns),
+            format!("lb.ov_reps={}", self.ov_reps),
+            format!("lb.ov_pipe={}", self.ov_pipe_loops),
+            format!("lb.ov_msg_groups={}", self.ov_msg_groups),
+            format!("lb.ov_msg_loops={}", self.ov_msg_loops),
+            format!("lb.ov_switch_s={}", self.ov_switch_s),
+        ]
+    }
+
+    /// Whether this boot runs `part`.
+    pub fn has(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p == part)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Records
+
+/// Response-time summary in ms; `None` where a percentile falls on a request that never
+/// completed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    pub n: usize,
+    pub completed: usize,
+    pub mean_ms: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// Fraction of requests that met their SLO (incomplete ones did not).
+    pub slo_attainment: Option<f64>,
+}
+
+/// Log-binned histogram of response times: [`BINS_PER_DECADE`] bins per decade from 1 us;
+/// bin k holds values in [10^(k/B), 10^((k+1)/B)) us; the last bin ([`HIST_BINS`] - 1)
+/// also holds everything larger, including requests that never completed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hist {
+    /// Sparse: (bin, count), bins ascending.
+    pub bins: Vec<(u32, u64)>,
+}
+
+pub const BINS_PER_DECADE: usize = 20;
+pub const HIST_BINS: usize = BINS_PER_DECADE * 8 + 1;
+
+/// One function (one cgroup, one worker process).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Function {
+    /// Probability that a request is for this function (popularity).
+    pub popularity: f64,
+    /// Mean service time of its requests, ms.
+    pub mean_ms: f64,
+    /// Share of the total CPU demand (popularity x mean, normalised).
+    pub demand_share: f64,
+    /// Heavy: among the highest-demand functions that together make up half of the demand.
+    pub heavy: bool,
+}
+
+/// LAGS counters of the function groups over one run (sum over groups; `wait_max_us` is
+/// the largest at the end).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LagsCounters {
+    pub picks: u64,
+    pub wakeup_preempts: u64,
+    pub starved_picks: u64,
+    pub wait_max_us: u64,
+}
+
+/// One run (configuration x point x repetition).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    /// `load` or `density`.
+    pub sweep: String,
+    pub config: String,
+    pub funcs: usize,
+    pub load: f64,
+    pub rep: usize,
+    pub seed: u64,
+    pub requests: usize,
+    pub measured: usize,
+    pub dropped: usize,
+    pub window_s: f64,
+    pub drain_s: f64,
+    pub cpus: usize,
+    pub capacity_cpus: f64,
+    pub offered_load: f64,
+    pub achieved_load: f64,
+    pub throughput_rps: f64,
+    pub cpu_util: f64,
+    pub cpu_kernel: f64,
+    pub ctxt: u64,
+    pub ctxt_per_req: Option<f64>,
+    pub sched_count: u64,
+    pub schedule_per_req: Option<f64>,
+    pub ttwu: u64,
+    pub run_delay_ms: f64,
+    pub run_delay_ms_per_req: Option<f64>,
+    pub timeslices: u64,
+    pub worker_vol_cs: u64,
+    pub worker_invol_cs: u64,
+    pub worker_cs_per_req: Option<f64>,
+    pub worker_exec_ms: f64,
+    pub worker_wait_ms: f64,
+    pub worker_wait_ms_per_req: Option<f64>,
+    pub work_inflation: Option<f64>,
+    pub dispatch_late_mean_us: f64,
+    pub dispatch_late_max_us: f64,
+    pub all: Summary,
+    pub light: Summary,
+    pub heavy: Summary,
+    pub hist_all: Hist,
+    pub hist_light: Hist,
+    pub hist_heavy: Hist,
+    /// `None` when the kernel has no LAGS statistics.
+    pub lags: Option<LagsCounters>,
+}
+
+/// One measurement of an overhead probe.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverheadRecord {
+    pub probe: String,
+    pub mode: String,
+    pub rep: usize,
+    pub value: Option<f64>,
+    pub unit: String,
+    pub higher_is_better: bool,
+    pub wall_s: f64,
+    pub error: Option<String>,
+}
+
+/// The function set of a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsRecord {
+    pub sweep: String,
+    pub funcs: usize,
+    pub functions: Vec<Function>,
+}
+
+/// `uname(2)` of the guest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uname {
+    pub release: String,
+    pub version: String,
+    pub machine: String,
+}
+
+/// The guest's environment, written once per boot before any run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvRecord {
+    pub uname: Uname,
+    pub proc_version: String,
+    pub cmdline: String,
+    pub cpus: usize,
+    pub spin_iters_per_ns: f64,
+    pub sched_lags_sysctl: String,
+    pub base_slice_ns: String,
+    pub lags_credit_period_ns: String,
+    pub lags_starve_ns: String,
+    pub schedstat_version: String,
+    pub plan: Plan,
+    /// Problems with the plan's parameters.
+    pub warnings: Vec<String>,
+    /// Measured CPU capacity in CPUs (less than `cpus` when the host is busy).
+    pub capacity_cpus: f64,
+}
+
+/// How a benchmark boot ended, from the guest's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every part ran without an error.
+    Ok,
+    /// Some parts reported errors (counted in `errors`).
+    Errors,
+    /// The benchmark stopped with an error before its end.
+    Error,
+    /// The benchmark panicked.
+    Panic,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Errors => "errors",
+            Status::Error => "error",
+            Status::Panic => "panic",
+        }
+    }
+}
+
+/// The last record of a boot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoneRecord {
+    pub status: Status,
+    pub errors: usize,
+}
+
+/// One line of the data port. The large variants are boxed (clippy's
+/// `large_enum_variant`); serde writes them as if they were not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Record {
+    Env(Box<EnvRecord>),
+    Functions(FunctionsRecord),
+    Run(Box<RunRecord>),
+    Overhead(OverheadRecord),
+    Done(DoneRecord),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect lb.* parameters to override defaults and junk to produce warnings.
+    #[test]
+    fn plan_from_cmdline() {
+        let (p, w) = Plan::from_cmdline(
+            "console=ttyS0 rdinit=/bin/lags-bench lb.funcs=25 lb.loads=0.5,0.9 lb.configs=stock,lags lb.seed=7 lb.reps=x lb.nope=1",
+        );
+        assert_eq!(p.funcs, 25);
+        assert_eq!(p.loads, vec![0.5, 0.9]);
+        assert_eq!(p.configs, vec!["stock", "lags"]);
+        assert_eq!(p.seed, 7);
+        assert_eq!(p.reps, Plan::default().reps);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(p.has("load") && !Plan::from_cmdline("lb.parts=overhead").0.has("load"));
+    }
+
+    // Expect a plan in which every field differs from the default to read back unchanged,
+    // so every field has a parameter in both directions.
+    #[test]
+    fn plan_round_trip() {
+        let p = Plan {
+            parts: vec!["overhead".into(), "load".into()],
+            configs: vec!["lags".into()],
+            funcs: 7,
+            loads: vec![0.25, 0.7, 1.1],
+            density: vec![3, 9],
+            density_load: 0.55,
+            reps: 5,
+            duration_s: 2.5,
+            warmup_s: 0.5,
+            seed: 99,
+            mean_ms: 3.3,
+            req_sigma: 0.4,
+            func_sigma: 0.6,
+            zipf_s: 1.2,
+            max_share: 0.2,
+            slo_mult: 8.0,
+            slo_floor_ms: 15.0,
+            tuned_slice_ns: 3_000_000,
+            ov_reps: 4,
+            ov_pipe_loops: 1000,
+            ov_msg_groups: 3,
+            ov_msg_loops: 7,
+            ov_switch_s: 1,
+        };
+        let line = p.to_cmdline().join(" ");
+        let (q, w) = Plan::from_cmdline(&line);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(q, p, "{line}");
+        // And through JSON, as the guest reports it in its env record.
+        let s = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&s).unwrap(), p);
+    }
+
+    // Expect each record type to round-trip through one JSON line with its `type` tag.
+    #[test]
+    fn records_round_trip() {
+        let recs = [
+            Record::Run(Box::new(RunRecord {
+                sweep: "load".into(),
+                config: "lags".into(),
+                lags: Some(LagsCounters {
+                    picks: 3,
+                    ..LagsCounters::default()
+                }),
+                hist_all: Hist {
+                    bins: vec![(4, 2), (9, 1)],
+                },
+                ctxt_per_req: Some(1.5),
+                ..RunRecord::default()
+            })),
+            Record::Overhead(OverheadRecord {
+                probe: "pipe".into(),
+                error: Some("x".into()),
+                ..OverheadRecord::default()
+            }),
+            Record::Functions(FunctionsRecord {
+                sweep: "density".into(),
+                funcs: 1,
+                functions: vec![Function {
+                    popularity: 1.0,
+                    mean_ms: 5.0,
+                    demand_share: 1.0,
+                    heavy: true,
+                }],
+            }),
+            Record::Env(Box::new(EnvRecord {
+                uname: Uname::default(),
+                proc_version: "Linux".into(),
+                cmdline: "lb.funcs=2".into(),
+                cpus: 2,
+                spin_iters_per_ns: 0.5,
+                sched_lags_sysctl: "1".into(),
+                base_slice_ns: "3000000".into(),
+                lags_credit_period_ns: String::new(),
+                lags_starve_ns: String::new(),
+                schedstat_version: "version 15".into(),
+                plan: Plan::default(),
+                warnings: vec![],
+                capacity_cpus: 1.9,
+            })),
+            Record::Done(DoneRecord {
+                status: Status::Errors,
+                errors: 2,
+            }),
+        ];
+        for r in recs {
+            let line = serde_json::to_string(&r).unwrap();
+            assert!(line.starts_with("{\"type\":"), "{line}");
+            assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
+        }
+    }
+
+    // Expect a misspelt or unknown field, a missing field and an unknown type to be
+    // errors, not defaults.
+    #[test]
+    fn records_are_strict() {
+        let good = r#"{"type":"done","status":"ok","errors":0}"#;
+        assert!(serde_json::from_str::<Record>(good).is_ok());
+        for bad in [
+            r#"{"type":"done","status":"ok","errors":0,"boot":"x"}"#,
+            r#"{"type":"done","status":"ok","erors":0}"#,
+            r#"{"type":"done","status":"fine","errors":0}"#,
+            r#"{"type":"finished","status":"ok","errors":0}"#,
+            r#"{"type":"overhead","probe":"pipe"}"#,
+        ] {
+            assert!(serde_json::from_str::<Record>(bad).is_err(), "{bad}");
+        }
+    }
+}
