@@ -6,6 +6,8 @@
 //! Everything here is deterministic and unit-tested on the host; `main.rs` holds the parts
 //! that need a guest (cgroups, processes, clocks, /proc).
 
+pub mod trace;
+
 use serde::Serialize;
 
 // ---------------------------------------------------------------------------------------
