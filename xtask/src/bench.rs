@@ -21,6 +21,7 @@ use crate::console;
 use crate::initramfs::Initramfs;
 use crate::qemu::{self, Accel, Ending, Limits, VmSpec};
 use crate::util::{self, failure, Exit, Fnv, Paths};
+use crate::vmtest::{self, Verdict};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -1460,6 +1461,36 @@ fn plots(dir: &Path, runs: &[Run], pts: &[Point], accel: &str, target: f64) -> V
 // ---------------------------------------------------------------------------------------
 // Running
 
+/// The verdict of one benchmark boot: `qemu-test`'s infrastructure verdict
+/// ([`vmtest::classify_infra`]: boot failure, kernel fault, timeout), and then the guest's
+/// end record in place of KTAP: anything but `ok` means the benchmark had errors. Pure.
+pub fn boot_verdict(
+    console_text: &str,
+    ending: Ending,
+    status: Option<Status>,
+) -> (Verdict, String) {
+    let scan = console::scan(console_text);
+    if let Some(infra) = vmtest::classify_infra(&scan, ending, scan.runner_done) {
+        return infra;
+    }
+    match status {
+        Some(Status::Ok) => (Verdict::Passed, String::new()),
+        Some(s) => (Verdict::TestsFailed, format!("guest status {}", s.as_str())),
+        None => (Verdict::TestsFailed, "guest status no end record".into()),
+    }
+}
+
+/// The word `env.json` and the summary use for a boot's verdict.
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Passed => "ok",
+        Verdict::TestsFailed => "errors",
+        Verdict::Timeout => "timeout",
+        Verdict::KernelFault => "kernel fault",
+        Verdict::BootFailure => "boot failure",
+    }
+}
+
 fn host_cpu() -> String {
     fs_err::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1642,7 +1673,7 @@ impl BenchArgs {
             dir.display()
         );
         let mut recs = Records::default();
-        let mut worst = Exit::Ok;
+        let mut worst = Verdict::Passed;
         for b in &boots {
             spec.kernel = b.kernel.clone();
             let mut cmdline = vec!["rdinit=/bin/lags-bench".to_string()];
@@ -1674,44 +1705,16 @@ impl BenchArgs {
             )?;
             let text = fs_err::read_to_string(&data).unwrap_or_default();
             recs.add(&b.name, &text);
-            let scan = console::scan(&run.console);
             for e in &recs.invalid {
                 eprintln!("[bench] WARNING: invalid record from the guest: {e}");
             }
             recs.invalid.clear();
-            let status = recs
-                .status_of(&b.name)
-                .map_or_else(|| "no end record".into(), |s| s.as_str().to_string());
-            let (verdict, exit, message) = if let Some(f) = scan.worst() {
-                ("kernel fault", Exit::KernelFault, f.line.trim().to_string())
-            } else if !scan.runner_started {
-                (
-                    "boot failure",
-                    Exit::BootFailure,
-                    format!("{:?}", run.ending),
-                )
-            } else if run.ending != Ending::Exited || !scan.runner_done {
-                (
-                    "timeout",
-                    Exit::Timeout,
-                    format!(
-                        "{:?}; last line: {}",
-                        run.ending,
-                        scan.last_line.unwrap_or_default()
-                    ),
-                )
-            } else if status != "ok" {
-                (
-                    "errors",
-                    Exit::TestsFailed,
-                    format!("guest status {status}"),
-                )
-            } else {
-                ("ok", Exit::Ok, String::new())
-            };
-            if (exit as i32) > (worst as i32) && worst != Exit::KernelFault {
-                worst = exit;
-            }
+            let guest_status = recs.status_of(&b.name);
+            let status =
+                guest_status.map_or_else(|| "no end record".into(), |s| s.as_str().to_string());
+            let (v, message) = boot_verdict(&run.console, run.ending, guest_status);
+            worst = worst.max(v);
+            let verdict = verdict_word(v);
             eprintln!(
                 "[bench] boot {}: {verdict} ({:.0}s) {message}",
                 b.name,
@@ -1736,9 +1739,9 @@ impl BenchArgs {
         let _ = fs_err::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(&dir, &latest);
         eprintln!("[bench] results: {}", dir.display());
-        if worst != Exit::Ok {
+        if worst != Verdict::Passed {
             return Err(failure(
-                worst,
+                worst.exit(),
                 format!(
                     "one or more benchmark boots did not finish cleanly; see {}",
                     dir.display()
@@ -2003,6 +2006,59 @@ mod tests {
             md.contains("| 100 | 0.50 | stock | 99.40 [99.30–99.50] |"),
             "{md}"
         );
+    }
+
+    // Expect a benchmark boot to get qemu-test's verdict for the same console: a panic
+    // before the runner starts is a boot failure (exit 11), a panic after it a kernel
+    // fault (10); a clean end with a bad guest status means errors (1).
+    #[test]
+    fn bench_boot_verdicts() {
+        let boot = "[    0.0] Linux version 6.12.117\n";
+        let started = format!("{boot}[    1.0] lags-init: start (lags-bench)\n");
+        let done = format!("{started}[    9.0] lags-init: done status=ok errors=0\n");
+        let panic = "[    2.0] Kernel panic - not syncing: Attempted to kill init!\n";
+        let cases = [
+            (
+                format!("{boot}{panic}"),
+                Ending::Exited,
+                None,
+                Verdict::BootFailure,
+            ),
+            (
+                format!("{started}{panic}"),
+                Ending::Exited,
+                None,
+                Verdict::KernelFault,
+            ),
+            (started.clone(), Ending::Silent, None, Verdict::Timeout),
+            (
+                done.clone(),
+                Ending::Exited,
+                Some(Status::Ok),
+                Verdict::Passed,
+            ),
+            (
+                done.clone(),
+                Ending::Exited,
+                Some(Status::Errors),
+                Verdict::TestsFailed,
+            ),
+            (done.clone(), Ending::Exited, None, Verdict::TestsFailed),
+        ];
+        for (console, ending, status, want) in cases {
+            let (v, msg) = boot_verdict(&console, ending, status);
+            assert_eq!(v, want, "{console:?}: {msg}");
+            let (q, _, _, _) = vmtest::classify(&console, ending);
+            if want != Verdict::Passed && want != Verdict::TestsFailed {
+                assert_eq!(v, q, "qemu-test disagrees on {console:?}");
+            }
+        }
+        assert_eq!(Verdict::BootFailure.exit() as i32, 11);
+        // The worst boot decides whatever the order of the boots.
+        let a = [Verdict::KernelFault, Verdict::BootFailure, Verdict::Passed];
+        let fwd = a.iter().copied().fold(Verdict::Passed, Verdict::max);
+        let rev = a.iter().rev().copied().fold(Verdict::Passed, Verdict::max);
+        assert_eq!(fwd, rev);
     }
 
     /// The guest plan's base for the boot-plan tests: seed 1, everything else default.
