@@ -38,6 +38,10 @@ pub const SUITE: Suite = Suite {
             run: credit_independent_of_other_groups,
         },
         Test {
+            name: "lag_bounded_extreme_weights",
+            run: lag_bounded_extreme_weights,
+        },
+        Test {
             name: "cpu_lags_checks_opener",
             run: cpu_lags_checks_opener,
         },
@@ -47,6 +51,11 @@ pub const SUITE: Suite = Suite {
         },
     ],
 };
+
+/// Debug counter of LAGS lags found beyond EEVDF's bound (CONFIG_SCHED_DEBUG).
+pub const LAG_OVERFLOWS: &str = "/sys/kernel/debug/sched/lags/lag_overflows";
+/// Length of the extreme-weight lag test.
+const LAG_TEST_MS: u64 = 60_000;
 
 /// Spinners run alone this long before a measurement window opens.
 const SETTLE_MS: u64 = 1_000;
@@ -387,6 +396,116 @@ fn switch_off_repays_nothing(ctx: &mut Ctx) -> TestResult {
             format!("off by {how}: the weight-100 group got no CPU in the first 100 ms")
         });
     }
+    Ok(())
+}
+
+fn lag_overflows() -> Result<u64, Stop> {
+    util::read_trimmed(LAG_OVERFLOWS)
+        .or_fail(LAG_OVERFLOWS)?
+        .parse()
+        .map_err(|e| Stop::Fail(format!("{LAG_OVERFLOWS}: {e}")))
+}
+
+/// A waker with random busy and sleep lengths (0.1-3 ms each), seeded.
+fn random_waker(seed: u64, io: &mut WorkerIo) -> i32 {
+    let mut rng = util::Rng::new(seed);
+    while !io.stop_requested() {
+        util::spin_cpu_ns(rng.range(100_000, 3_000_000));
+        util::sleep_until_ns(util::now_ns() + rng.range(100_000, 3_000_000));
+    }
+    0
+}
+
+// Expect every LAGS entity's lag to stay inside EEVDF's bound (debugfs lag_overflows stays 0)
+// over 60 s with busy LAGS groups of cpu.weight 1 and 10000, three random wakers, and churn:
+// every 200 ms a LAGS group is created, runs a 2 ms task and is removed, and the weight-1
+// group's cpu.lags is switched off and on. Afterwards both busy groups still split the CPU
+// by weight (the weight-1 group gets at most 1% and the weight-10000 group at least 90%).
+fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let before = lag_overflows()?;
+    let wake = |name| Member {
+        load: Load::Flood,
+        ..Member::new(name, 100, true)
+    };
+    let s = Scenario::start(
+        &env,
+        "lag",
+        &[
+            Member::new("w1", 1, true),
+            Member::new("w10000", 10000, true),
+            wake("wake0"),
+        ],
+    )?;
+    let mut wakers = Vec::new();
+    for i in 0..3u64 {
+        let cg = env
+            .parent
+            .child(&format!("lag-rnd{i}"))
+            .or_fail("creating a waker group")?;
+        cg.write("cpu.lags", "1")
+            .or_fail("cpu.lags of a waker group")?;
+        let mut w = Worker::spawn(move |io| random_waker(0x1a65 + i, io)).or_fail("fork")?;
+        w.start_in(&cg, Some(env.cpu)).or_fail("starting a waker")?;
+        wakers.push((w, cg));
+    }
+    let end = util::now_ns() + LAG_TEST_MS * 1_000_000;
+    let (mut churned, mut toggles) = (0u64, 0u64);
+    let u0 = s.usage_us()?;
+    while util::now_ns() < end {
+        let cg = env
+            .parent
+            .child(&format!("lag-churn{}", churned % 4))
+            .or_fail("creating a churn group")?;
+        cg.write("cpu.lags", "1")
+            .or_fail("cpu.lags of a churn group")?;
+        let mut w = Worker::spawn(|_io| {
+            util::spin_cpu_ns(2_000_000);
+            0
+        })
+        .or_fail("fork")?;
+        w.start_in(&cg, Some(env.cpu))
+            .or_fail("starting a churn task")?;
+        w.wait(WORKER_TIMEOUT).or_fail("churn task")?;
+        cg.remove().or_fail("removing a churn group")?;
+        churned += 1;
+        if churned % 5 == 0 {
+            s.groups[0].write("cpu.lags", "0").or_fail("cpu.lags 0")?;
+            s.groups[0].write("cpu.lags", "1").or_fail("cpu.lags 1")?;
+            toggles += 1;
+        }
+        util::sleep_ms(200);
+    }
+    let u1 = s.usage_us()?;
+    for (w, _) in &mut wakers {
+        w.stop();
+    }
+    for (w, _) in &mut wakers {
+        w.wait(WORKER_TIMEOUT).or_fail("waker")?;
+    }
+    s.stop()?;
+    let after = lag_overflows()?;
+    let used: Vec<u64> = u0.iter().zip(&u1).map(|(a, b)| b - a).collect();
+    let busy = used[0] + used[1];
+    ctx.diag(format!(
+        "{churned} churn groups, {toggles} cpu.lags toggles; CPU of w1/w10000/wake0: {used:?} us; \
+         lag_overflows {before} -> {after}"
+    ));
+    ctx.check(after == before, || {
+        format!("{LAG_OVERFLOWS}: expected no new overflows, got {before} -> {after}")
+    });
+    ctx.check(used[0] * 100 <= busy, || {
+        format!(
+            "weight-1 group got {} of {busy} us of the busy pair's CPU; expected <= 1%",
+            used[0]
+        )
+    });
+    ctx.check(used[1] * 10 >= busy * 9, || {
+        format!(
+            "weight-10000 group got {} of {busy} us; expected >= 90%",
+            used[1]
+        )
+    });
     Ok(())
 }
 

@@ -944,6 +944,16 @@ fn nothing_left_behind(ctx: &mut Ctx) -> TestResult {
     ctx.check(leftover_cgs.is_empty(), || {
         format!("leftover cgroups: expected none, got {leftover_cgs:?}")
     });
+    // Over the whole stress run, no LAGS entity's lag may have left EEVDF's bound.
+    let overflows = util::read_trimmed(super::lags_guarantees::LAG_OVERFLOWS)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    ctx.check(overflows == Some(0), || {
+        format!(
+            "{}: expected 0 after the stress suites, got {overflows:?}",
+            super::lags_guarantees::LAG_OVERFLOWS
+        )
+    });
     report(
         ctx,
         "nothing_left_behind",
@@ -953,6 +963,7 @@ fn nothing_left_behind(ctx: &mut Ctx) -> TestResult {
             ("invalid", 0),
             ("leftover_procs", procs.len() as u64),
             ("leftover_cgroups", leftover_cgs.len() as u64),
+            ("lag_overflows", overflows.unwrap_or(u64::MAX)),
         ],
     );
     Ok(())
