@@ -240,13 +240,28 @@ impl CheckSeriesArgs {
             for p in metadata_problems(&util::read(f)?) {
                 bad.push(format!("{name}: {p}"));
             }
+            // checkpatch runs scripts/spdxcheck.py through `/usr/bin/env python3`; its SPDX
+            // check needs Debian's python3-ply and python3-git, which only the system python sees, so the
+            // system directories go first (a pyenv or venv python3 would skip the check).
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut system_first = std::ffi::OsString::from("/usr/bin:/bin:");
+            system_first.push(&path);
             let out = Command::new("perl")
                 .arg(&checkpatch)
                 .args(["--strict", "--no-signoff", "--show-types"])
                 .arg(f)
+                .env("PATH", system_first)
                 .current_dir(paths.src())
                 .output()
                 .context("failed to run checkpatch.pl")?;
+            let errors = String::from_utf8_lossy(&out.stderr);
+            if errors.contains("Traceback") {
+                bad.push(format!(
+                    "{name}: checkpatch's scripts/spdxcheck.py failed, so the SPDX check did \
+                     not run (are python3-ply and python3-git installed? run `cargo xtask setup`): {}",
+                    errors.lines().last().unwrap_or("")
+                ));
+            }
             let text = String::from_utf8_lossy(&out.stdout);
             match checkpatch_totals(&text) {
                 Some((0, 0, 0)) => eprintln!("[check-series] {name}: checkpatch --strict clean"),

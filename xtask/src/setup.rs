@@ -37,6 +37,14 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("linux-perf", "perf bench carried into the guest"),
     ("python3", "kernel scripts"),
     ("perl", "checkpatch.pl"),
+    (
+        "python3-ply",
+        "checkpatch.pl's SPDX check (scripts/spdxcheck.py)",
+    ),
+    (
+        "python3-git",
+        "checkpatch.pl's SPDX check (scripts/spdxcheck.py)",
+    ),
     ("fonts-dejavu-core", "text in the benchmark's PNG plots"),
 ];
 
@@ -286,6 +294,24 @@ const TOOLS: &[(&str, &str, Probe)] = &[
         "perl",
         "perl",
         Probe::Runs("perl", &["-e", "print qq(perl ok)"], "perl ok"),
+    ),
+    (
+        "python3 ply (spdxcheck)",
+        "python3-ply",
+        Probe::Runs(
+            "/usr/bin/python3",
+            &["-c", "import ply; print('ply ok')"],
+            "ply ok",
+        ),
+    ),
+    (
+        "python3 git (spdxcheck)",
+        "python3-git",
+        Probe::Runs(
+            "/usr/bin/python3",
+            &["-c", "import git; print('git ok')"],
+            "git ok",
+        ),
     ),
     (
         "qemu-system-x86_64",
