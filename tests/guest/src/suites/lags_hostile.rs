@@ -569,6 +569,9 @@ fn fuzz_sysctl(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// Documented read-only counters in the same directory (sched-lags.rst §3.5).
+const READ_ONLY_COUNTERS: &[&str] = &["lag_overflows"];
+
 /// Documented ranges of the tunables (sched-lags.rst §3.5).
 fn tunable_range(name: &str) -> Option<(u64, u64)> {
     match name {
@@ -580,7 +583,8 @@ fn tunable_range(name: &str) -> Option<(u64, u64)> {
 }
 
 // Expect every file in debugfs sched/lags/ to accept exactly the decimal values of its
-// documented range and reject everything else with EINVAL, reading back a valid value.
+// documented range and reject everything else with EINVAL, reading back a valid value; the
+// documented read-only counters refuse every write.
 fn fuzz_debugfs_tunables(ctx: &mut Ctx) -> TestResult {
     need_lags(ctx)?;
     let seed = seed_of(ctx).wrapping_add(2);
@@ -599,6 +603,24 @@ fn fuzz_debugfs_tunables(ctx: &mut Ctx) -> TestResult {
     let mut spinner = busy_in(&cg)?;
     let mut tallies = Vec::new();
     for name in &names {
+        if READ_ONLY_COUNTERS.contains(&name.as_str()) {
+            // A documented read-only counter: no write may succeed, it reads as a number.
+            let path = Path::new(DEBUGFS_DIR).join(name);
+            for data in ["0", "1", "abc", ""] {
+                let r = util::write_file(&path, data);
+                ctx.check(r.is_err() || data.is_empty(), || {
+                    format!(
+                        "{}: writing {data:?} succeeded on a read-only counter",
+                        path.display()
+                    )
+                });
+            }
+            let v = util::read_trimmed(&path).or_fail(&path.display().to_string())?;
+            ctx.check(v.parse::<u64>().is_ok(), || {
+                format!("{}: expected a number, read {v:?}", path.display())
+            });
+            continue;
+        }
         let Some((min, max)) = tunable_range(name) else {
             ctx.check(false, || {
                 format!("{DEBUGFS_DIR}/{name}: undocumented tunable, no range to check against")
