@@ -1224,8 +1224,13 @@ pub fn write_count(path: impl AsRef<Path>, data: &[u8]) -> io::Result<usize> {
 pub struct Rng(u64);
 
 impl Rng {
+    /// Seeds through one splitmix64 step, so that nearby seeds (n and n + 1 differ only in
+    /// the lowest bit) give unrelated sequences; the state is never 0.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
     }
 
     pub fn next_u64(&mut self) -> u64 {

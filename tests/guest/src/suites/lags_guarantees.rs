@@ -30,6 +30,10 @@ pub const SUITE: Suite = Suite {
             run: non_lags_sibling_keeps_share,
         },
         Test {
+            name: "generated_scenarios",
+            run: generated_scenarios,
+        },
+        Test {
             name: "switch_off_repays_nothing",
             run: switch_off_repays_nothing,
         },
@@ -123,6 +127,8 @@ enum Load {
     Spin,
     /// A lighter waker: 1 ms of CPU, then 1 ms asleep.
     Flood,
+    /// A waker with its own duty cycle: this many µs of CPU, then this many µs asleep.
+    Duty(u64, u64),
 }
 
 /// One sibling group of a scenario.
@@ -150,6 +156,14 @@ impl Member {
 fn spinner(io: &mut WorkerIo) -> i32 {
     while !io.stop_requested() {
         util::spin_cpu_ns(1_000_000);
+    }
+    0
+}
+
+fn duty_cycle(run_us: u64, sleep_us: u64, io: &mut WorkerIo) -> i32 {
+    while !io.stop_requested() {
+        util::spin_cpu_ns(run_us * 1000);
+        util::sleep_until_ns(util::now_ns() + sleep_us * 1000);
     }
     0
 }
@@ -192,6 +206,9 @@ impl Scenario {
             let mut w = match m.load {
                 Load::Spin => Worker::spawn(spinner),
                 Load::Flood => Worker::spawn(flooder),
+                Load::Duty(run_us, sleep_us) => {
+                    Worker::spawn(move |io| duty_cycle(run_us, sleep_us, io))
+                }
             }
             .or_fail("fork")?;
             w.start_in(cg, Some(env.cpu)).or_fail("starting worker")?;
@@ -350,6 +367,115 @@ fn non_lags_sibling_keeps_share(ctx: &mut Ctx) -> TestResult {
         got[0] * 100.0,
         NON_LAGS_FLOOR * 100.0
     );
+    Ok(())
+}
+
+/// Seeded scenarios of `generated_scenarios`.
+const SCENARIOS: u64 = 5;
+
+/// One generated scenario: 2-5 LAGS groups (weights 25-400, spinning or waking with random
+/// duty cycles) and 1-2 busy groups without cpu.lags (weights 25-400).
+fn scenario(seed: u64) -> Vec<Member> {
+    const NAMES: [&str; 7] = ["p0", "p1", "l0", "l1", "l2", "l3", "l4"];
+    let mut rng = util::Rng::new(seed);
+    let plain = 1 + rng.below(2) as usize;
+    let lags = 2 + rng.below(4) as usize;
+    let mut members = Vec::new();
+    for name in NAMES.iter().take(plain) {
+        members.push(Member::new(name, rng.range(25, 401) as u32, false));
+    }
+    for name in NAMES[2..].iter().take(lags) {
+        let load = if rng.below(3) == 0 {
+            Load::Spin
+        } else {
+            Load::Duty(rng.range(100, 3_001), rng.range(200, 8_001))
+        };
+        members.push(Member {
+            load,
+            ..Member::new(name, rng.range(25, 401) as u32, true)
+        });
+    }
+    members
+}
+
+// Expect, in each of five seeded random scenarios, the busy groups without cpu.lags to keep at
+// least 90% of their stock share, and schedule() calls per second to stay within stock + 10%:
+// the same groups run once with every cpu.lags at 0 and once with the LAGS groups at 1.
+fn generated_scenarios(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let stats =
+        Restore::save("/proc/sys/kernel/sched_schedstats").or_fail("kernel.sched_schedstats")?;
+    util::write_file("/proc/sys/kernel/sched_schedstats", "1").or_fail("enabling schedstats")?;
+    for seed in 0..SCENARIOS {
+        let with_lags = scenario(0x5eed_0000 + seed);
+        let plain = with_lags.iter().filter(|m| !m.lags).count();
+        let mut share = Vec::new();
+        let mut rate = Vec::new();
+        for lags in [false, true] {
+            let members: Vec<Member> = with_lags
+                .iter()
+                .map(|m| Member {
+                    lags: lags && m.lags,
+                    ..m.clone()
+                })
+                .collect();
+            let label = format!("g{seed}-{}", if lags { "lags" } else { "stock" });
+            let s = Scenario::start(&env, &label, &members)?;
+            util::sleep_ms(SETTLE_MS);
+            let (n0, t0) = (sched_count(env.cpu)?, util::now_ns());
+            let usage = s.window(2_000)?;
+            let (n1, t1) = (sched_count(env.cpu)?, util::now_ns());
+            s.stop()?;
+            share.push(
+                usage[..plain].iter().sum::<u64>() as f64 / usage.iter().sum::<u64>().max(1) as f64,
+            );
+            rate.push((n1 - n0) as f64 * 1e9 / (t1 - t0) as f64);
+        }
+        ctx.diag(format!(
+            "scenario {seed}: {}; plain share {:.1}% stock / {:.1}% LAGS; schedule() calls/s \
+             {:.0} / {:.0}",
+            with_lags
+                .iter()
+                .map(|m| format!(
+                    "{}{}:w{}:{}",
+                    m.name,
+                    if m.lags { "*" } else { "" },
+                    m.weight,
+                    match m.load {
+                        Load::Spin => "spin".to_owned(),
+                        Load::Flood => "flood".to_owned(),
+                        Load::Duty(r, s) => format!("{r}/{s}us"),
+                    }
+                ))
+                .collect::<Vec<_>>()
+                .join(" "),
+            share[0] * 100.0,
+            share[1] * 100.0,
+            rate[0],
+            rate[1]
+        ));
+        let kept = share[1] >= NON_LAGS_FLOOR * share[0];
+        ctx.check(kept, || {
+            format!(
+                "scenario {seed}: groups without cpu.lags got {:.1}% with LAGS, {:.1}% stock; \
+                 expected at least {:.0}% of stock",
+                share[1] * 100.0,
+                share[0] * 100.0,
+                NON_LAGS_FLOOR * 100.0
+            )
+        });
+        let calm = rate[1] <= rate[0] * (1.0 + SCHED_CALLS_TOLERANCE);
+        ctx.check(calm, || {
+            format!(
+                "scenario {seed}: {:.0} schedule() calls/s with LAGS, {:.0} stock; expected at \
+                 most {:.0}% more",
+                rate[1],
+                rate[0],
+                SCHED_CALLS_TOLERANCE * 100.0
+            )
+        });
+    }
+    drop(stats);
     Ok(())
 }
 
@@ -726,4 +852,32 @@ fn schedule_calls_not_inflated(ctx: &mut Ctx) -> TestResult {
         SCHED_CALLS_TOLERANCE * 100.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn describe(ms: &[Member]) -> String {
+        format!("{ms:?}")
+    }
+
+    #[test]
+    fn generated_scenarios_differ_and_have_both_kinds() {
+        let all: Vec<String> = (0..SCENARIOS)
+            .map(|s| describe(&scenario(0x5eed_0000 + s)))
+            .collect();
+        for i in 0..all.len() {
+            for j in i + 1..all.len() {
+                assert_ne!(all[i], all[j], "scenarios {i} and {j} are identical");
+            }
+        }
+        for s in 0..SCENARIOS {
+            let m = scenario(0x5eed_0000 + s);
+            let plain = m.iter().filter(|m| !m.lags).count();
+            assert!((1..=2).contains(&plain), "{m:?}");
+            assert!((2..=5).contains(&(m.len() - plain)), "{m:?}");
+            assert!(m.iter().all(|m| (25..=400).contains(&m.weight)), "{m:?}");
+        }
+    }
 }
