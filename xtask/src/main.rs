@@ -9,6 +9,8 @@ mod build;
 mod config;
 mod console;
 mod fetch;
+#[cfg(test)]
+mod golden;
 mod initramfs;
 mod ktap;
 mod patch;
