@@ -1450,6 +1450,168 @@ mod tests {
         );
     }
 
+    /// One test as the guest's runner reports it, and what the host must read back.
+    struct Written {
+        name: &'static str,
+        outcome: crate::guest_ktap::Outcome,
+        diags: &'static [&'static str],
+        status: Status,
+    }
+
+    // Expect what the guest's KTAP writer (tests/guest/src/ktap.rs, compiled into this test)
+    // prints, as the serial console shows it (printk timestamps, kernel lines in between,
+    // the runner's own lines around it), to parse back into the tree it was driven with:
+    // names (sanitised as the writer does), statuses, skip reasons, diagnostics, plans, the
+    // writer's counters, and the same KTAP text again.
+    #[test]
+    fn guest_writer_into_host_parser() {
+        use crate::guest_ktap::{Capture, Ktap, Outcome, MAX_LINE};
+        let long = "x".repeat(2 * MAX_LINE);
+        let long: &'static str = Box::leak(long.into_boxed_str());
+        let long_diag: &'static [&'static str] = Box::leak(Box::new([long]));
+        let suites: Vec<(&str, Outcome, Vec<Written>)> = vec![
+            (
+                "boot",
+                Outcome::Fail,
+                vec![
+                    Written {
+                        name: "kernel_release_matches",
+                        outcome: Outcome::Pass,
+                        diags: &["uname -r: 6.12.117"],
+                        status: Status::Pass,
+                    },
+                    Written {
+                        name: "proc_version_matches",
+                        outcome: Outcome::Fail,
+                        diags: &["FAIL: /proc/version: expected \"6.12.117\", got \"6.11.0\""],
+                        status: Status::Fail,
+                    },
+                    Written {
+                        name: "online_cpus_consistent",
+                        outcome: Outcome::Skip("one CPU # only\nhere".into()),
+                        diags: &[],
+                        status: Status::Skip,
+                    },
+                ],
+            ),
+            (
+                "lags_iface",
+                Outcome::Pass,
+                vec![
+                    Written {
+                        name: "cpu_lags_read#write",
+                        outcome: Outcome::Pass,
+                        diags: long_diag,
+                        status: Status::Pass,
+                    },
+                    Written {
+                        name: "debugfs_tunables",
+                        outcome: Outcome::Pass,
+                        diags: &["debugfs_tunables took 1203 ms", "# nested hash"],
+                        status: Status::Pass,
+                    },
+                ],
+            ),
+            (
+                "lags_monitor",
+                Outcome::Skip("no lags_monitor.ko".into()),
+                vec![Written {
+                    name: "load_module",
+                    outcome: Outcome::Skip("no lags_monitor.ko".into()),
+                    diags: &[],
+                    status: Status::Skip,
+                }],
+            ),
+        ];
+        let cap = Capture::default();
+        let mut k = Ktap::new(Box::new(cap.clone()));
+        k.raw("lags-init: start");
+        k.header(suites.len() + 1);
+        for (i, (suite, outcome, tests)) in suites.iter().enumerate() {
+            k.begin_suite(suite, tests.len());
+            for (j, t) in tests.iter().enumerate() {
+                for d in t.diags {
+                    k.diag(d);
+                }
+                k.test_result(j + 1, t.name, &t.outcome);
+            }
+            k.end_suite(i + 1, suite, outcome);
+        }
+        k.broken_suite(suites.len() + 1, "sched_nope", "unknown suite sched_nope");
+        k.raw("lags-init: done passed=4 failed=2 skipped=2");
+        let written = cap.0.borrow().clone();
+        assert!(written.iter().all(|l| l.len() <= MAX_LINE));
+
+        // The console: printk timestamps on every line, and kernel lines in between.
+        let mut console = String::from("[    0.000000] Linux version 6.12.117\n");
+        for (i, line) in written.iter().enumerate() {
+            let _ = writeln!(console, "[    1.{:06}] {line}", 1000 + 7 * i);
+            if i % 4 == 2 {
+                console.push_str("[    1.500000] random: crng init done\n");
+            }
+        }
+        let r = parse(&console);
+        assert_eq!(r.version, "KTAP version 1");
+        assert_eq!(r.plan, Some(4));
+        assert!(r.complete, "{:?}", r.problems);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert!(!r.passed());
+        let top: Vec<(&str, Status)> = r
+            .tests
+            .iter()
+            .map(|t| (t.name.as_str(), t.status))
+            .collect();
+        assert_eq!(
+            top,
+            [
+                ("boot", Status::Fail),
+                ("lags_iface", Status::Pass),
+                ("lags_monitor", Status::Skip),
+                ("sched_nope", Status::Fail),
+            ]
+        );
+        assert_eq!(
+            r.tests[2].directive_reason.as_deref(),
+            Some("no lags_monitor.ko")
+        );
+        assert_eq!(r.tests[3].diagnostics, ["unknown suite sched_nope"]);
+        for (suite, (_, _, tests)) in r.tests.iter().zip(&suites) {
+            assert_eq!(suite.plan, Some(tests.len() as u32), "{}", suite.name);
+            assert_eq!(suite.subtests.len(), tests.len(), "{}", suite.name);
+            for (j, (got, want)) in suite.subtests.iter().zip(tests).enumerate() {
+                let what = format!("{}.{}", suite.name, want.name);
+                assert_eq!(got.number, j as u32 + 1, "{what}");
+                assert_eq!(got.name, want.name.replace('#', "_"), "{what}");
+                assert_eq!(got.status, want.status, "{what}");
+                let reason = match &want.outcome {
+                    Outcome::Skip(r) => Some(r.replace('#', "_").replace('\n', " ")),
+                    _ => None,
+                };
+                assert_eq!(got.directive_reason, reason, "{what}");
+                let diags: Vec<String> = want
+                    .diags
+                    .iter()
+                    .map(|d| {
+                        crate::guest_ktap::truncate(&format!("  # {d}"), MAX_LINE)[4..].to_owned()
+                    })
+                    .collect();
+                assert_eq!(got.diagnostics, diags, "{what}");
+            }
+        }
+        let c = r.counts();
+        assert_eq!(
+            (c.passed, c.failed, c.skipped, c.total),
+            (k.passed as u32, k.failed as u32, k.skipped as u32, 7)
+        );
+        // The host's own KTAP of the parsed report is the writer's text, line for line.
+        let ktap: Vec<&str> = written
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.starts_with("lags-init:"))
+            .collect();
+        assert_eq!(r.to_ktap().lines().collect::<Vec<_>>(), ktap);
+    }
+
     #[test]
     fn serializes_lowercase_statuses() {
         let json = serde_json::to_value(parse(TRUNCATED)).unwrap();

@@ -11,6 +11,12 @@ mod console;
 mod fetch;
 #[cfg(test)]
 mod golden;
+/// The guest runner's KTAP writer, compiled here so that a host test can feed what it
+/// writes into the host's parser (`ktap::tests::guest_writer_into_host_parser`).
+#[cfg(test)]
+#[allow(dead_code)] // the guest also uses parts that the test does not need
+#[path = "../../tests/guest/src/ktap.rs"]
+mod guest_ktap;
 mod initramfs;
 mod ktap;
 mod patch;
