@@ -923,7 +923,8 @@ impl Worker {
         let (ctl_r, ctl_w) = pipe_cloexec()?;
         let (out_r, out_w) = pipe_cloexec()?;
         // SAFETY: fork has no memory-safety preconditions; the runner is single-threaded,
-        // so the child's copy of the heap and locks is consistent.
+        // so the child's copy of the heap and locks is consistent. (Unit tests that fork run
+        // alone in a process of their own, see `in_own_process`.)
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(io::Error::last_os_error());
@@ -1298,6 +1299,49 @@ pub fn user_processes() -> Vec<(libc::pid_t, char)> {
     out
 }
 
+/// For unit tests that fork (through [`Worker`]): [`Worker::spawn`] relies on the process
+/// being single-threaded, but libtest runs tests on a pool of threads, any of which may hold
+/// a lock (stdout, the output capture, an allocator arena) at the moment of `fork`. So such a
+/// test starts with `if !in_own_process("path::to::test") { return; }`: in the test harness
+/// this runs the same test alone in a fresh process of this test binary
+/// (`--exact --test-threads=1`), asserts that it passed there and returns `false`; in that
+/// process it returns `true`, and the test forks while the only other thread is libtest's
+/// main thread, blocked waiting for this one test's result.
+#[cfg(test)]
+pub fn in_own_process(test: &str) -> bool {
+    const CHILD: &str = "LAGS_GUEST_TEST_IN_OWN_PROCESS";
+    if std::env::var_os(CHILD).is_some_and(|v| v == test) {
+        let threads = fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("Threads:"))
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+            })
+            .expect("Threads: in /proc/self/status");
+        assert!(
+            threads <= 2,
+            "{test}: {threads} threads in its own process; only libtest's main thread may \
+             run beside the test"
+        );
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(&exe)
+        .args([test, "--exact", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .unwrap_or_else(|e| panic!("running {} {test}: {e}", exe.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test} in its own process: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1380,6 +1424,9 @@ mod tests {
     // Expect a forked worker to start on "go", report over the pipe, and be reaped.
     #[test]
     fn worker_round_trip() {
+        if !in_own_process("util::tests::worker_round_trip") {
+            return;
+        }
         let mut w = Worker::spawn(|io| {
             io.send_kv("hello", 42);
             0
@@ -1393,6 +1440,9 @@ mod tests {
     // Expect a spinning worker to notice the stop request and a dropped one to be killed.
     #[test]
     fn worker_stop_and_kill() {
+        if !in_own_process("util::tests::worker_stop_and_kill") {
+            return;
+        }
         let mut w = Worker::spawn(|io| spin_recording_gaps(io, 0)).unwrap();
         w.go().unwrap();
         sleep_ms(50);
