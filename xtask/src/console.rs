@@ -472,7 +472,7 @@ mod tests {
     #[test]
     fn runner_diagnostics_are_not_faults() {
         assert!(FAILURE.contains("  # WARNING: CPU: 1 runqueue imbalance"));
-        assert!(FAILURE.contains("# nice_levels: BUG: weight"));
+        assert!(FAILURE.contains("# service_floor: BUG: weight"));
         let s = scan(FAILURE);
         assert_eq!(s.faults, []);
         let log = "[    2.0] lags-init: start\n[    2.1] lags_monitor:   # BUG: expected 3, got 4\n\

@@ -247,3 +247,43 @@ fn golden_fault_logs_show_their_fault() {
     let report = ktap::parse(&log("fault-hang"));
     assert!(!report.complete);
 }
+
+// Expect every console log under test_data (the real ones in `golden/` and the hand-made ones in
+// `console/`, which exercise damage a real run rarely shows) to be of the real runner: its
+// kernel command line gives the runner no warning (an unknown `lags.*` key such as
+// `lags.tests=` would) and every suite it reports is one the runner has.
+#[test]
+fn test_data_names_real_suites_and_keys() {
+    use lags_proto::runner::{RunnerOptions, DEFAULT_SUITES, ROBUSTNESS_SUITES};
+    let console_dir = golden_dir().with_file_name("console");
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(&console_dir)
+        .expect("xtask/test_data/console")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.extend(cases().into_iter().map(|c| c.dir.join("console.log")));
+    assert!(logs.len() > 20, "{logs:?}");
+    for path in logs {
+        let log = std::fs::read_to_string(&path).expect("a log");
+        let name = path.display();
+        let cmdline = log
+            .lines()
+            .find_map(|l| l.split_once("] Command line: ").map(|(_, c)| c.trim_end()))
+            .unwrap_or_else(|| panic!("{name}: no kernel command line"));
+        let opts = RunnerOptions::from_cmdline(cmdline);
+        assert!(opts.warnings.is_empty(), "{name}: {:?}", opts.warnings);
+        // Unnamed entries are the parser's own, for suites a crash left unstarted.
+        for suite in ktap::parse(&log)
+            .tests
+            .iter()
+            .filter(|t| !t.name.is_empty())
+        {
+            assert!(
+                DEFAULT_SUITES.contains(&suite.name.as_str())
+                    || ROBUSTNESS_SUITES.contains(&suite.name.as_str()),
+                "{name}: the runner has no suite {:?}",
+                suite.name
+            );
+        }
+    }
+}

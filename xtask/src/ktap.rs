@@ -935,14 +935,14 @@ mod tests {
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.counts(), counts(7, 0, 0, 0, 0));
         let names: Vec<&str> = r.tests.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["boot", "sched_basic"]);
+        assert_eq!(names, ["boot", "lags_behaviour"]);
         let boot = get(&r, "boot");
         assert_eq!(boot.plan, Some(3));
-        assert_eq!(boot.subtests[2].name, "cpus_online");
+        assert_eq!(boot.subtests[2].name, "online_cpus_consistent");
         assert_eq!(boot.subtests[2].number, 3);
         assert!(
             r.summary()
-                .contains("PASS    sched_basic: 4 tests, 4 passed\n"),
+                .contains("PASS    lags_behaviour: 4 tests, 4 passed\n"),
             "{}",
             r.summary()
         );
@@ -956,13 +956,13 @@ mod tests {
         assert!(!r.passed());
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.counts(), counts(5, 2, 0, 0, 0));
-        let suite = get(&r, "sched_basic");
+        let suite = get(&r, "lags_behaviour");
         assert_eq!(suite.status, Status::Fail);
         assert_eq!(
             suite.diagnostics,
-            ["sched_basic: pass:2 fail:2 skip:0 total:4"]
+            ["lags_behaviour: pass:2 fail:2 skip:0 total:4"]
         );
-        let t = get(&r, "sched_basic.nice_levels");
+        let t = get(&r, "lags_behaviour.service_floor");
         assert_eq!(t.status, Status::Fail);
         assert_eq!(t.diagnostics.len(), 4);
         assert_eq!(
@@ -971,14 +971,17 @@ mod tests {
         );
         assert_eq!(
             t.diagnostics[2],
-            "nice_levels: expected runtime ratio 3.05 +/- 0.15, got 1.71"
+            "service_floor: expected at least 263 ms of CPU, got 171 ms"
         );
-        let t = get(&r, "sched_basic.affinity");
+        let t = get(&r, "lags_behaviour.credit_rises_and_decays");
         assert_eq!(t.status, Status::Timeout);
         assert_eq!(t.directive_reason.as_deref(), Some("30 seconds"));
-        assert_eq!(t.diagnostics, ["affinity: task never migrated to CPU 3"]);
+        assert_eq!(
+            t.diagnostics,
+            ["credit_rises_and_decays: credit never rose above 0 mcpu"]
+        );
         let summary = r.summary();
-        assert!(summary.contains("FAIL    sched_basic: 4 tests, 2 passed, 2 failed; failing: nice_levels, affinity (timeout)\n"), "{summary}");
+        assert!(summary.contains("FAIL    lags_behaviour: 4 tests, 2 passed, 2 failed; failing: service_floor, credit_rises_and_decays (timeout)\n"), "{summary}");
         assert!(
             summary.contains("total: FAIL: 7 tests, 5 passed, 2 failed\n"),
             "{summary}"
@@ -995,10 +998,10 @@ mod tests {
             statuses(&r.tests),
             [Status::Pass, Status::Skip, Status::Skip]
         );
-        let smt = get(&r, "boot.smt_siblings");
+        let cpus = get(&r, "boot.online_cpus_consistent");
         assert_eq!(
-            (smt.status, smt.directive_reason.as_deref()),
-            (Status::Skip, Some("no SMT siblings on this machine"))
+            (cpus.status, cpus.directive_reason.as_deref()),
+            (Status::Skip, Some("one CPU online"))
         );
         let cgroup = get(&r, "cgroup");
         assert_eq!(
@@ -1006,8 +1009,8 @@ mod tests {
             Some("CONFIG_CGROUP_SCHED is not set")
         );
         assert_eq!(statuses(&cgroup.subtests), [Status::Skip, Status::Skip]);
-        let numa = get(&r, "numa");
-        assert_eq!((numa.plan, numa.subtests.len()), (Some(0), 0));
+        let module = get(&r, "module");
+        assert_eq!((module.plan, module.subtests.len()), (Some(0), 0));
         assert!(
             r.summary().contains("SKIP    cgroup: 2 tests, 2 skipped\n"),
             "{}",
@@ -1021,21 +1024,22 @@ mod tests {
         assert!(r.complete && !r.passed());
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.counts(), counts(5, 1, 0, 0, 0));
-        let latency = get(&r, "latency");
-        assert_eq!(latency.status, Status::Fail);
-        assert_eq!(statuses(&latency.subtests), [Status::Pass, Status::Fail]);
-        let wakeup = get(&r, "latency.wakeup");
-        let names: Vec<&str> = wakeup.subtests.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["nice=-5", "nice=0", "nice=5"]);
-        let leaf = get(&r, "latency.preempt.rt_vs_fair");
+        let behaviour = get(&r, "lags_behaviour");
+        assert_eq!(behaviour.status, Status::Fail);
+        assert_eq!(statuses(&behaviour.subtests), [Status::Pass, Status::Fail]);
+        let light = get(&r, "lags_behaviour.light_latency_ab");
+        let names: Vec<&str> = light.subtests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["stock", "lags", "flag_off"]);
+        let leaf = get(&r, "lags_behaviour.service_floor.longest_wait");
         assert_eq!(leaf.status, Status::Fail);
         assert_eq!(
             leaf.diagnostics,
-            ["rt_vs_fair: RT task waited 3120us for CPU (limit 500us)"]
+            ["longest_wait: busy group waited 3120 ms for CPU (bound 500 ms)"]
         );
-        assert_eq!(get(&r, "fairness").status, Status::Pass);
+        assert_eq!(get(&r, "lags_guarantees").status, Status::Pass);
         assert!(
-            r.summary().contains("failing: preempt.rt_vs_fair\n"),
+            r.summary()
+                .contains("failing: service_floor.longest_wait\n"),
             "{}",
             r.summary()
         );
@@ -1047,7 +1051,7 @@ mod tests {
         assert_eq!(r.plan, None);
         assert!(r.complete && r.passed());
         assert_eq!(r.counts(), counts(5, 0, 0, 0, 0));
-        assert_eq!(get(&r, "sched_basic").plan, None);
+        assert_eq!(get(&r, "lags_behaviour").plan, None);
         let line = line_of(MISSING_PLAN, "KTAP version 1");
         assert!(
             r.problems
@@ -1057,7 +1061,7 @@ mod tests {
         );
         assert!(
             r.problems
-                .contains(&"sched_basic: missing plan".to_string()),
+                .contains(&"lags_behaviour: missing plan".to_string()),
             "{:?}",
             r.problems
         );
@@ -1072,7 +1076,7 @@ mod tests {
             statuses(&r.tests),
             [Status::Pass, Status::Crashed, Status::NotRun]
         );
-        let suite = get(&r, "sched_basic");
+        let suite = get(&r, "lags_behaviour");
         assert_eq!(
             statuses(&suite.subtests),
             [Status::Pass, Status::Pass, Status::Crashed, Status::NotRun]
@@ -1085,15 +1089,15 @@ mod tests {
         );
         assert_eq!(
             crashed.diagnostics,
-            ["nice_levels: running 2 spinners at nice 0 and nice 5 for 2000ms"]
+            ["service_floor: running 6 LAGS siblings and a SCHED_FIFO task for 3000ms"]
         );
         assert!(crashed.kernel_log[0].ends_with("random: crng init done"));
         assert_eq!(r.tests[2].number, 3);
         assert!(r
             .problems
-            .contains(&"console log ended while sched_basic was running".to_string()));
+            .contains(&"console log ended while lags_behaviour was running".to_string()));
         assert!(r.summary().contains(
-            "CRASHED sched_basic: 4 tests, 2 passed, 1 crashed, 1 not run; failing: #3 (crashed)\n"
+            "CRASHED lags_behaviour: 4 tests, 2 passed, 1 crashed, 1 not run; failing: #3 (crashed)\n"
         ));
         assert!(r.summary().contains("(incomplete)"));
     }
@@ -1107,7 +1111,7 @@ mod tests {
             [Status::Pass, Status::Crashed, Status::NotRun]
         );
         let cause = "Kernel panic - not syncing: sysrq triggered crash";
-        let suite = get(&r, "sched_basic");
+        let suite = get(&r, "lags_behaviour");
         assert_eq!(suite.directive_reason.as_deref(), Some(cause));
         assert_eq!(
             statuses(&suite.subtests),
@@ -1122,7 +1126,7 @@ mod tests {
         let line = line_of(PANIC_MID_SUITE, "Kernel panic - not syncing");
         assert_eq!(
             r.problems[0],
-            format!("line {line}: test run ended in sched_basic: {cause}")
+            format!("line {line}: test run ended in lags_behaviour: {cause}")
         );
     }
 
@@ -1130,7 +1134,7 @@ mod tests {
     fn oops_mid_suite() {
         let r = parse(OOPS);
         assert!(!r.complete);
-        let suite = get(&r, "sched_basic");
+        let suite = get(&r, "lags_behaviour");
         assert_eq!(suite.status, Status::Crashed);
         assert_eq!(
             statuses(&suite.subtests),
@@ -1156,7 +1160,7 @@ mod tests {
             assert!(r.problems.is_empty(), "{:?}", r.problems);
         }
         let r = parse(WARNING);
-        let t = get(&r, "sched_basic.yield");
+        let t = get(&r, "lags_behaviour.heavy_progress_bounded");
         assert!(t
             .kernel_log
             .iter()
@@ -1174,16 +1178,19 @@ mod tests {
         assert!(r.complete && r.passed(), "{:?}", r.problems);
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.counts(), counts(4, 0, 1, 0, 0));
-        let detach = get(&r, "monitor.detach");
-        assert_eq!(detach.status, Status::Skip);
+        let unload = get(&r, "module.unload_rust_minimal");
+        assert_eq!(unload.status, Status::Skip);
         assert_eq!(
-            detach.directive_reason.as_deref(),
-            Some("tracefs not mounted")
+            unload.directive_reason.as_deref(),
+            Some("module not loaded")
         );
-        assert_eq!(detach.diagnostics, ["detach: 12 samples dropped"]);
-        let sample = get(&r, "monitor.sample_runqueues");
-        assert!(sample.kernel_log[0].ends_with("lags_monitor: registered 4 tracepoint probes"));
-        assert!(get(&r, "monitor.detach").kernel_log[0]
+        assert_eq!(
+            unload.diagnostics,
+            ["unload_rust_minimal: module still in use, retrying"]
+        );
+        let listed = get(&r, "module.listed_in_proc_modules");
+        assert!(listed.kernel_log[0].ends_with("lags_monitor: registered 4 tracepoint probes"));
+        assert!(get(&r, "module.unload_rust_minimal").kernel_log[0]
             .ends_with("lags-init: waiting for lags_monitor"));
         let ktap = r.to_ktap();
         assert!(
@@ -1198,16 +1205,20 @@ mod tests {
         assert!(r.complete && r.passed());
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.counts(), counts(5, 0, 0, 0, 0));
-        assert!(get(&r, "boot.kernel_version").kernel_log[0].ends_with("random: crng init done"));
-        assert!(get(&r, "boot.cmdline").kernel_log[0].contains("e1000: eth0 NIC Link is Up"));
-        let t = get(&r, "sched_rt.rt_throttle");
+        assert!(get(&r, "boot.kernel_release_matches").kernel_log[0]
+            .ends_with("random: crng init done"));
+        assert!(get(&r, "boot.proc_version_matches").kernel_log[0]
+            .contains("e1000: eth0 NIC Link is Up"));
+        let t = get(&r, "lags_behaviour.service_floor");
         assert_eq!(
             t.diagnostics,
-            ["rt_throttle: spinning SCHED_FIFO task for 1500ms"]
+            ["service_floor: spinning SCHED_FIFO task for 1500ms"]
         );
         assert!(t.kernel_log[0].ends_with("sched: RT throttling activated"));
         assert_eq!(
-            get(&r, "sched_rt.rt_priority_inheritance").kernel_log.len(),
+            get(&r, "lags_behaviour.credit_rises_and_decays")
+                .kernel_log
+                .len(),
             2
         );
     }
@@ -1220,7 +1231,9 @@ mod tests {
         assert!(r.complete && !r.passed());
         assert_eq!(r.counts(), counts(4, 1, 1, 0, 0));
         assert_eq!(
-            get(&r, "sched_basic.yield").directive_reason.as_deref(),
+            get(&r, "lags_behaviour.heavy_progress_bounded")
+                .directive_reason
+                .as_deref(),
             Some("single CPU")
         );
         assert!(!r.to_ktap().contains('\r'));
@@ -1244,32 +1257,42 @@ mod tests {
         assert!(r.complete && !r.passed());
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.counts(), counts(3, 1, 1, 0, 0));
-        let suite = get(&r, "sched_basic");
+        let suite = get(&r, "lags_behaviour");
         let names: Vec<&str> = suite.subtests.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["fork_exec", "yield", "nice_levels"]);
+        assert_eq!(
+            names,
+            [
+                "light_latency_ab",
+                "heavy_progress_bounded",
+                "service_floor"
+            ]
+        );
         assert_eq!(
             statuses(&suite.subtests),
             [Status::Pass, Status::Skip, Status::Fail]
         );
-        assert_eq!(suite.subtests[0].diagnostics, ["fork_exec: initializing"]);
+        assert_eq!(
+            suite.subtests[0].diagnostics,
+            ["light_latency_ab: initializing"]
+        );
     }
 
     #[test]
     fn out_of_order_numbers() {
         let r = parse(OUT_OF_ORDER);
         assert!(r.complete && r.passed());
-        let numbers: Vec<u32> = get(&r, "sched_basic")
+        let numbers: Vec<u32> = get(&r, "lags_behaviour")
             .subtests
             .iter()
             .map(|t| t.number)
             .collect();
         assert_eq!(numbers, [1, 3, 2]);
-        let line = line_of(OUT_OF_ORDER, "ok 3 nice_levels");
+        let line = line_of(OUT_OF_ORDER, "ok 3 service_floor");
         assert_eq!(
             r.problems,
             [
-                format!("line {line}: sched_basic.nice_levels: test number 3 out of sequence (expected 2)"),
-                format!("line {}: sched_basic.yield: test number 2 out of sequence (expected 3)", line + 1),
+                format!("line {line}: lags_behaviour.service_floor: test number 3 out of sequence (expected 2)"),
+                format!("line {}: lags_behaviour.heavy_progress_bounded: test number 2 out of sequence (expected 3)", line + 1),
             ]
         );
     }
@@ -1290,7 +1313,7 @@ mod tests {
         assert!(ktap.ends_with(
             "  not ok 3 unknown # ERROR crashed: Kernel panic - not syncing: sysrq triggered crash\n  \
              not ok 4 unknown # ERROR not run\n\
-             not ok 2 sched_basic # ERROR crashed: Kernel panic - not syncing: sysrq triggered crash\n\
+             not ok 2 lags_behaviour # ERROR crashed: Kernel panic - not syncing: sysrq triggered crash\n\
              not ok 3 unknown # ERROR not run\n"
         ));
     }

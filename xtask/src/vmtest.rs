@@ -510,7 +510,7 @@ mod tests {
             "[    1.1]   KTAP version 1",
             "[    1.1]   # Subtest: boot",
             "[    1.1]   1..1",
-            "[    1.1]   ok 1 kernel_version",
+            "[    1.1]   ok 1 kernel_release_matches",
             "[    1.1] ok 1 boot",
             "[    1.2] lags-init: done passed=1 failed=0 skipped=0",
             "[    1.3] reboot: Restarting system",
@@ -525,7 +525,10 @@ mod tests {
         assert_eq!(classify(&ok, Ending::Exited).0, Verdict::Passed);
 
         let failed = ok
-            .replace("  ok 1 kernel_version", "  not ok 1 kernel_version")
+            .replace(
+                "  ok 1 kernel_release_matches",
+                "  not ok 1 kernel_release_matches",
+            )
             .replace("ok 1 boot", "not ok 1 boot");
         assert_eq!(classify(&failed, Ending::Exited).0, Verdict::TestsFailed);
 
