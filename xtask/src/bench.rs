@@ -1481,7 +1481,7 @@ pub fn boot_verdict(
 }
 
 /// The word `env.json` and the summary use for a boot's verdict.
-fn verdict_word(v: Verdict) -> &'static str {
+pub(crate) fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Passed => "ok",
         Verdict::TestsFailed => "errors",
@@ -1753,7 +1753,7 @@ impl BenchArgs {
 }
 
 /// Reads env.json and the data files of a results directory.
-fn load_dir(dir: &Path) -> Result<(Value, Records)> {
+pub(crate) fn load_dir(dir: &Path) -> Result<(Value, Records)> {
     let env: Value = serde_json::from_str(&util::read(&dir.join("env.json"))?)?;
     let mut recs = Records::default();
     let mut names: Vec<PathBuf> = fs_err::read_dir(dir)?
@@ -1800,7 +1800,7 @@ fn report(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Result<bool>
     Ok(!recs.runs.is_empty() || !recs.overhead.is_empty())
 }
 
-fn env_from_value(v: &Value) -> Env {
+pub(crate) fn env_from_value(v: &Value) -> Env {
     let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
     Env {
         command: s("command"),

@@ -287,3 +287,95 @@ fn test_data_names_real_suites_and_keys() {
         }
     }
 }
+
+/// The real benchmark runs: `xtask/test_data/bench/<case>/` holds a results directory of
+/// `cargo xtask bench` as it wrote it (`env.json`, `<boot>.data.ndjson`, the boot's console
+/// log with the early boot messages cut out as for the logs above), `run.json` (where it
+/// came from, how QEMU ended, the SLO target) and the expectations: `expected.summary.md`
+/// (the report; at first the run's own `summary.md`) and `expected.json` (each boot's
+/// verdict, the headline, the record counts).
+fn bench_cases() -> Vec<PathBuf> {
+    let root = golden_dir().with_file_name("bench");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("xtask/test_data/bench")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+// Expect every captured benchmark run to give the report, headline and boot verdicts
+// recorded next to it (UPDATE_EXPECT=1 rewrites them), every record of its data port to
+// decode under the contract, and each boot's verdict to be the one the run wrote into
+// env.json (never rewritten).
+#[test]
+fn golden_bench_runs() {
+    use crate::bench;
+    let update = std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1");
+    let dirs = bench_cases();
+    assert!(
+        !dirs.is_empty(),
+        "no benchmark run in xtask/test_data/bench"
+    );
+    let mut mismatches = Vec::new();
+    for dir in dirs {
+        let name = dir.display();
+        let run: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).expect("run.json"))
+                .expect("run.json is JSON");
+        let target = run["slo_target"].as_f64().expect("slo_target");
+        let (env_v, recs) = bench::load_dir(&dir).expect("a results directory");
+        assert!(recs.invalid.is_empty(), "{name}: {:?}", recs.invalid);
+        assert!(!recs.runs.is_empty(), "{name}: no run records");
+        let mut boots = Vec::new();
+        for b in env_v["boots"].as_array().expect("boots in env.json") {
+            let boot = b["name"].as_str().expect("a boot name");
+            let console = std::fs::read_to_string(dir.join(format!("{boot}.console.log")))
+                .expect("the boot's console log");
+            let (v, message) =
+                bench::boot_verdict(&console, ending_of(&run, &dir), recs.status_of(boot));
+            assert_eq!(
+                bench::verdict_word(v),
+                b["verdict"].as_str().unwrap_or_default(),
+                "{name}: boot {boot}"
+            );
+            assert_eq!(message, b["message"].as_str().unwrap_or_default(), "{name}");
+            boots.push(serde_json::json!({
+                "boot": boot,
+                "verdict": v,
+                "exit": v.exit() as i32,
+                "message": message,
+            }));
+        }
+        let env = bench::env_from_value(&env_v);
+        let pts = bench::points(&recs.runs);
+        let ov = bench::overhead_rows(&recs.overhead);
+        let h = bench::headline(&pts, &ov, target);
+        let md = bench::render_markdown(&env, &pts, &ov, &h);
+        let json = serde_json::to_string_pretty(&serde_json::json!({
+            "boots": boots,
+            "records": recs.raw.len(),
+            "runs": recs.runs.len(),
+            "overhead": recs.overhead.len(),
+            "headline": h,
+        }))
+        .expect("serializable")
+            + "\n";
+        for (file, got) in [("expected.summary.md", md), ("expected.json", json)] {
+            let path = dir.join(file);
+            if update {
+                std::fs::write(&path, &got).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                continue;
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_default();
+            if want != got {
+                mismatches.push(format!(
+                    "{}: differs (UPDATE_EXPECT=1 rewrites it)\n--- expected\n{want}\n--- got\n{got}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
