@@ -14,6 +14,58 @@ use anyhow::{bail, Context, Result};
 
 use crate::util;
 
+/// The base layout of every guest image (see the file for its format).
+const LAYOUT: &str = include_str!("../../qemu/image/layout");
+
+/// The files `LAYOUT` may name, by their path under `qemu/image/`.
+const IMAGE_FILES: &[(&str, &[u8])] = &[
+    ("etc/passwd", include_bytes!("../../qemu/image/etc/passwd")),
+    ("etc/group", include_bytes!("../../qemu/image/etc/group")),
+];
+
+/// Parses a layout: `dir PATH`, `chardev PATH MAJOR MINOR`, `file PATH SOURCE MODE` (octal),
+/// blank lines and `#` comments.
+fn parse_layout(text: &str) -> Result<Vec<(String, Entry)>> {
+    let mut out = Vec::new();
+    for (no, line) in (1..).zip(text.lines()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let entry = match words.as_slice() {
+            [] => continue,
+            [w, ..] if w.starts_with('#') => continue,
+            ["dir", path] => (path, Entry::Dir),
+            ["chardev", path, major, minor] => (
+                path,
+                Entry::CharDev {
+                    major: major.parse().with_context(|| format!("line {no}: major"))?,
+                    minor: minor.parse().with_context(|| format!("line {no}: minor"))?,
+                },
+            ),
+            ["file", path, source, mode] => {
+                let data = IMAGE_FILES
+                    .iter()
+                    .find(|(name, _)| name == source)
+                    .with_context(|| format!("line {no}: no image file {source}"))?
+                    .1;
+                let mode = u32::from_str_radix(mode, 8)
+                    .with_context(|| format!("line {no}: mode {mode}"))?;
+                (
+                    path,
+                    Entry::File {
+                        data: data.to_vec(),
+                        mode,
+                    },
+                )
+            }
+            _ => bail!("line {no}: cannot read {line:?}"),
+        };
+        if !entry.0.starts_with('/') {
+            bail!("line {no}: {} is not an absolute path", entry.0);
+        }
+        out.push((entry.0.to_string(), entry.1));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
     Dir,
@@ -35,40 +87,19 @@ fn key(path: &str) -> String {
 }
 
 impl Initramfs {
-    /// An archive with the standard directories and the device nodes PID 1 needs before
-    /// devtmpfs is mounted.
+    /// An archive with the base layout of every guest image, `qemu/image/layout`: the
+    /// standard directories, the device nodes PID 1 needs before devtmpfs is mounted, and
+    /// `/etc/passwd` and `/etc/group`.
     pub fn new() -> Self {
         let mut i = Initramfs::default();
-        for d in [
-            "/bin",
-            "/sbin",
-            "/dev",
-            "/proc",
-            "/sys",
-            "/tmp",
-            "/mnt",
-            "/etc",
-            "/root",
-            "/lib/modules/extra",
-            "/usr/bin",
-        ] {
-            i.dir(d);
+        for entry in parse_layout(LAYOUT).expect("qemu/image/layout") {
+            match entry {
+                (path, Entry::Dir) => i.dir(&path),
+                (path, Entry::CharDev { major, minor }) => i.char_dev(&path, major, minor),
+                (path, Entry::File { data, mode }) => i.file(&path, data, mode),
+                (path, Entry::Symlink(target)) => i.symlink(&path, &target),
+            }
         }
-        i.char_dev("/dev/console", 5, 1);
-        i.char_dev("/dev/null", 1, 3);
-        i.char_dev("/dev/kmsg", 1, 11);
-        i.char_dev("/dev/ttyS0", 4, 64);
-        i.char_dev("/dev/ttyS1", 4, 65);
-        i.file(
-            "/etc/passwd",
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(),
-            0o644,
-        );
-        i.file(
-            "/etc/group",
-            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
-            0o644,
-        );
         i
     }
 
@@ -293,6 +324,71 @@ mod tests {
         assert_eq!(&hdr[78..94], "0000000500000001");
         // File data follows its padded name.
         assert!(text.contains("bin/x\0hello"));
+    }
+
+    // Expect the base archive (directories, device nodes, passwd and group; what every
+    // image starts from) to be byte for byte the committed one, so that a change of the
+    // guest's layout shows in review (UPDATE_EXPECT=1 rewrites it).
+    #[test]
+    fn base_archive_is_the_committed_one() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/initramfs/base.cpio");
+        let mut got = Vec::new();
+        Initramfs::new().encode(&mut got).unwrap();
+        if std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            want == got,
+            "{} differs from Initramfs::new() (UPDATE_EXPECT=1 rewrites it):\n{}",
+            path.display(),
+            String::from_utf8_lossy(&got)
+        );
+    }
+
+    // Expect the layout format: every kind of line, comments, and errors that name the line.
+    #[test]
+    fn layout_lines() {
+        let got =
+            parse_layout("# c\n\ndir /a/b\nchardev /dev/x 4 65\nfile /etc/group etc/group 0640\n")
+                .unwrap();
+        assert_eq!(
+            got,
+            [
+                ("/a/b".to_string(), Entry::Dir),
+                (
+                    "/dev/x".to_string(),
+                    Entry::CharDev {
+                        major: 4,
+                        minor: 65
+                    }
+                ),
+                (
+                    "/etc/group".to_string(),
+                    Entry::File {
+                        data: b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+                        mode: 0o640
+                    }
+                ),
+            ]
+        );
+        for (bad, why) in [
+            (
+                "dir /a\nfile /x etc/shadow 0644",
+                "line 2: no image file etc/shadow",
+            ),
+            ("chardev /dev/x 4", "line 1: cannot read"),
+            ("dir a", "line 1: a is not an absolute path"),
+            ("file /x etc/group 0689", "line 1: mode 0689"),
+        ] {
+            let e = format!("{:#}", parse_layout(bad).unwrap_err());
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        // Every image file is used by the layout.
+        for (name, _) in IMAGE_FILES {
+            assert!(LAYOUT.contains(&format!(" {name} ")), "{name} unused");
+        }
     }
 
     // Expect that ldd lines with and without "=>" yield absolute paths only.
