@@ -22,49 +22,7 @@ pub use lags_proto::bench::{
 // Random numbers
 
 /// SplitMix64: small, fast, and good enough for workload generation.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x853c_49e6_748f_ea9b)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in the open interval (0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Exponential with the given rate.
-    pub fn exp(&mut self, rate: f64) -> f64 {
-        -self.uniform().ln() / rate
-    }
-
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    /// Lognormal with mean 1 and shape sigma.
-    pub fn lognormal_mean1(&mut self, sigma: f64) -> f64 {
-        (sigma * self.normal() - sigma * sigma / 2.0).exp()
-    }
-
-    /// Index drawn from a cumulative distribution (last entry 1.0).
-    pub fn pick(&mut self, cdf: &[f64]) -> usize {
-        let u = self.uniform();
-        cdf.partition_point(|&c| c < u).min(cdf.len() - 1)
-    }
-}
+pub use lags_pid1::rng::SplitMix64 as Rng;
 
 /// Mixes a seed with a tuple of indices (reproducible per-run seeds).
 pub fn mix_seed(seed: u64, parts: &[u64]) -> u64 {

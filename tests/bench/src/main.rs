@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lags_bench::*;
+use lags_pid1::clock::{now_ns, sleep_until_ns};
 use lags_proto::{marker, path};
 
 const CG: &str = "/sys/fs/cgroup";
@@ -96,23 +97,13 @@ impl NoCtty for OpenOptions {
 // ---------------------------------------------------------------------------------------
 // System helpers
 
-fn cstr(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s).expect("no NUL in path")
-}
-
 fn mount(src: &str, target: &str, fstype: &str) -> Result<(), String> {
     let _ = fs::create_dir_all(target);
-    let (s, t, f) = (cstr(src), cstr(target), cstr(fstype));
-    // SAFETY: valid NUL-terminated strings; null data is allowed.
-    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
-    if r == 0 {
-        return Ok(());
+    match lags_pid1::fs::mount(src, std::path::Path::new(target), fstype, 0, "") {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
+        Err(e) => Err(format!("mount {fstype} on {target}: {e}")),
     }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EBUSY) {
-        return Ok(());
-    }
-    Err(format!("mount {fstype} on {target}: {e}"))
 }
 
 fn mount_all() -> Vec<String> {
@@ -138,32 +129,6 @@ fn read(path: &str) -> String {
 
 fn write(path: &str, v: &str) -> Result<(), String> {
     fs::write(path, v).map_err(|e| format!("write {v:?} to {path}: {e}"))
-}
-
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn sleep_until(ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: valid timespec; EINTR simply returns early (the caller re-checks the clock).
-    unsafe {
-        libc::clock_nanosleep(
-            libc::CLOCK_MONOTONIC,
-            libc::TIMER_ABSTIME,
-            &ts,
-            std::ptr::null_mut(),
-        )
-    };
 }
 
 fn set_fifo(on: bool) {
@@ -208,18 +173,18 @@ fn spin(iters: u64) -> u64 {
 fn calibrate() -> f64 {
     let mut n = 100_000u64;
     loop {
-        let t = mono_ns();
+        let t = now_ns();
         spin(n);
-        if mono_ns() - t > 20_000_000 {
+        if now_ns() - t > 20_000_000 {
             break;
         }
         n *= 2;
     }
     let mut best = 0.0f64;
     for _ in 0..5 {
-        let t = mono_ns();
+        let t = now_ns();
         spin(n);
-        let dt = (mono_ns() - t) as f64;
+        let dt = (now_ns() - t) as f64;
         best = best.max(n as f64 / dt);
     }
     best
@@ -231,7 +196,7 @@ fn calibrate() -> f64 {
 fn calibrate_capacity(cpus: usize, iters_per_ns: f64) -> f64 {
     let work_ns = 300_000_000u64;
     let iters = (work_ns as f64 * iters_per_ns) as u64;
-    let t = mono_ns();
+    let t = now_ns();
     let mut pids = Vec::new();
     for _ in 0..cpus {
         // SAFETY: single-threaded fork; the child only spins and exits.
@@ -250,7 +215,7 @@ fn calibrate_capacity(cpus: usize, iters_per_ns: f64) -> f64 {
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(*pid, &mut st, 0) };
     }
-    let dt = (mono_ns() - t) as f64;
+    let dt = (now_ns() - t) as f64;
     (pids.len() as f64 * work_ns as f64 / dt).min(cpus as f64)
 }
 
@@ -340,7 +305,7 @@ fn worker_loop(rx: i32, shared: &Shared) -> ! {
             continue; // left over from an aborted run
         }
         std::hint::black_box(spin(iters));
-        shared.done(id).store(mono_ns(), Ordering::Release);
+        shared.done(id).store(now_ns(), Ordering::Release);
     }
 }
 
@@ -500,7 +465,7 @@ struct Ctx<'a> {
 
 fn snapshot() -> (u64, ProcStat, SchedStat) {
     (
-        mono_ns(),
+        now_ns(),
         ProcStat::parse(&read("/proc/stat")),
         SchedStat::parse(&read("/proc/schedstat")),
     )
@@ -544,7 +509,7 @@ fn run_once(
     let tasks0 = fleet.task_counters();
 
     set_fifo(true);
-    let t0 = mono_ns() + 10_000_000;
+    let t0 = now_ns() + 10_000_000;
     let mut start_snap = None;
     let mut dropped = 0usize;
     let mut late_sum = 0u64;
@@ -552,13 +517,13 @@ fn run_once(
     let mut msg = [0u8; MSG];
     for (i, r) in sched.iter().enumerate() {
         let due = t0 + r.t_ns;
-        if mono_ns() < due {
-            sleep_until(due);
+        if now_ns() < due {
+            sleep_until_ns(due);
         }
         if start_snap.is_none() && r.t_ns >= warm_ns {
             start_snap = Some(snapshot());
         }
-        let now = mono_ns();
+        let now = now_ns();
         let late = now.saturating_sub(due);
         late_sum += late;
         late_max = late_max.max(late);
@@ -574,8 +539,8 @@ fn run_once(
             ctx.shared.done(i).store(u64::MAX, Ordering::Relaxed);
         }
     }
-    if mono_ns() < t0 + end_ns {
-        sleep_until(t0 + end_ns);
+    if now_ns() < t0 + end_ns {
+        sleep_until_ns(t0 + end_ns);
     }
     let start_snap = start_snap.unwrap_or_else(snapshot);
     let end_snap = snapshot();
@@ -592,7 +557,7 @@ fn run_once(
         let pending = (first_pending..sched.len())
             .filter(|&i| ctx.shared.done(i).load(Ordering::Acquire) == 0)
             .count();
-        if pending == 0 || mono_ns() > drain_limit {
+        if pending == 0 || now_ns() > drain_limit {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -600,7 +565,7 @@ fn run_once(
     // Abort what is left: workers skip stale requests.
     ctx.epoch += 1;
     ctx.shared.epoch().store(ctx.epoch, Ordering::Release);
-    let drain_ns = mono_ns().saturating_sub(t0 + end_ns);
+    let drain_ns = now_ns().saturating_sub(t0 + end_ns);
     let tasks1 = fleet.task_counters();
     let lags1 = fleet.lags_counters();
 
@@ -885,9 +850,9 @@ fn overhead(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
                     continue;
                 }
                 let _ = fs::remove_file("/tmp/sng.yaml");
-                let t = mono_ns();
+                let t = now_ns();
                 let res = run_tool(cmd, &args);
-                let wall = (mono_ns() - t) as f64 / 1e9;
+                let wall = (now_ns() - t) as f64 / 1e9;
                 let (value, unit, higher_better, err) = match &res {
                     Ok(text) => match name {
                         "perf-pipe" => (parse_perf_pipe(text), "usecs/op", false, None),

@@ -18,7 +18,6 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::Duration;
 
 mod ktap;
@@ -27,6 +26,7 @@ mod util;
 mod vm;
 
 use ktap::{Ktap, Sink};
+use lags_pid1::init::{ensure_std_fds, power_off};
 
 // ---------------------------------------------------------------------------------------
 // Configuration
@@ -163,104 +163,14 @@ impl Sink for StdoutSink {
 // ---------------------------------------------------------------------------------------
 // Guest set-up
 
-/// A kernel filesystem PID 1 mounts, and the config option that provides it.
-struct MountSpec {
-    source: &'static str,
-    target: &'static str,
-    fstype: &'static str,
-    flags: libc::c_ulong,
-    data: &'static str,
-    config: &'static str,
-}
-
-const MOUNTS: &[MountSpec] = &[
-    MountSpec {
-        source: "proc",
-        target: "/proc",
-        fstype: "proc",
-        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        data: "",
-        config: "CONFIG_PROC_FS",
-    },
-    MountSpec {
-        source: "sysfs",
-        target: "/sys",
-        fstype: "sysfs",
-        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        data: "",
-        config: "CONFIG_SYSFS",
-    },
-    MountSpec {
-        source: "devtmpfs",
-        target: "/dev",
-        fstype: "devtmpfs",
-        flags: libc::MS_NOSUID,
-        data: "mode=0755",
-        config: "CONFIG_DEVTMPFS",
-    },
-    MountSpec {
-        source: "tmpfs",
-        target: "/tmp",
-        fstype: "tmpfs",
-        flags: libc::MS_NOSUID | libc::MS_NODEV,
-        data: "mode=1777",
-        config: "CONFIG_TMPFS",
-    },
-    MountSpec {
-        source: "debugfs",
-        target: "/sys/kernel/debug",
-        fstype: "debugfs",
-        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        data: "",
-        config: "CONFIG_DEBUG_FS",
-    },
-    MountSpec {
-        source: "cgroup2",
-        target: "/sys/fs/cgroup",
-        fstype: "cgroup2",
-        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        data: "",
-        config: "CONFIG_CGROUPS",
-    },
-];
-
-/// Mounts the table; returns messages for the ones that failed. EBUSY means "already
-/// mounted" (devtmpfs may be auto-mounted) and is fine.
+/// Mounts the kernel filesystems (`lags_pid1::init::MOUNTS`); returns messages for the ones
+/// that failed. Makes sure `/mnt` and `/tmp` exist.
 fn mount_all() -> Vec<String> {
-    let mut msgs = Vec::new();
-    for m in MOUNTS {
-        let target = Path::new(m.target);
-        // Errors ignored: sysfs directories cannot be created, and mount reports the rest.
-        let _ = std::fs::create_dir_all(target);
-        match util::mount(m.source, target, m.fstype, m.flags, m.data) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => msgs.push(format!(
-                "lags-init: mounting {} on {} failed: {} ({} might be missing from the kernel config)",
-                m.fstype,
-                m.target,
-                util::describe_err(&e),
-                m.config
-            )),
-        }
-    }
+    let msgs = lags_pid1::init::mount_all("lags-init", lags_pid1::init::MOUNTS);
     for dir in ["/mnt", "/tmp"] {
         let _ = std::fs::create_dir_all(dir);
     }
     msgs
-}
-
-/// Makes sure descriptors 0-2 are open (the kernel leaves them closed if the initramfs has
-/// no /dev/console), so that later files and pipes never land on them.
-fn ensure_std_fds() {
-    for fd in 0..3 {
-        // SAFETY: F_GETFD only queries the descriptor.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-            // SAFETY: opening /dev/null with a NUL-terminated literal path; the lowest free
-            // descriptor (this one) is used.
-            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
-        }
-    }
 }
 
 /// `/dev/kmsg` writes from user space are rate-limited unless `printk.devkmsg=on`; if the
@@ -286,34 +196,6 @@ fn ensure_devkmsg_on() -> (bool, Option<String>) {
                 util::describe_err(&e)
             )),
         ),
-    }
-}
-
-/// Syncs, kills and reaps every other process, and reboots (QEMU exits on reboot because of
-/// `-no-reboot`); falls back to power-off, then to sleeping. Never returns.
-fn power_off() -> ! {
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
-    // SAFETY: as PID 1, kill(-1) signals every other process; none of them matters now.
-    unsafe { libc::kill(-1, libc::SIGKILL) };
-    let deadline = util::now_ns() + 2_000_000_000;
-    loop {
-        // SAFETY: reaping any child, status pointer may be null.
-        let rc = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
-        if rc < 0 || util::now_ns() > deadline {
-            break;
-        }
-        if rc == 0 {
-            util::sleep_ms(10);
-        }
-    }
-    // SAFETY: reboot(2) has no memory-safety preconditions; on success it does not return.
-    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
-    // SAFETY: as above.
-    unsafe { libc::reboot(libc::RB_POWER_OFF) };
-    loop {
-        // SAFETY: pause only sleeps until a signal arrives.
-        unsafe { libc::pause() };
     }
 }
 

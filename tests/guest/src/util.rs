@@ -11,7 +11,6 @@ use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,89 +34,14 @@ pub fn take_warnings() -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // Errors and files
 
-/// The symbolic name of an errno value (the ones our tests can meet).
-pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::E2BIG => "E2BIG",
-        libc::ENOEXEC => "ENOEXEC",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::ENOSPC => "ENOSPC",
-        libc::EROFS => "EROFS",
-        libc::EPIPE => "EPIPE",
-        libc::ERANGE => "ERANGE",
-        libc::ENOSYS => "ENOSYS",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EKEYREJECTED => "EKEYREJECTED",
-        libc::ENOKEY => "ENOKEY",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_owned()
-}
-
-/// A short description of an I/O result: `ok`, `EINVAL`, or the error text.
-pub fn describe<T>(r: &io::Result<T>) -> String {
-    match r {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => describe_err(e),
-    }
-}
-
-/// `EINVAL` for an OS error, the message otherwise.
-pub fn describe_err(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => errno_name(n),
-        None => e.to_string(),
-    }
-}
-
-/// The errno of a result, `None` for success or a non-OS error.
-pub fn errno_of<T>(r: &io::Result<T>) -> Option<i32> {
-    r.as_ref().err().and_then(io::Error::raw_os_error)
-}
-
-fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-}
+// Errno names and single-write files come from the PID-1 crate both guest programs share.
+pub use lags_pid1::errno::{describe, describe_err, errno_name, errno_of};
+pub use lags_pid1::fs::write_once;
 
 /// Opens `path` the way `echo x > file` does (write-only, truncating, no create). Kernel
 /// interface files ignore the truncation; regular files behave like the shell.
 pub fn open_write(path: &Path) -> io::Result<File> {
     fs::OpenOptions::new().write(true).truncate(true).open(path)
-}
-
-/// Exactly one `write(2)` of `data` (which may be empty or contain NULs) to an open file.
-/// A short write is reported as an error.
-pub fn write_once(file: &File, data: &[u8]) -> io::Result<()> {
-    // SAFETY: `file` is an open descriptor and `data` is a valid buffer of `data.len()`
-    // bytes for the duration of the call.
-    let n = unsafe { libc::write(file.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n as usize != data.len() {
-        return Err(io::Error::other(format!(
-            "short write: {n} of {} bytes",
-            data.len()
-        )));
-    }
-    Ok(())
 }
 
 /// Opens `path` and writes `data` with a single `write(2)`, returning the errno on failure.
@@ -193,70 +117,7 @@ impl Drop for Restore {
 // ---------------------------------------------------------------------------------------
 // Time
 
-/// CLOCK_MONOTONIC in nanoseconds.
-pub fn now_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
-/// Reads `clock` in nanoseconds (the clocks used here always exist).
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the callers pass clocks Linux always has.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CPU time consumed by the calling thread, in nanoseconds.
-pub fn thread_cpu_ns() -> u64 {
-    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-/// Busy-loops until the calling thread has consumed `ns` of CPU time (however long that
-/// takes in wall time when it has to share the CPU).
-pub fn spin_cpu_ns(ns: u64) {
-    let end = thread_cpu_ns() + ns;
-    while thread_cpu_ns() < end {
-        std::hint::spin_loop();
-    }
-}
-
-/// Sleeps until CLOCK_MONOTONIC reaches `deadline_ns` (absolute), restarting on signals.
-pub fn sleep_until_ns(deadline_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
-    };
-    loop {
-        // SAFETY: `ts` is a valid timespec; the remaining-time pointer may be null for
-        // TIMER_ABSTIME sleeps.
-        let rc = unsafe {
-            libc::clock_nanosleep(
-                libc::CLOCK_MONOTONIC,
-                libc::TIMER_ABSTIME,
-                &ts,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != libc::EINTR {
-            return;
-        }
-    }
-}
-
-/// Sleeps for `ms` milliseconds.
-pub fn sleep_ms(ms: u64) {
-    sleep_until_ns(now_ns() + ms * 1_000_000);
-}
-
-/// Busy-waits (burning CPU) until CLOCK_MONOTONIC reaches `deadline_ns`.
-pub fn spin_until_ns(deadline_ns: u64) {
-    while now_ns() < deadline_ns {
-        std::hint::spin_loop();
-    }
-}
+pub use lags_pid1::clock::{now_ns, sleep_ms, sleep_until_ns, spin_cpu_ns, spin_until_ns};
 
 /// Formats nanoseconds as microseconds for diagnostics.
 pub fn us(ns: u64) -> String {
@@ -589,53 +450,7 @@ pub fn delete_module(name: &str) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Mounts
 
-/// mount(2) with Rust strings.
-pub fn mount(
-    source: &str,
-    target: &Path,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> io::Result<()> {
-    let source = CString::new(source)?;
-    let target = cstring(target)?;
-    let fstype = CString::new(fstype)?;
-    let data = CString::new(data)?;
-    // SAFETY: all pointers are NUL-terminated strings that live across the call.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// umount2(2).
-pub fn umount(target: &Path) -> io::Result<()> {
-    let target = cstring(target)?;
-    // SAFETY: `target` is a NUL-terminated path.
-    if unsafe { libc::umount2(target.as_ptr(), 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// chown(2) with numeric ids.
-pub fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    let p = cstring(path)?;
-    // SAFETY: `p` is a NUL-terminated path.
-    if unsafe { libc::chown(p.as_ptr(), uid, gid) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+pub use lags_pid1::fs::{chown, mount, umount};
 
 // ---------------------------------------------------------------------------------------
 // Cgroups
@@ -1221,42 +1036,7 @@ pub fn write_count(path: impl AsRef<Path>, data: &[u8]) -> io::Result<usize> {
 
 /// A small deterministic PRNG (xorshift64*) for reproducible fuzzing: same seed, same
 /// inputs.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeds through one splitmix64 step, so that nearby seeds (n and n + 1 differ only in
-    /// the lowest bit) give unrelated sequences; the state is never 0.
-    pub fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform-ish in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// Uniform-ish in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
+pub use lags_pid1::rng::XorShift64Star as Rng;
 
 /// The state letter and parent pid of `/proc/<pid>/stat` (the comm field may contain
 /// spaces and parentheses, so parse from the last `)`).
