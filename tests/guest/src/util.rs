@@ -7,7 +7,6 @@
 //! while cleaning up are queued with [`warn`] and printed by the runner as diagnostics.
 
 use std::cell::RefCell;
-use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -282,12 +281,6 @@ pub fn keyed_u64(text: &str, key: &str) -> Option<u64> {
     keyed_value(text, key)?.parse().ok()
 }
 
-/// The effective capability mask from `/proc/<pid>/status` text.
-pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    let v = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(v.trim(), 16).ok()
-}
-
 /// `u64`s as little-endian bytes (worker results over a pipe).
 pub fn encode_u64s(values: &[u64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -320,67 +313,9 @@ pub fn kv<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------
 // Kernel log and modules
 
-/// All records currently in the kernel log, read from `/dev/kmsg` without blocking.
-pub fn kernel_log() -> io::Result<Vec<String>> {
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags_nonblock()
-        .open("/dev/kmsg")?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let rec = String::from_utf8_lossy(&buf[..n]);
-                // "<prefix>;<text>\n" followed by optional " KEY=value" continuation lines.
-                if let Some((_, text)) = rec.split_once(';') {
-                    out.push(text.lines().next().unwrap_or("").to_owned());
-                }
-            }
-            // EPIPE: records were overwritten while reading; carry on with the next one.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
-}
-
-trait NonBlock {
-    fn custom_flags_nonblock(&mut self) -> &mut Self;
-}
-
-impl NonBlock for fs::OpenOptions {
-    fn custom_flags_nonblock(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NONBLOCK)
-    }
-}
-
-/// uid and gid of `nobody`, which privilege tests drop to.
-pub const NOBODY: u32 = 65534;
-
-/// Drops all privileges: no supplementary groups, uid and gid `nobody` (so no capabilities).
-/// Keeps the process dumpable, so its /proc files (uid_map) stay its own.
-pub fn drop_to_nobody() -> io::Result<()> {
-    // SAFETY: setgroups with an empty list and a null pointer clears the supplementary
-    // groups; setgid/setuid take plain ids.
-    let ok = unsafe {
-        libc::setgroups(0, std::ptr::null()) == 0
-            && libc::setgid(NOBODY) == 0
-            && libc::setuid(NOBODY) == 0
-    };
-    if !ok {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: PR_SET_DUMPABLE takes an integer argument.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+pub use lags_pid1::cred::{drop_to_nobody, parse_cap_eff, NOBODY};
+pub use lags_pid1::module::{delete_module, finit_module, finit_module_with};
+pub use lags_pid1::procfs::{kernel_log, proc_state, user_processes};
 
 /// In a forked worker: reports the identity it runs with (`uid` real/effective, `capeff`).
 pub fn send_identity(io: &mut WorkerIo) {
@@ -417,34 +352,6 @@ impl Drop for ModuleGuard {
             }
         }
     }
-}
-
-/// Loads a module from a file with finit_module(2).
-pub fn finit_module(path: &Path) -> io::Result<()> {
-    finit_module_with(path, "")
-}
-
-/// Loads a module from a file with finit_module(2) and module parameters (`a=1 b=2`).
-pub fn finit_module_with(path: &Path, params: &str) -> io::Result<()> {
-    let f = File::open(path)?;
-    let params = std::ffi::CString::new(params).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: the descriptor is open for reading and `params` is a NUL-terminated string.
-    let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Unloads a module with delete_module(2) (O_NONBLOCK: fail instead of waiting).
-pub fn delete_module(name: &str) -> io::Result<()> {
-    let name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `name` is a NUL-terminated string.
-    let rc = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1037,47 +944,6 @@ pub fn write_count(path: impl AsRef<Path>, data: &[u8]) -> io::Result<usize> {
 /// A small deterministic PRNG (xorshift64*) for reproducible fuzzing: same seed, same
 /// inputs.
 pub use lags_pid1::rng::XorShift64Star as Rng;
-
-/// The state letter and parent pid of `/proc/<pid>/stat` (the comm field may contain
-/// spaces and parentheses, so parse from the last `)`).
-pub fn proc_state(pid: libc::pid_t) -> Option<(char, libc::pid_t)> {
-    let text = read_file(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut it = rest.split_whitespace();
-    let state = it.next()?.chars().next()?;
-    let ppid = it.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
-/// User-space processes other than PID 1 and the caller (kernel threads, which are
-/// children of kthreadd, pid 2, are left out), with their state letter.
-pub fn user_processes() -> Vec<(libc::pid_t, char)> {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        if pid == 1 || pid == 2 || pid == me {
-            continue;
-        }
-        if let Some((state, ppid)) = proc_state(pid) {
-            if ppid != 2 {
-                out.push((pid, state));
-            }
-        }
-    }
-    out.sort_unstable();
-    out
-}
 
 /// For unit tests that fork (through [`Worker`]): [`Worker::spawn`] relies on the process
 /// being single-threaded, but libtest runs tests on a pool of threads, any of which may hold
