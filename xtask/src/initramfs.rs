@@ -391,6 +391,32 @@ mod tests {
         }
     }
 
+    // Expect the image's passwd and group to give `nobody` the uid and gid the guest's
+    // privilege drop uses (lags_pid1::cred::NOBODY).
+    #[test]
+    fn image_nobody_is_the_guests() {
+        let file = |name: &str| {
+            let (_, data) = IMAGE_FILES.iter().find(|(n, _)| *n == name).unwrap();
+            String::from_utf8(data.to_vec()).unwrap()
+        };
+        let nobody = lags_pid1::cred::NOBODY.to_string();
+        let passwd = file("etc/passwd");
+        let user: Vec<&str> = passwd
+            .lines()
+            .find(|l| l.starts_with("nobody:"))
+            .expect("nobody in passwd")
+            .split(':')
+            .collect();
+        assert_eq!((user[2], user[3]), (nobody.as_str(), nobody.as_str()));
+        let group = file("etc/group");
+        assert!(
+            group
+                .lines()
+                .any(|l| l.split(':').nth(2) == Some(nobody.as_str())),
+            "{group}"
+        );
+    }
+
     // Expect that ldd lines with and without "=>" yield absolute paths only.
     #[test]
     fn parses_ldd_output() {
