@@ -514,12 +514,27 @@ mod tests {
     use super::*;
 
     // Expect the forked probe to really become nobody without capabilities, so that a
-    // root-owned 0644 file cannot be opened for writing. Needs root; skipped otherwise.
+    // root-owned 0644 file cannot be opened for writing. Run by a user who is not root, expect
+    // the probe to report that it could not drop privileges (EPERM) instead of pretending.
+    // Forks, so it runs alone in a process of its own.
     #[test]
     fn probe_drops_privileges() {
+        if !util::in_own_process("suites::lags_iface::tests::probe_drops_privileges") {
+            return;
+        }
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("not root: skipping");
+            let mut w = Worker::spawn(|io| unprivileged_probe(io, &[])).unwrap();
+            w.go().unwrap();
+            let out = w.collect(Duration::from_secs(10)).unwrap();
+            let code = w.wait(Duration::from_secs(10)).unwrap();
+            let kvs = util::parse_kv_lines(&String::from_utf8_lossy(&out));
+            let drop = util::kv(&kvs, "drop").unwrap_or("(missing)");
+            assert_eq!(code, 1, "not root: the probe should fail, {kvs:?}");
+            assert!(
+                drop.contains("Operation not permitted"),
+                "not root: {kvs:?}"
+            );
             return;
         }
         let path = std::env::temp_dir().join(format!("lags-probe-{}", std::process::id()));
