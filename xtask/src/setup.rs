@@ -387,23 +387,7 @@ pub fn verify_tools() -> Result<()> {
 
 /// First output line of a successful run, or `None` when the program is absent or fails.
 fn probe_runs(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = if out.stdout.is_empty() {
-        out.stderr
-    } else {
-        out.stdout
-    };
-    String::from_utf8_lossy(&text)
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().to_string())
+    util::tool_first_line(program, args, true)
 }
 
 /// The guest's userspace is one busybox binary copied into the initramfs: it must run and be
@@ -416,17 +400,11 @@ fn check_busybox(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    probe_runs(&path.to_string_lossy(), &["true"])
-        .map(|_| ())
-        .or_else(|| {
-            Command::new(path)
-                .arg("true")
-                .status()
-                .ok()
-                .filter(|s| s.success())
-                .map(|_| ())
-        })
-        .ok_or_else(|| anyhow::anyhow!("{} does not run", path.display()))
+    // `busybox true` prints nothing: only its exit status tells that it runs.
+    match Command::new(path).arg("true").status() {
+        Ok(s) if s.success() => Ok(()),
+        _ => bail!("{} does not run", path.display()),
+    }
 }
 
 /// Whether a 64-bit little-endian ELF file has a `PT_INTERP` program header (is dynamic).

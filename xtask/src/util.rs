@@ -206,11 +206,24 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 
 /// Runs `program args...` and returns the first line of its combined output, if it ran.
 pub fn tool_version(program: impl AsRef<OsStr>, args: &[&str]) -> Option<String> {
+    tool_first_line(program, args, false)
+}
+
+/// The first non-empty line of what `program args...` printed (stdout, else stderr); `None`
+/// if it could not be started, printed nothing, or (with `require_success`) exited non-zero.
+pub fn tool_first_line(
+    program: impl AsRef<OsStr>,
+    args: &[&str],
+    require_success: bool,
+) -> Option<String> {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
         .ok()?;
+    if require_success && !out.status.success() {
+        return None;
+    }
     let text = if out.stdout.is_empty() {
         out.stderr
     } else {
