@@ -217,6 +217,41 @@ impl Drop for AffinityGuard {
     }
 }
 
+/// The CPU the timing suites run their workers on (the first usable one), the other usable
+/// CPUs, and the runner moved onto those (if there are any) so its own wake-ups stay off the
+/// test CPU. Dropping `pin` restores the runner's affinity.
+pub struct TestCpu {
+    pub cpu: usize,
+    pub others: Vec<usize>,
+    pub pin: Option<AffinityGuard>,
+}
+
+/// Picks the test CPU and moves the runner off it, see [`TestCpu`].
+pub fn test_cpu() -> Result<TestCpu, String> {
+    let online = online_cpus()?;
+    let allowed = get_affinity(0).map_err(|e| format!("sched_getaffinity: {e}"))?;
+    let usable: Vec<usize> = online
+        .iter()
+        .copied()
+        .filter(|c| allowed.contains(c))
+        .collect();
+    let Some(&cpu) = usable.first() else {
+        return Err(format!(
+            "no usable CPU (online {online:?}, allowed {allowed:?})"
+        ));
+    };
+    let others: Vec<usize> = usable.iter().copied().filter(|&c| c != cpu).collect();
+    let pin = if others.is_empty() {
+        None
+    } else {
+        Some(
+            AffinityGuard::pin_self(&others)
+                .map_err(|e| format!("moving the runner off the test CPU: {e}"))?,
+        )
+    };
+    Ok(TestCpu { cpu, others, pin })
+}
+
 // ---------------------------------------------------------------------------------------
 // Statistics and parsing
 

@@ -93,25 +93,8 @@ fn read_u64(path: impl AsRef<Path>) -> Option<u64> {
 fn setup(ctx: &mut Ctx) -> Result<Env, Stop> {
     need_lags(ctx)?;
     ensure!(util::exists(SYSCTL), "{SYSCTL}: expected to exist, missing");
-    let online = util::online_cpus().or_fail("online CPUs")?;
-    let allowed = util::get_affinity(0).or_fail("sched_getaffinity")?;
-    let usable: Vec<usize> = online
-        .iter()
-        .copied()
-        .filter(|c| allowed.contains(c))
-        .collect();
-    let Some(&cpu) = usable.first() else {
-        return fail(format!(
-            "no usable CPU (online {online:?}, allowed {allowed:?})"
-        ));
-    };
     // Keep the runner off the test CPU so its own wake-ups do not disturb the measurement.
-    let others: Vec<usize> = usable.iter().copied().filter(|&c| c != cpu).collect();
-    let pin = if others.is_empty() {
-        None
-    } else {
-        Some(AffinityGuard::pin_self(&others).or_fail("moving the runner off the test CPU")?)
-    };
+    let util::TestCpu { cpu, others, pin } = util::test_cpu().or_fail("test CPU")?;
     let base_slice_ns = read_u64("/sys/kernel/debug/sched/base_slice_ns").unwrap_or_else(|| {
         ctx.diag("base_slice_ns unreadable; assuming 3ms");
         DEFAULT_BASE_SLICE_NS

@@ -90,24 +90,7 @@ struct Env {
 
 fn setup(ctx: &mut Ctx) -> Result<Env, Stop> {
     need_lags(ctx)?;
-    let online = util::online_cpus().or_fail("online CPUs")?;
-    let allowed = util::get_affinity(0).or_fail("sched_getaffinity")?;
-    let usable: Vec<usize> = online
-        .iter()
-        .copied()
-        .filter(|c| allowed.contains(c))
-        .collect();
-    let Some(&cpu) = usable.first() else {
-        return fail(format!(
-            "no usable CPU (online {online:?}, allowed {allowed:?})"
-        ));
-    };
-    let others: Vec<usize> = usable.iter().copied().filter(|&c| c != cpu).collect();
-    let pin = if others.is_empty() {
-        None
-    } else {
-        Some(AffinityGuard::pin_self(&others).or_fail("moving the runner off the test CPU")?)
-    };
+    let util::TestCpu { cpu, others, pin } = util::test_cpu().or_fail("test CPU")?;
     let sysctl = Restore::save(SYSCTL).or_fail(SYSCTL)?;
     util::write_file(SYSCTL, "1").or_fail("switching LAGS on")?;
     util::ensure_v2_cpu(Duration::from_secs(5)).or_fail("enabling cpu on cgroup v2")?;
@@ -409,9 +392,7 @@ fn scenario(seed: u64) -> Vec<Member> {
 // five LAGS wakers, measured +7% and +21% in two boots; see the issue-12 notes.)
 fn generated_scenarios(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
-    let stats =
-        Restore::save("/proc/sys/kernel/sched_schedstats").or_fail("kernel.sched_schedstats")?;
-    util::write_file("/proc/sys/kernel/sched_schedstats", "1").or_fail("enabling schedstats")?;
+    let stats = schedstats_on()?;
     let mut totals = [0.0f64; 2];
     for seed in 0..SCENARIOS {
         let with_lags = scenario(0x5eed_0000 + seed);
@@ -429,14 +410,12 @@ fn generated_scenarios(ctx: &mut Ctx) -> TestResult {
             let label = format!("g{seed}-{}", if lags { "lags" } else { "stock" });
             let s = Scenario::start(&env, &label, &members)?;
             util::sleep_ms(SETTLE_MS);
-            let (n0, t0) = (sched_count(env.cpu)?, util::now_ns());
-            let usage = s.window(2_000)?;
-            let (n1, t1) = (sched_count(env.cpu)?, util::now_ns());
+            let (calls, usage) = schedule_rate(env.cpu, || s.window(2_000))?;
             s.stop()?;
             share.push(
                 usage[..plain].iter().sum::<u64>() as f64 / usage.iter().sum::<u64>().max(1) as f64,
             );
-            rate.push((n1 - n0) as f64 * 1e9 / (t1 - t0) as f64);
+            rate.push(calls);
         }
         ctx.diag(format!(
             "scenario {seed}: {}; plain share {:.1}% stock / {:.1}% LAGS; schedule() calls/s \
@@ -900,13 +879,30 @@ fn sched_count(cpu: usize) -> Result<u64, Stop> {
     Ok(n)
 }
 
+/// Turns schedstats on (sched_count needs it); the old value comes back when dropped.
+fn schedstats_on() -> Result<Restore, Stop> {
+    let saved =
+        Restore::save("/proc/sys/kernel/sched_schedstats").or_fail("kernel.sched_schedstats")?;
+    util::write_file("/proc/sys/kernel/sched_schedstats", "1").or_fail("enabling schedstats")?;
+    Ok(saved)
+}
+
+/// Runs `during` and returns `schedule()` calls per second on `cpu` meanwhile, with its result.
+fn schedule_rate<T>(
+    cpu: usize,
+    during: impl FnOnce() -> Result<T, Stop>,
+) -> Result<(f64, T), Stop> {
+    let (n0, t0) = (sched_count(cpu)?, util::now_ns());
+    let out = during()?;
+    let (n1, t1) = (sched_count(cpu)?, util::now_ns());
+    Ok(((n1 - n0) as f64 * 1e9 / (t1 - t0) as f64, out))
+}
+
 // Expect no reschedule storm: with four busy LAGS groups and three lighter wakers on one
 // CPU, schedule() calls per second are at most 10% above stock's in the same boot.
 fn schedule_calls_not_inflated(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
-    let stats =
-        Restore::save("/proc/sys/kernel/sched_schedstats").or_fail("kernel.sched_schedstats")?;
-    util::write_file("/proc/sys/kernel/sched_schedstats", "1").or_fail("enabling schedstats")?;
+    let stats = schedstats_on()?;
     let mut rates = Vec::new();
     for lags in [false, true] {
         let label = if lags { "lags" } else { "stock" };
@@ -925,11 +921,11 @@ fn schedule_calls_not_inflated(ctx: &mut Ctx) -> TestResult {
         ];
         let s = Scenario::start(&env, &format!("s-{label}"), &members)?;
         util::sleep_ms(SETTLE_MS);
-        let (n0, t0) = (sched_count(env.cpu)?, util::now_ns());
-        util::sleep_ms(WINDOW_MS);
-        let (n1, t1) = (sched_count(env.cpu)?, util::now_ns());
+        let (rate, ()) = schedule_rate(env.cpu, || {
+            util::sleep_ms(WINDOW_MS);
+            Ok(())
+        })?;
         s.stop()?;
-        let rate = (n1 - n0) as f64 * 1e9 / (t1 - t0) as f64;
         ctx.diag(format!(
             "{label}: {rate:.0} schedule() calls/s on CPU {}",
             env.cpu
