@@ -663,6 +663,16 @@ fn close_other_fds(keep: &[RawFd]) {
     }
 }
 
+/// How [`Worker::read_out`] stopped reading.
+enum ReadEnd {
+    /// The caller's condition holds.
+    Done,
+    /// The child closed its end.
+    Eof,
+    /// The timeout passed.
+    Timeout,
+}
+
 /// A forked child process running a closure. The child first waits for [`Worker::go`], so
 /// the runner can move it into a cgroup and pin it before it does anything. Dropping the
 /// guard kills (SIGKILL) and reaps the child if it has not been reaped yet.
@@ -755,9 +765,13 @@ impl Worker {
         self.ctl = None;
     }
 
-    /// Reads everything the child sends until it closes its end (normally by exiting), for
-    /// at most `timeout`.
-    pub fn collect(&mut self, timeout: Duration) -> Result<Vec<u8>, String> {
+    /// Reads what the child sends until `done(data so far)` holds, the child closes its end,
+    /// or `timeout` passes; returns the data and which of the three happened.
+    fn read_out(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&[u8]) -> bool,
+    ) -> Result<(Vec<u8>, ReadEnd), String> {
         let Some(out) = self.out.as_mut() else {
             return Err("worker output already collected".into());
         };
@@ -765,14 +779,12 @@ impl Worker {
         let mut data = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
+            if done(&data) {
+                return Ok((data, ReadEnd::Done));
+            }
             let left_ms = deadline.saturating_sub(now_ns()) / 1_000_000;
             if left_ms == 0 {
-                return Err(format!(
-                    "worker {} sent no end of output within {}s ({} bytes so far)",
-                    self.pid,
-                    timeout.as_secs(),
-                    data.len()
-                ));
+                return Ok((data, ReadEnd::Timeout));
             }
             let mut p = libc::pollfd {
                 fd: out.as_raw_fd(),
@@ -785,60 +797,51 @@ impl Worker {
                 continue;
             }
             match out.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => return Ok((data, ReadEnd::Eof)),
                 Ok(n) => data.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("reading from worker {}: {e}", self.pid)),
             }
         }
-        self.out = None;
-        Ok(data)
+    }
+
+    /// Reads everything the child sends until it closes its end (normally by exiting), for
+    /// at most `timeout`.
+    pub fn collect(&mut self, timeout: Duration) -> Result<Vec<u8>, String> {
+        match self.read_out(timeout, |_| false)? {
+            (data, ReadEnd::Eof) => {
+                self.out = None;
+                Ok(data)
+            }
+            (data, _) => Err(format!(
+                "worker {} sent no end of output within {}s ({} bytes so far)",
+                self.pid,
+                timeout.as_secs(),
+                data.len()
+            )),
+        }
     }
 
     /// Reads what the running child sends until a line `key=…` has arrived (the child keeps
     /// running), for at most `timeout`. Returns the text read so far.
     pub fn read_line_until(&mut self, key: &str, timeout: Duration) -> Result<String, String> {
-        let Some(out) = self.out.as_mut() else {
-            return Err("worker output already collected".into());
-        };
-        let deadline = now_ns() + timeout.as_nanos() as u64;
         let prefix = format!("{key}=");
-        let mut data = Vec::new();
-        let mut buf = [0u8; 512];
-        loop {
-            let text = String::from_utf8_lossy(&data);
-            if text.lines().any(|l| l.starts_with(&prefix)) && text.ends_with('\n') {
-                return Ok(text.into_owned());
-            }
-            let left_ms = deadline.saturating_sub(now_ns()) / 1_000_000;
-            if left_ms == 0 {
-                return Err(format!(
-                    "worker {} sent no {key}= line within {}s (got {text:?})",
-                    self.pid,
-                    timeout.as_secs()
-                ));
-            }
-            let mut p = libc::pollfd {
-                fd: out.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: `p` is one valid pollfd.
-            let rc = unsafe { libc::poll(&mut p, 1, left_ms.min(1000) as libc::c_int) };
-            if rc <= 0 {
-                continue;
-            }
-            match out.read(&mut buf) {
-                Ok(0) => {
-                    return Err(format!(
-                        "worker {} closed its output before a {key}= line (got {text:?})",
-                        self.pid
-                    ))
-                }
-                Ok(n) => data.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("reading from worker {}: {e}", self.pid)),
-            }
+        let (data, end) = self.read_out(timeout, |d| {
+            let text = String::from_utf8_lossy(d);
+            text.lines().any(|l| l.starts_with(&prefix)) && text.ends_with('\n')
+        })?;
+        let text = String::from_utf8_lossy(&data).into_owned();
+        match end {
+            ReadEnd::Done => Ok(text),
+            ReadEnd::Eof => Err(format!(
+                "worker {} closed its output before a {key}= line (got {text:?})",
+                self.pid
+            )),
+            ReadEnd::Timeout => Err(format!(
+                "worker {} sent no {key}= line within {}s (got {text:?})",
+                self.pid,
+                timeout.as_secs()
+            )),
         }
     }
 
