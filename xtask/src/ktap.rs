@@ -19,6 +19,10 @@ use std::mem::take;
 
 /// At most this many foreign console lines are kept as context per test.
 const MAX_CONTEXT_LINES: usize = 200;
+/// At most this many failing tests are named per suite in [`Report::summary`].
+const MAX_SUMMARY_FAILURES: usize = 10;
+/// At most this many (trailing) diagnostic lines are shown per failing test in the summary.
+const MAX_SUMMARY_DIAGNOSTICS: usize = 8;
 /// At most this many missing tests are synthesized per block (guards against absurd plans).
 const MAX_SYNTHESIZED: u32 = 1000;
 
@@ -192,7 +196,7 @@ impl TestCase {
     }
 
     /// Appends `path`-qualified names of the failures in this subtree to `out`.
-    fn collect_failures(&self, path: &str, out: &mut Vec<String>) {
+    fn collect_failures<'a>(&'a self, path: &str, out: &mut Vec<(String, &'a TestCase)>) {
         let before = out.len();
         for s in &self.subtests {
             let p = format!("{path}.{}", s.display_name());
@@ -200,8 +204,8 @@ impl TestCase {
         }
         if self.status.is_failure() && out.len() == before {
             match self.status {
-                Status::Fail => out.push(path.to_string()),
-                other => out.push(format!("{path} ({})", other.as_str())),
+                Status::Fail => out.push((path.to_string(), self)),
+                other => out.push((format!("{path} ({})", other.as_str()), self)),
             }
         }
     }
@@ -290,16 +294,35 @@ impl Report {
             for s in &t.subtests {
                 s.collect_failures(&s.display_name(), &mut failures);
             }
-            failures.retain(|f| !f.ends_with("(notrun)"));
+            failures.retain(|(f, _)| !f.ends_with("(notrun)"));
+            let more = failures.len().saturating_sub(MAX_SUMMARY_FAILURES);
+            failures.truncate(MAX_SUMMARY_FAILURES);
             if !failures.is_empty() {
-                let more = failures.len().saturating_sub(10);
-                failures.truncate(10);
-                let _ = write!(out, "; failing: {}", failures.join(", "));
+                let names: Vec<&str> = failures.iter().map(|(f, _)| f.as_str()).collect();
+                let _ = write!(out, "; failing: {}", names.join(", "));
                 if more > 0 {
                     let _ = write!(out, " and {more} more");
                 }
             }
             out.push('\n');
+            // What each failing test said about itself, so that a failure in a CI log
+            // can be understood without the console log.
+            for (name, case) in &failures {
+                let skip = case
+                    .diagnostics
+                    .len()
+                    .saturating_sub(MAX_SUMMARY_DIAGNOSTICS);
+                if case.diagnostics.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(out, "        {name}:");
+                if skip > 0 {
+                    let _ = writeln!(out, "          # ({skip} earlier lines in the console log)");
+                }
+                for d in &case.diagnostics[skip..] {
+                    let _ = writeln!(out, "          # {d}");
+                }
+            }
         }
         if !self.version.is_empty() {
             let verdict = if self.passed() { "PASS" } else { "FAIL" };
@@ -1040,6 +1063,21 @@ mod tests {
         assert!(
             r.summary()
                 .contains("failing: service_floor.longest_wait\n"),
+            "{}",
+            r.summary()
+        );
+        // The failing test's own diagnostics follow, so a CI log explains the failure.
+        assert!(
+            r.summary().contains(
+                "        service_floor.longest_wait:\n          # longest_wait: busy group \
+                 waited 3120 ms for CPU (bound 500 ms)\n"
+            ),
+            "{}",
+            r.summary()
+        );
+        // Passing tests' diagnostics stay in the console log.
+        assert!(
+            !r.summary().contains("light_latency_ab:"),
             "{}",
             r.summary()
         );

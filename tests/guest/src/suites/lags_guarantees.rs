@@ -709,14 +709,17 @@ fn cfs_rq_field(text: &str, cpu: usize, path: &str, field: &str) -> Result<u64, 
 }
 
 // Expect DELAY_DEQUEUE to work as in stock: a delayed entity leaves when EEVDF picks it, so a
-// delay lasts at most as long as its lag takes to be repaid. A LAGS group whose task runs 3 ms
-// and sleeps 4 ms often blocks while not eligible and stays queued (delayed) on the parent,
-// next to two busy LAGS groups; sampled every 10 ms for 3 s, every stretch in which the parent
-// counts the group's entity although the group has no runnable task lasts at most EEVDF's
-// bound, 3 siblings x 2 x the largest LAGS request (8 x base_slice), plus 30 ms of sampling
-// and TCG slack. (v1 kept such entities queued for about tau x ln(C_D / C_min), seconds.)
-// The share of such samples is reported for stock and LAGS: short requests make delays more
-// frequent (as for tasks with a short custom slice), not longer.
+// delay lasts at most as long as its lag takes to be repaid. The worst case for LAGS is the
+// longest request: with credit_ref_pct at its minimum every member gets 8 x base_slice. A
+// LAGS group whose task runs a 3 ms burst (shorter than that request, so it runs in one go
+// and blocks with negative lag) and then sleeps longer than the bound is delayed on the
+// parent next to two busy LAGS groups. Sampled every 10 ms for 3 s: an episode is a run of
+// samples in which the parent counts the group's entity although the group has no runnable
+// task *and* the group received no CPU time in between (so two sleeps never join into one
+// episode). Every episode lasts at most EEVDF's bound, 3 siblings x 2 x the largest LAGS
+// request, plus 30 ms of sampling and TCG slack; the sleep is longer than that, so a delay
+// the bound does not cover shows. (v1 kept such entities queued for about
+// tau x ln(C_D / C_min), seconds.) Stock runs the same load with its own requests.
 fn delayed_entities_leave_as_in_stock(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
     let base_slice_ns = util::read_trimmed("/sys/kernel/debug/sched/base_slice_ns")
@@ -724,10 +727,14 @@ fn delayed_entities_leave_as_in_stock(ctx: &mut Ctx) -> TestResult {
         .and_then(|v| v.parse::<u64>().ok())
         .or_fail("base_slice_ns")?;
     let bound_ns = 3 * 2 * 8 * base_slice_ns + 30_000_000;
+    let sleep_us = bound_ns / 1000 + 50_000;
+    let ref_pct = format!("{DEBUGFS_DIR}/credit_ref_pct");
+    let _ref = Restore::save(&ref_pct).or_fail(&ref_pct)?;
+    util::write_file(&ref_pct, "1").or_fail(&ref_pct)?;
     for lags in [false, true] {
         let label = if lags { "lags" } else { "stock" };
         let blocker = Member {
-            load: Load::Duty(3_000, 4_000),
+            load: Load::Duty(3_000, sleep_us),
             ..Member::new("blocker", 100, lags)
         };
         let s = Scenario::start(
@@ -739,33 +746,47 @@ fn delayed_entities_leave_as_in_stock(ctx: &mut Ctx) -> TestResult {
                 blocker,
             ],
         )?;
+        let blocker_cg = &s.groups[2];
         let group = format!("/lagsg/d-{label}-blocker");
         util::sleep_ms(SETTLE_MS);
-        let (mut samples, mut phantom) = (0u64, 0u64);
-        let (mut since, mut longest) = (None::<u64>, 0u64);
+        let (mut samples, mut delayed) = (0u64, 0u64);
+        // Start time and blocker CPU time of the episode in progress.
+        let mut episode: Option<(u64, u64)> = None;
+        let mut episodes: Vec<u64> = Vec::new();
         let end = util::now_ns() + 3_000_000_000;
         while util::now_ns() < end {
             let now = util::now_ns();
             let text = util::read_file("/sys/kernel/debug/sched/debug").or_fail("sched/debug")?;
+            let usage = blocker_cg.cpu_stat("usage_usec").or_fail("cpu.stat")?;
             let queued = cfs_rq_field(&text, env.cpu, "/lagsg", "nr_running")?;
             let runnable = cfs_rq_field(&text, env.cpu, &group, "h_nr_runnable")?;
-            if queued == 3 && runnable == 0 {
-                phantom += 1;
-                let start = *since.get_or_insert(now);
-                longest = longest.max(now - start);
-            } else {
-                since = None;
-            }
+            let is_delayed = queued == 3 && runnable == 0;
+            delayed += u64::from(is_delayed);
             samples += 1;
+            episode = match episode {
+                Some((start, u)) if is_delayed && u == usage => {
+                    *episodes.last_mut().expect("episode in progress") = now - start;
+                    Some((start, u))
+                }
+                _ if is_delayed => {
+                    episodes.push(0);
+                    Some((now, usage))
+                }
+                _ => None,
+            };
             util::sleep_ms(10);
         }
         s.stop()?;
+        let longest = episodes.iter().copied().max().unwrap_or(0);
+        let listed: Vec<String> = episodes.iter().map(|&e| util::ms(e)).collect();
         ctx.diag(format!(
-            "{label}: the blocker group queued without a runnable task in {phantom} of {samples} \
-             samples ({:.1}%), longest stretch {} (bound {})",
-            phantom as f64 * 100.0 / samples.max(1) as f64,
+            "{label}: the blocker group queued without a runnable task in {delayed} of \
+             {samples} samples ({:.1}%); episodes [{}], longest {} (bound {}, sleeps {})",
+            delayed as f64 * 100.0 / samples.max(1) as f64,
+            listed.join(", "),
             util::ms(longest),
-            util::ms(bound_ns)
+            util::ms(bound_ns),
+            util::ms(sleep_us * 1000)
         ));
         ctx.check(longest <= bound_ns, || {
             format!(
