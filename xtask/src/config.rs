@@ -22,6 +22,9 @@ pub enum Profile {
     Debug,
     /// The same series built with `CONFIG_SCHED_LAGS=n`.
     Nolags,
+    /// Default without runtime text patching (no jump labels, no dynamic preemption), the
+    /// kernel that multi-threaded TCG (`--accel mttcg`) runs safely.
+    Parallel,
 }
 
 impl Profile {
@@ -30,6 +33,7 @@ impl Profile {
             Profile::Default => "default",
             Profile::Debug => "debug",
             Profile::Nolags => "nolags",
+            Profile::Parallel => "parallel",
         }
     }
 
@@ -39,6 +43,7 @@ impl Profile {
             Profile::Default => &["minimal", "vm", "sched", "rust", "lags"],
             Profile::Debug => &["minimal", "vm", "sched", "rust", "lags", "debug"],
             Profile::Nolags => &["minimal", "vm", "sched", "rust", "nolags"],
+            Profile::Parallel => &["minimal", "vm", "sched", "rust", "lags", "parallel"],
         }
     }
 }
@@ -319,7 +324,12 @@ mod tests {
     #[test]
     fn profiles_reference_existing_fragments() {
         let paths = Paths::new(None);
-        for p in [Profile::Default, Profile::Debug, Profile::Nolags] {
+        for p in [
+            Profile::Default,
+            Profile::Debug,
+            Profile::Nolags,
+            Profile::Parallel,
+        ] {
             let frags = fragment_paths(&paths, p).unwrap();
             for f in frags {
                 let text = util::read(&f).unwrap();

@@ -8,14 +8,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// The accelerator a VM runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
+    /// Single-threaded TCG: every vCPU takes turns on one host thread.
     Tcg,
+    /// Multi-threaded TCG: one host thread per vCPU. Needs a kernel without runtime text
+    /// patching (`--profile parallel`); refused otherwise.
+    Mttcg,
 }
 
 impl Accel {
@@ -23,6 +27,7 @@ impl Accel {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+            Accel::Mttcg => "mttcg",
         }
     }
 }
@@ -116,7 +121,60 @@ pub fn accel_args(accel: Accel) -> Vec<OsString> {
         .iter()
         .map(OsString::from)
         .collect(),
+        // Parallel vCPUs; only for kernels that never patch their text at run time, which
+        // apply_accel() checks.
+        Accel::Mttcg => [
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect(),
     }
+}
+
+/// Options of a kernel `.config` under which the kernel rewrites its own code at run time
+/// (static keys, dynamic preemption's static calls), which QEMU 7.2's multi-threaded TCG
+/// races with ("Oops: int3").
+pub fn text_patching_options(config: &str) -> Vec<&'static str> {
+    let c = crate::config::parse_config(config);
+    ["CONFIG_JUMP_LABEL", "CONFIG_PREEMPT_DYNAMIC"]
+        .into_iter()
+        .filter(|k| c.get(*k).is_some_and(|v| v.as_deref() == Some("y")))
+        .collect()
+}
+
+/// Refuses multi-threaded TCG for a kernel that patches its text at run time: the
+/// kernel's `.config` sits at the root of the build directory, three levels above
+/// `arch/x86/boot/bzImage`.
+fn check_mttcg_kernel(kernel: &Path) -> Result<()> {
+    let config = kernel
+        .ancestors()
+        .nth(4)
+        .map(|d| d.join(".config"))
+        .filter(|p| p.is_file());
+    let Some(config) = config else {
+        bail!(
+            "--accel mttcg: no .config next to {} to prove the kernel does not patch its \
+             text at run time; build it with `cargo xtask build-kernel --profile parallel`",
+            kernel.display()
+        );
+    };
+    let text = fs_err::read_to_string(&config)?;
+    let bad = text_patching_options(&text);
+    if !bad.is_empty() {
+        bail!(
+            "--accel mttcg: {} has {} (runtime text patching, which races with QEMU's \
+             multi-threaded TCG: \"Oops: int3\"); use `--profile parallel`",
+            config.display(),
+            bad.join(" and ")
+        );
+    }
+    Ok(())
 }
 
 /// Kernel, initramfs and command line.
@@ -444,10 +502,16 @@ pub fn apply_accel(
     who: &str,
 ) -> Result<(Accel, String)> {
     let (accel, why) = choose_accel(forced, spec, cache)?;
+    if accel == Accel::Mttcg {
+        check_mttcg_kernel(&spec.kernel)?;
+    }
     spec.accel = accel;
     match accel {
         Accel::Tcg => eprintln!(
             "[{who}] WARNING: running under TCG software emulation ({why}); only ratios measured within one boot are meaningful"
+        ),
+        Accel::Mttcg => eprintln!(
+            "[{who}] WARNING: running under multi-threaded TCG software emulation ({why}): parallel vCPUs, but only ratios measured within one boot are meaningful"
         ),
         Accel::Kvm => eprintln!("[{who}] accelerator: KVM ({why})"),
     }
@@ -485,6 +549,50 @@ mod tests {
 
     fn strings(v: &[OsString]) -> Vec<String> {
         v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    // Expect parallel host threads only for mttcg, and single-threaded TCG otherwise.
+    #[test]
+    fn mttcg_runs_parallel_threads() {
+        let m = strings(&accel_args(Accel::Mttcg));
+        assert!(m.contains(&"tcg,thread=multi".to_string()), "{m:?}");
+        let t = strings(&accel_args(Accel::Tcg));
+        assert!(t.contains(&"tcg,thread=single".to_string()), "{t:?}");
+    }
+
+    // Expect the options that make the kernel rewrite its code at run time to be found,
+    // and only when set to y.
+    #[test]
+    fn text_patching_options_found() {
+        let stock = "CONFIG_JUMP_LABEL=y\nCONFIG_PREEMPT_DYNAMIC=y\nCONFIG_SMP=y\n";
+        assert_eq!(
+            text_patching_options(stock),
+            ["CONFIG_JUMP_LABEL", "CONFIG_PREEMPT_DYNAMIC"]
+        );
+        let parallel = "# CONFIG_JUMP_LABEL is not set\nCONFIG_SMP=y\n";
+        assert!(text_patching_options(parallel).is_empty());
+    }
+
+    // Expect mttcg to be refused for a kernel whose .config enables text patching or that
+    // has no .config to check, and allowed for the parallel profile's kernel.
+    #[test]
+    fn mttcg_refused_for_patching_kernels() {
+        let dir = std::env::temp_dir().join(format!("xtask-mttcg-{}", std::process::id()));
+        let boot = dir.join("arch/x86/boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        let kernel = boot.join("bzImage");
+        std::fs::write(&kernel, "").unwrap();
+        let err = check_mttcg_kernel(&kernel).unwrap_err().to_string();
+        assert!(err.contains("no .config"), "{err}");
+        std::fs::write(dir.join(".config"), "CONFIG_JUMP_LABEL=y\n").unwrap();
+        let err = check_mttcg_kernel(&kernel).unwrap_err().to_string();
+        assert!(
+            err.contains("CONFIG_JUMP_LABEL") && err.contains("--profile parallel"),
+            "{err}"
+        );
+        std::fs::write(dir.join(".config"), "# CONFIG_JUMP_LABEL is not set\n").unwrap();
+        check_mttcg_kernel(&kernel).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     // Expect the safety flags, the serial console on stdio and the sizes.
