@@ -198,10 +198,7 @@ fn progress(line: &str, verbose: bool) {
         eprintln!("  | {line}");
         return;
     }
-    let body = match line.find("] ") {
-        Some(i) if line.starts_with('[') => &line[i + 2..],
-        _ => line,
-    };
+    let body = vmtest::strip_timestamp(line);
     if body.starts_with("lags-bench:")
         || body.starts_with("lags-init:")
         || body.contains("Kernel panic")
@@ -332,7 +329,7 @@ impl BenchArgs {
             dir.display()
         );
         let mut recs = Records::default();
-        let mut worst = Verdict::Passed;
+        let mut verdicts = Vec::new();
         for b in &boots {
             spec.kernel = b.kernel.clone();
             let mut cmdline = vec!["rdinit=/bin/lags-bench".to_string()];
@@ -372,7 +369,7 @@ impl BenchArgs {
             let status =
                 guest_status.map_or_else(|| "no end record".into(), |s| s.as_str().to_string());
             let (v, message) = boot_verdict(&run.console, run.ending, guest_status);
-            worst = worst.max(v);
+            verdicts.push(v);
             let verdict = verdict_word(v);
             eprintln!(
                 "[bench] boot {}: {verdict} ({:.0}s) {message}",
@@ -398,6 +395,7 @@ impl BenchArgs {
         let _ = fs_err::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(&dir, &latest);
         eprintln!("[bench] results: {}", dir.display());
+        let worst = Verdict::worst(verdicts);
         if worst != Verdict::Passed {
             return Err(failure(
                 worst.exit(),
