@@ -404,11 +404,15 @@ pub fn read(path: &Path) -> Result<String> {
     fs_err::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
 }
 
+/// Creates `dir` and its parents, with the path in the error.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs_err::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
+}
+
 /// Writes `contents` to `path`, creating parent directories.
 pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
+        create_dir(dir)?;
     }
     fs_err::write(path, contents).with_context(|| format!("failed to write {}", path.display()))
 }

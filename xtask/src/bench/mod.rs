@@ -237,7 +237,7 @@ impl BenchArgs {
             }
         }
         let dir = paths.work.join("bench").join(util::timestamp());
-        fs_err::create_dir_all(&dir)?;
+        util::create_dir(&dir)?;
         eprintln!("[bench] building lags-bench (static) ...");
         let bench = build_bench(paths)?;
         let mut programs: Vec<PathBuf> = vec!["/usr/bin/perf".into(), "/usr/bin/stress-ng".into()];

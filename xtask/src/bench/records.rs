@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use lags_proto::bench::{DoneRecord, OverheadRecord, Record, RunRecord, Status};
 use serde::Serialize;
 use serde_json::Value;
@@ -198,9 +198,12 @@ impl Records {
 
 /// Reads env.json and the data files of a results directory.
 pub(crate) fn load_dir(dir: &Path) -> Result<(Value, Records)> {
-    let env: Value = serde_json::from_str(&util::read(&dir.join("env.json"))?)?;
+    let env_path = dir.join("env.json");
+    let env: Value = serde_json::from_str(&util::read(&env_path)?)
+        .with_context(|| format!("failed to parse {}", env_path.display()))?;
     let mut recs = Records::default();
-    let mut names: Vec<PathBuf> = fs_err::read_dir(dir)?
+    let mut names: Vec<PathBuf> = fs_err::read_dir(dir)
+        .with_context(|| format!("failed to list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.to_string_lossy().ends_with(".data.ndjson"))
         .collect();
