@@ -325,7 +325,7 @@ fn golden_bench_runs() {
             serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).expect("run.json"))
                 .expect("run.json is JSON");
         let target = run["slo_target"].as_f64().expect("slo_target");
-        let (env_v, recs) = bench::load_dir(&dir).expect("a results directory");
+        let (env_v, recs) = bench::records::load_dir(&dir).expect("a results directory");
         assert!(recs.invalid.is_empty(), "{name}: {:?}", recs.invalid);
         assert!(!recs.runs.is_empty(), "{name}: no run records");
         let mut boots = Vec::new();
@@ -348,11 +348,11 @@ fn golden_bench_runs() {
                 "message": message,
             }));
         }
-        let env = bench::env_from_value(&env_v);
-        let pts = bench::points(&recs.runs);
-        let ov = bench::overhead_rows(&recs.overhead);
-        let h = bench::headline(&pts, &ov, target);
-        let md = bench::render_markdown(&env, &pts, &ov, &h);
+        let env = bench::report::env_from_value(&env_v);
+        let pts = bench::stats::points(&recs.runs);
+        let ov = bench::stats::overhead_rows(&recs.overhead);
+        let h = bench::headline::headline(&pts, &ov, target);
+        let md = bench::report::render_markdown(&env, &pts, &ov, &h);
         let json = serde_json::to_string_pretty(&serde_json::json!({
             "boots": boots,
             "records": recs.raw.len(),

@@ -162,19 +162,9 @@ pub fn parse_rfc2822(s: &str) -> Result<(i64, i32)> {
     let sign = if tz.starts_with('-') { -1 } else { 1 };
     let tzd: i32 = tz.trim_start_matches(['+', '-']).parse()?;
     let offset = sign * ((tzd / 100) * 60 + tzd % 100);
-    let days = days_from_civil(year, month, day);
+    let days = util::days_from_civil(year, month, day);
     let local = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms.get(2).copied().unwrap_or(0);
     Ok((local - i64::from(offset) * 60, offset))
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Arguments of `cargo xtask patch`.

@@ -404,11 +404,15 @@ pub fn read(path: &Path) -> Result<String> {
     fs_err::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
 }
 
+/// Creates `dir` and its parents, with the path in the error.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs_err::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
+}
+
 /// Writes `contents` to `path`, creating parent directories.
 pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
+        create_dir(dir)?;
     }
     fs_err::write(path, contents).with_context(|| format!("failed to write {}", path.display()))
 }
@@ -442,6 +446,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Howard Hinnant's civil-to-days conversion, the inverse of [`civil_from_days`]: days
+/// since 1970-01-01 of year `y`, month `m` (1-12), day `d` (1-31).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +486,22 @@ mod tests {
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_414), (2025, 11, 22));
+    }
+
+    // Expect the two calendar conversions to be each other's inverse, across leap years,
+    // century rules and dates before 1970.
+    #[test]
+    fn civil_days_round_trip() {
+        for z in (-800_000..800_000).step_by(97).chain(-800..800) {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(
+                days_from_civil(y, i64::from(m), i64::from(d)),
+                z,
+                "{y}-{m}-{d}"
+            );
+        }
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
     }
 
     #[test]

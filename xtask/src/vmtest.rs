@@ -101,6 +101,13 @@ impl Verdict {
             Verdict::BootFailure => Exit::BootFailure,
         }
     }
+
+    /// The verdict of several boots: the most severe of theirs (the order above), so the
+    /// result never depends on the order the boots ran in; no boots at all is `Passed`.
+    /// `qemu-test` and `bench` both combine their boots with this.
+    pub fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        verdicts.into_iter().max().unwrap_or(Verdict::Passed)
+    }
 }
 
 /// Classifies a finished boot from its console and how it ended. Pure, unit-tested.
@@ -266,11 +273,7 @@ pub fn guest_image(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> Res
 impl QemuTestArgs {
     pub fn run(&self, paths: &Paths) -> Result<()> {
         let results = self.run_boots(paths)?;
-        let worst = results
-            .iter()
-            .map(|r| r.verdict)
-            .max()
-            .unwrap_or(Verdict::Passed);
+        let worst = Verdict::worst(results.iter().map(|r| r.verdict));
         if worst == Verdict::Passed {
             return Ok(());
         }
@@ -463,7 +466,9 @@ fn progress(line: &str, verbose: bool) {
     }
 }
 
-fn strip_timestamp(line: &str) -> &str {
+/// The line without its leading `[ timestamp] ` (anything up to the first `] `), for the
+/// progress echo of `qemu-test` and `bench`.
+pub(crate) fn strip_timestamp(line: &str) -> &str {
     if line.starts_with('[') {
         if let Some(i) = line.find("] ") {
             return &line[i + 2..];
@@ -563,5 +568,44 @@ mod tests {
         ];
         let codes: Vec<i32> = order.iter().map(|v| v.exit() as i32).collect();
         assert_eq!(codes, [0, 1, 12, 10, 11]);
+    }
+
+    // Expect the boots' verdicts to combine into the most severe one whatever the order of
+    // the boots (every permutation of every pair and of a mixed set), and no boots to pass.
+    #[test]
+    fn worst_verdict_is_order_independent() {
+        let all = [
+            Verdict::Passed,
+            Verdict::TestsFailed,
+            Verdict::Timeout,
+            Verdict::KernelFault,
+            Verdict::BootFailure,
+        ];
+        assert_eq!(Verdict::worst([]), Verdict::Passed);
+        for a in all {
+            for b in all {
+                assert_eq!(Verdict::worst([a, b]), Verdict::worst([b, a]));
+                assert_eq!(Verdict::worst([a, b]), a.max(b));
+            }
+        }
+        // Exit-code numbers would rank a timeout (12) above a boot failure (11) and a
+        // kernel fault (10); severity does not.
+        let boots = [Verdict::Timeout, Verdict::KernelFault, Verdict::BootFailure];
+        let mut seen = Vec::new();
+        for i in 0..boots.len() {
+            for j in 0..boots.len() {
+                for k in 0..boots.len() {
+                    if i != j && j != k && i != k {
+                        seen.push(Verdict::worst([boots[i], boots[j], boots[k]]));
+                    }
+                }
+            }
+        }
+        assert_eq!(seen.len(), 6);
+        assert!(seen.iter().all(|&v| v == Verdict::BootFailure), "{seen:?}");
+        assert_eq!(
+            Verdict::worst([Verdict::Passed, Verdict::TestsFailed, Verdict::Passed]),
+            Verdict::TestsFailed
+        );
     }
 }

@@ -1,0 +1,468 @@
+//! `cargo xtask bench`: the LAGS capacity benchmark.
+//!
+//! Boots the kernel with the in-guest workload generator (`tests/bench`, `lags-bench`) as
+//! PID 1, which runs a dense serverless workload under several scheduler configurations,
+//! interleaved in the same boot, and writes one JSON record per run to the guest's second
+//! serial port. This module plans the boots, runs them, and turns the records into
+//! `work/bench/<timestamp>/`: `results.json` (every raw record, the environment and the
+//! aggregates), `summary.md` and PNG plots. See `Documentation/benchmarks.md`.
+//!
+//! The parts: [`plan`] (settings and boots), [`records`] (what the guest wrote),
+//! [`stats`] (medians, ranges, aggregation), [`headline`] (capacity and targets),
+//! [`report`] (Markdown and JSON) and [`plot`] (PNG); this file holds the command and the
+//! boot loop.
+
+pub mod headline;
+pub mod plan;
+pub mod plot;
+pub mod records;
+pub mod report;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use lags_proto::bench::{Plan, Status};
+
+use crate::build::{self, ProfileArgs};
+use crate::console;
+use crate::initramfs::Initramfs;
+use crate::qemu::{self, Accel, Ending, Limits, VmSpec};
+use crate::util::{self, failure, Exit, Fnv, Paths};
+use crate::vmtest::{self, Verdict};
+use plan::{plan_boots, Settings};
+use records::{load_dir, Records};
+use report::{BootInfo, Env};
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Small preset: a few minutes under TCG (50 functions, 3 loads, 2 densities, short runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Accelerator; default: KVM if a probe boot works, else TCG.
+    #[arg(long, value_enum, env = "LAGS_ACCEL")]
+    pub accel: Option<Accel>,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub mem: u32,
+    /// Function cgroups of the load sweep.
+    #[arg(long)]
+    pub funcs: Option<usize>,
+    /// Offered loads of the load sweep (fractions of the measured CPU capacity), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub loads: Option<Vec<f64>>,
+    /// Function counts of the density sweep, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub density: Option<Vec<usize>>,
+    /// Offered load of the density sweep.
+    #[arg(long)]
+    pub density_load: Option<f64>,
+    /// Repetitions of every (configuration, point); at least 3 for a spread.
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Measured seconds per run (after a 1 s warm-up).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Configurations: stock, lags, tuned.
+    #[arg(long, value_delimiter = ',')]
+    pub configs: Option<Vec<String>>,
+    /// Parts: load, density, overhead.
+    #[arg(long, value_delimiter = ',')]
+    pub parts: Option<Vec<String>>,
+    /// Seed of the workload (the same for every configuration).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Mean service time per request, ms of calibrated guest CPU work.
+    #[arg(long)]
+    pub mean_ms: Option<f64>,
+    /// SLO: response <= max(MULT x service time, FLOOR).
+    #[arg(long, default_value_t = 10.0)]
+    pub slo_mult: f64,
+    /// SLO floor in ms.
+    #[arg(long, default_value_t = 20.0)]
+    pub slo_floor_ms: f64,
+    /// SLO attainment that defines capacity.
+    #[arg(long, default_value_t = 0.99)]
+    pub slo_target: f64,
+    /// base_slice_ns of the tuned-EEVDF baseline.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub tuned_slice_ns: u64,
+    /// Run everything in one boot even if it takes longer than ~20 minutes.
+    #[arg(long)]
+    pub single_boot: bool,
+    /// Also boot this kernel (e.g. unpatched, same base) for the overhead probes only.
+    #[arg(long, value_name = "BZIMAGE")]
+    pub baseline_kernel: Option<PathBuf>,
+    /// Extra host programs to carry into the guest (perf and stress-ng always are).
+    #[arg(long = "with", value_name = "PROGRAM")]
+    pub with: Vec<PathBuf>,
+    /// Extra guest parameters, `lb.key=value` (see tests/bench/src/lib.rs, `Plan`).
+    #[arg(long = "param", value_name = "lb.KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Hard time limit per boot, seconds (default: twice the estimate plus 2 minutes).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Fail as a hang when the console is silent this long, seconds.
+    #[arg(long, default_value_t = 180)]
+    pub silence: u64,
+    /// Only re-render the report of an existing results directory.
+    #[arg(long, value_name = "DIR")]
+    pub report_only: Option<PathBuf>,
+    /// Echo the whole guest console.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// The verdict of one benchmark boot: `qemu-test`'s infrastructure verdict
+/// ([`vmtest::classify_infra`]: boot failure, kernel fault, timeout), and then the guest's
+/// end record in place of KTAP: anything but `ok` means the benchmark had errors. Pure.
+pub fn boot_verdict(
+    console_text: &str,
+    ending: Ending,
+    status: Option<Status>,
+) -> (Verdict, String) {
+    let scan = console::scan(console_text);
+    if let Some(infra) = vmtest::classify_infra(&scan, ending, scan.runner_done) {
+        return infra;
+    }
+    match status {
+        Some(Status::Ok) => (Verdict::Passed, String::new()),
+        Some(s) => (Verdict::TestsFailed, format!("guest status {}", s.as_str())),
+        None => (Verdict::TestsFailed, "guest status no end record".into()),
+    }
+}
+
+/// The word `env.json` and the summary use for a boot's verdict.
+pub(crate) fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Passed => "ok",
+        Verdict::TestsFailed => "errors",
+        Verdict::Timeout => "timeout",
+        Verdict::KernelFault => "kernel fault",
+        Verdict::BootFailure => "boot failure",
+    }
+}
+
+fn host_cpu() -> String {
+    fs_err::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn loadavg() -> String {
+    fs_err::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Builds the static benchmark binary (like the guest runner: +crt-static).
+fn build_bench(paths: &Paths) -> Result<PathBuf> {
+    Ok(crate::vmtest::build_static(paths, "lags-bench")?.join("lags-bench"))
+}
+
+/// The benchmark's own initramfs: busybox, lags-bench, perf, stress-ng (+ --with).
+fn make_bench_initramfs(bench: &Path, programs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
+    let mut fs = Initramfs::new();
+    fs.busybox(Path::new("/bin/busybox"))?;
+    fs.host_file("/bin/lags-bench", bench)?;
+    let mut missing = Vec::new();
+    for p in programs {
+        if p.is_absolute() && !p.exists() {
+            missing.push(format!(
+                "{} not on the host: its probe is skipped",
+                p.display()
+            ));
+            continue;
+        }
+        fs.host_program(p)?;
+    }
+    fs.write_to(out)?;
+    Ok(missing)
+}
+
+fn progress(line: &str, verbose: bool) {
+    if verbose {
+        eprintln!("  | {line}");
+        return;
+    }
+    let body = vmtest::strip_timestamp(line);
+    if body.starts_with("lags-bench:")
+        || body.starts_with("lags-init:")
+        || body.contains("Kernel panic")
+        || body.contains("WARNING:")
+        || body.contains("BUG:")
+    {
+        eprintln!("  | {body}");
+    }
+}
+
+impl BenchArgs {
+    pub fn run(&self, paths: &Paths) -> Result<()> {
+        if let Some(dir) = &self.report_only {
+            let (env, recs) = load_dir(dir)?;
+            let ok = report::write(dir, env, &recs, self.slo_target)?;
+            return ok
+                .then_some(())
+                .ok_or_else(|| failure(Exit::TestsFailed, "incomplete results"));
+        }
+        let settings = Settings::from_args(self)?;
+        if settings.reps < 3 {
+            eprintln!("[bench] WARNING: fewer than 3 repetitions: the spread is not meaningful");
+        }
+        let profile = self.profile.profile();
+        let kernel = build::bzimage(paths, profile);
+        if !kernel.is_file() {
+            bail!(
+                "{} missing: run `cargo xtask build-kernel --profile {}`",
+                kernel.display(),
+                profile.name()
+            );
+        }
+        if let Some(b) = &self.baseline_kernel {
+            if !b.is_file() {
+                bail!("--baseline-kernel {} does not exist", b.display());
+            }
+        }
+        let dir = paths.work.join("bench").join(util::timestamp());
+        util::create_dir(&dir)?;
+        eprintln!("[bench] building lags-bench (static) ...");
+        let bench = build_bench(paths)?;
+        let mut programs: Vec<PathBuf> = vec!["/usr/bin/perf".into(), "/usr/bin/stress-ng".into()];
+        programs.extend(self.with.iter().cloned());
+        let initrd = dir.join("initramfs.cpio");
+        for w in make_bench_initramfs(&bench, &programs, &initrd)? {
+            eprintln!("[bench] WARNING: {w}");
+        }
+        let base = Plan {
+            seed: self.seed,
+            slo_mult: self.slo_mult,
+            slo_floor_ms: self.slo_floor_ms,
+            tuned_slice_ns: self.tuned_slice_ns,
+            ..Plan::default()
+        };
+        let mut common = Vec::new();
+        for p in &self.params {
+            if !p.starts_with("lb.") || !p.contains('=') {
+                bail!("--param {p:?}: expected lb.KEY=VALUE");
+            }
+            common.push(p.clone());
+        }
+        let max_boot = if self.single_boot {
+            f64::INFINITY
+        } else {
+            1200.0
+        };
+        let boots = plan_boots(
+            &settings,
+            &kernel,
+            self.baseline_kernel.as_deref(),
+            &base,
+            &common,
+            max_boot,
+        );
+        let mut spec = VmSpec {
+            kernel: kernel.clone(),
+            initrd: initrd.clone(),
+            extra_cmdline: vec![],
+            cpus: self.cpus,
+            mem_mib: self.mem,
+            accel: Accel::Tcg,
+            data_out: None,
+        };
+        let (accel, why) = qemu::apply_accel(
+            self.accel,
+            &mut spec,
+            &paths.work.join("kvm-probe"),
+            "bench",
+        )?;
+        let files = crate::patch::series(&paths.patches())?;
+        let mut env = Env {
+            command: format!(
+                "cargo xtask bench {}",
+                std::env::args().skip(2).collect::<Vec<_>>().join(" ")
+            )
+            .trim()
+            .to_string(),
+            accel: accel.name().into(),
+            accel_reason: why,
+            cpus: self.cpus,
+            mem_mib: self.mem,
+            seed: self.seed,
+            kernel_release: crate::fetch::makefile_version(&paths.src()).unwrap_or_default(),
+            series_hash: crate::patch::series_hash(&files).unwrap_or_default(),
+            config_hash: fs_err::read(paths.build(profile).join(".config"))
+                .map(|b| Fnv::default().update(&b).hex())
+                .unwrap_or_default(),
+            qemu: util::tool_version(qemu::qemu_binary(), &["--version"])
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            host_cpu: host_cpu(),
+            host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            slo: format!(
+                "response ≤ max({}× service time, {} ms)",
+                self.slo_mult, self.slo_floor_ms
+            ),
+            settings: Some(settings.clone()),
+            boots: vec![],
+        };
+        let total: f64 = boots.iter().map(|b| b.estimate_s).sum();
+        eprintln!(
+            "[bench] {} boot(s), estimated {:.0} min of guest time; results in {}",
+            boots.len(),
+            total / 60.0,
+            dir.display()
+        );
+        let mut recs = Records::default();
+        let mut verdicts = Vec::new();
+        for b in &boots {
+            spec.kernel = b.kernel.clone();
+            let mut cmdline = vec!["rdinit=/bin/lags-bench".to_string()];
+            cmdline.extend(b.params.iter().cloned());
+            spec.extra_cmdline = cmdline.clone();
+            let data = dir.join(format!("{}.data.ndjson", b.name));
+            let _ = fs_err::remove_file(&data);
+            spec.data_out = Some(data.clone());
+            let hard =
+                Duration::from_secs(self.timeout.unwrap_or((b.estimate_s * 2.0 + 120.0) as u64));
+            let log = dir.join(format!("{}.console.log", b.name));
+            eprintln!(
+                "[bench] boot {}: {} vCPUs, {}, estimate {:.0}s, limit {}s",
+                b.name,
+                spec.cpus,
+                accel.name(),
+                b.estimate_s,
+                hard.as_secs()
+            );
+            let before = loadavg();
+            let run = qemu::run_vm(
+                &spec,
+                &log,
+                Limits {
+                    hard,
+                    silence: Duration::from_secs(self.silence),
+                },
+                |l| progress(l, self.verbose),
+            )?;
+            let text = fs_err::read_to_string(&data).unwrap_or_default();
+            recs.add(&b.name, &text);
+            for e in &recs.invalid {
+                eprintln!("[bench] WARNING: invalid record from the guest: {e}");
+            }
+            recs.invalid.clear();
+            let guest_status = recs.status_of(&b.name);
+            let status =
+                guest_status.map_or_else(|| "no end record".into(), |s| s.as_str().to_string());
+            let (v, message) = boot_verdict(&run.console, run.ending, guest_status);
+            verdicts.push(v);
+            let verdict = verdict_word(v);
+            eprintln!(
+                "[bench] boot {}: {verdict} ({:.0}s) {message}",
+                b.name,
+                run.elapsed.as_secs_f64()
+            );
+            env.boots.push(BootInfo {
+                name: b.name.clone(),
+                kernel: b.kernel.display().to_string(),
+                params: b.params.clone(),
+                elapsed_s: run.elapsed.as_secs_f64(),
+                verdict: verdict.into(),
+                message,
+                host_loadavg_before: before,
+                host_loadavg_after: loadavg(),
+                guest_status: status,
+            });
+            util::write(&dir.join("env.json"), serde_json::to_string_pretty(&env)?)?;
+        }
+        let _ = fs_err::remove_file(&initrd);
+        report::write(&dir, serde_json::to_value(&env)?, &recs, self.slo_target)?;
+        let latest = paths.work.join("bench").join("latest");
+        let _ = fs_err::remove_file(&latest);
+        let _ = std::os::unix::fs::symlink(&dir, &latest);
+        eprintln!("[bench] results: {}", dir.display());
+        let worst = Verdict::worst(verdicts);
+        if worst != Verdict::Passed {
+            return Err(failure(
+                worst.exit(),
+                format!(
+                    "one or more benchmark boots did not finish cleanly; see {}",
+                    dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect a benchmark boot to get qemu-test's verdict for the same console: a panic
+    // before the runner starts is a boot failure (exit 11), a panic after it a kernel
+    // fault (10); a clean end with a bad guest status means errors (1).
+    #[test]
+    fn bench_boot_verdicts() {
+        let boot = "[    0.0] Linux version 6.12.117\n";
+        let started = format!("{boot}[    1.0] lags-init: start (lags-bench)\n");
+        let done = format!("{started}[    9.0] lags-init: done status=ok errors=0\n");
+        let panic = "[    2.0] Kernel panic - not syncing: Attempted to kill init!\n";
+        let cases = [
+            (
+                format!("{boot}{panic}"),
+                Ending::Exited,
+                None,
+                Verdict::BootFailure,
+            ),
+            (
+                format!("{started}{panic}"),
+                Ending::Exited,
+                None,
+                Verdict::KernelFault,
+            ),
+            (started.clone(), Ending::Silent, None, Verdict::Timeout),
+            (
+                done.clone(),
+                Ending::Exited,
+                Some(Status::Ok),
+                Verdict::Passed,
+            ),
+            (
+                done.clone(),
+                Ending::Exited,
+                Some(Status::Errors),
+                Verdict::TestsFailed,
+            ),
+            (done.clone(), Ending::Exited, None, Verdict::TestsFailed),
+        ];
+        for (console, ending, status, want) in cases {
+            let (v, msg) = boot_verdict(&console, ending, status);
+            assert_eq!(v, want, "{console:?}: {msg}");
+            let (q, _, _, _) = vmtest::classify(&console, ending);
+            if want != Verdict::Passed && want != Verdict::TestsFailed {
+                assert_eq!(v, q, "qemu-test disagrees on {console:?}");
+            }
+        }
+        assert_eq!(Verdict::BootFailure.exit() as i32, 11);
+        // The worst boot decides whatever the order of the boots.
+        let a = [Verdict::KernelFault, Verdict::BootFailure, Verdict::Passed];
+        let fwd = a.iter().copied().fold(Verdict::Passed, Verdict::max);
+        let rev = a.iter().rev().copied().fold(Verdict::Passed, Verdict::max);
+        assert_eq!(fwd, rev);
+    }
+}

@@ -1,0 +1,292 @@
+//! Host-side plan: the sweep settings from the command line and their split into boots,
+//! each a [`lags_proto::bench::Plan`] written as `lb.*` kernel parameters.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use lags_proto::bench::Plan;
+use serde::Serialize;
+
+use super::BenchArgs;
+
+/// The sweep settings after the preset and the overrides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub funcs: usize,
+    pub loads: Vec<f64>,
+    pub density: Vec<usize>,
+    pub density_load: f64,
+    pub reps: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub configs: Vec<String>,
+    pub parts: Vec<String>,
+    pub mean_ms: f64,
+    pub ov_reps: usize,
+    pub ov_pipe_loops: u64,
+    pub ov_switch_s: u32,
+}
+
+impl Settings {
+    pub fn preset(quick: bool) -> Settings {
+        if quick {
+            Settings {
+                funcs: 50,
+                loads: vec![0.5, 0.7, 0.9],
+                density: vec![25, 100],
+                density_load: 0.7,
+                reps: 3,
+                duration_s: 3.0,
+                warmup_s: 1.0,
+                configs: vec!["stock".into(), "lags".into(), "tuned".into()],
+                parts: vec!["load".into(), "density".into(), "overhead".into()],
+                mean_ms: 5.0,
+                ov_reps: 3,
+                ov_pipe_loops: 10_000,
+                ov_switch_s: 2,
+            }
+        } else {
+            Settings {
+                funcs: 100,
+                loads: vec![0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
+                density: vec![25, 100, 400],
+                density_load: 0.7,
+                reps: 3,
+                duration_s: 8.0,
+                warmup_s: 1.0,
+                configs: vec!["stock".into(), "lags".into(), "tuned".into()],
+                parts: vec!["load".into(), "density".into(), "overhead".into()],
+                mean_ms: 5.0,
+                ov_reps: 5,
+                ov_pipe_loops: 20_000,
+                ov_switch_s: 3,
+            }
+        }
+    }
+
+    pub(super) fn from_args(a: &BenchArgs) -> Result<Settings> {
+        let mut s = Settings::preset(a.quick);
+        if let Some(v) = a.funcs {
+            s.funcs = v;
+        }
+        if let Some(v) = &a.loads {
+            s.loads = v.clone();
+        }
+        if let Some(v) = &a.density {
+            s.density = v.clone();
+        }
+        if let Some(v) = a.density_load {
+            s.density_load = v;
+        }
+        if let Some(v) = a.reps {
+            s.reps = v;
+        }
+        if let Some(v) = a.duration {
+            s.duration_s = v;
+        }
+        if let Some(v) = &a.configs {
+            s.configs = v.clone();
+        }
+        if let Some(v) = &a.parts {
+            s.parts = v.clone();
+        }
+        if let Some(v) = a.mean_ms {
+            s.mean_ms = v;
+        }
+        for c in &s.configs {
+            if !["stock", "lags", "tuned"].contains(&c.as_str()) {
+                bail!("unknown configuration {c:?}: use stock, lags, tuned");
+            }
+        }
+        for p in &s.parts {
+            if !["load", "density", "overhead"].contains(&p.as_str()) {
+                bail!("unknown part {p:?}: use load, density, overhead");
+            }
+        }
+        if s.loads.iter().any(|&l| !(0.01..=1.5).contains(&l)) {
+            bail!("loads must be fractions of the vCPUs (0.01..1.5)");
+        }
+        s.loads.sort_by(f64::total_cmp);
+        Ok(s)
+    }
+
+    /// Estimated guest seconds of one run.
+    fn run_s(&self) -> f64 {
+        self.warmup_s + self.duration_s + 2.0
+    }
+
+    fn overhead_s(&self) -> f64 {
+        // Two modes; pipe at ~100 us/op under TCG, messaging ~5 s, switch + start-up.
+        self.ov_reps as f64
+            * 2.0
+            * (self.ov_pipe_loops as f64 * 100e-6 + 5.0 + self.ov_switch_s as f64 + 2.0)
+    }
+}
+
+/// One boot of the benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BootPlan {
+    pub name: String,
+    pub kernel: PathBuf,
+    /// `lb.*` guest parameters.
+    pub params: Vec<String>,
+    pub estimate_s: f64,
+}
+
+/// Splits the work into boots of at most `max_boot_s` (estimated), configurations always
+/// interleaved within a boot. `base` gives the guest plan's fields that are not sweep
+/// settings (seed, SLO, tuned slice, workload shape); `common` are extra parameters for
+/// every boot (`--param`), after the plan so they win. Pure.
+pub fn plan_boots(
+    s: &Settings,
+    kernel: &Path,
+    baseline: Option<&Path>,
+    base: &Plan,
+    common: &[String],
+    max_boot_s: f64,
+) -> Vec<BootPlan> {
+    let has = |p: &str| s.parts.iter().any(|x| x == p);
+    let params = |parts: &str, loads: &[f64]| -> Vec<String> {
+        let plan = Plan {
+            parts: parts.split(',').map(str::to_string).collect(),
+            configs: s.configs.clone(),
+            funcs: s.funcs,
+            loads: loads.to_vec(),
+            density: s.density.clone(),
+            density_load: s.density_load,
+            reps: s.reps,
+            duration_s: s.duration_s,
+            warmup_s: s.warmup_s,
+            mean_ms: s.mean_ms,
+            ov_reps: s.ov_reps,
+            ov_pipe_loops: s.ov_pipe_loops,
+            ov_switch_s: s.ov_switch_s,
+            ..base.clone()
+        };
+        let mut v = plan.to_cmdline();
+        v.extend(common.iter().cloned());
+        v
+    };
+    let nconf = s.configs.len() as f64;
+    let load_s = |n: usize| n as f64 * s.reps as f64 * nconf * s.run_s();
+    let density_s = s.density.len() as f64 * s.reps as f64 * nconf * s.run_s();
+    let ov_s = s.overhead_s();
+    let total = if has("load") {
+        load_s(s.loads.len())
+    } else {
+        0.0
+    } + if has("density") { density_s } else { 0.0 }
+        + if has("overhead") { ov_s } else { 0.0 };
+    let mut boots = Vec::new();
+    if total <= max_boot_s {
+        let parts: Vec<&str> = ["overhead", "load", "density"]
+            .into_iter()
+            .filter(|p| has(p))
+            .collect();
+        if !parts.is_empty() {
+            boots.push(BootPlan {
+                name: "all".into(),
+                kernel: kernel.to_path_buf(),
+                params: params(&parts.join(","), &s.loads),
+                estimate_s: total,
+            });
+        }
+    } else {
+        if has("load") && !s.loads.is_empty() {
+            let per = ((max_boot_s / load_s(1)).floor() as usize).max(1);
+            let nboots = s.loads.len().div_ceil(per);
+            // Spread the loads round-robin, so every boot covers the whole range.
+            for b in 0..nboots {
+                let loads: Vec<f64> = s.loads.iter().skip(b).step_by(nboots).copied().collect();
+                let name = if nboots == 1 {
+                    "load".to_string()
+                } else {
+                    format!("load-{}", b + 1)
+                };
+                boots.push(BootPlan {
+                    name,
+                    kernel: kernel.to_path_buf(),
+                    estimate_s: load_s(loads.len()),
+                    params: params("load", &loads),
+                });
+            }
+        }
+        let mut rest = Vec::new();
+        let mut est = 0.0;
+        if has("overhead") {
+            rest.push("overhead");
+            est += ov_s;
+        }
+        if has("density") {
+            rest.push("density");
+            est += density_s;
+        }
+        if !rest.is_empty() {
+            boots.push(BootPlan {
+                name: rest.join("+"),
+                kernel: kernel.to_path_buf(),
+                params: params(&rest.join(","), &s.loads),
+                estimate_s: est,
+            });
+        }
+    }
+    if let Some(b) = baseline {
+        boots.push(BootPlan {
+            name: "baseline-kernel".into(),
+            kernel: b.to_path_buf(),
+            params: params("overhead", &s.loads),
+            estimate_s: ov_s / 2.0,
+        });
+    }
+    boots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guest plan's base for the boot-plan tests: seed 1, everything else default.
+    fn seed1() -> Plan {
+        Plan {
+            seed: 1,
+            ..Plan::default()
+        }
+    }
+
+    // Expect one boot when it fits, otherwise loads spread over boots and the rest in one.
+    #[test]
+    fn boot_plan() {
+        let s = Settings::preset(true);
+        let k = Path::new("/k");
+        let b = plan_boots(&s, k, None, &seed1(), &[], 1200.0);
+        assert_eq!(b.len(), 1);
+        assert!(b[0]
+            .params
+            .contains(&"lb.parts=overhead,load,density".to_string()));
+        assert!(b[0].estimate_s < 600.0, "{}", b[0].estimate_s);
+        let f = Settings::preset(false);
+        let b = plan_boots(&f, k, None, &seed1(), &[], 1200.0);
+        assert_eq!(b.len(), 1, "the full preset fits one 20-minute boot: {b:?}");
+        let b = plan_boots(
+            &f,
+            k,
+            Some(Path::new("/base")),
+            &seed1(),
+            &["lb.x=1".into()],
+            800.0,
+        );
+        let names: Vec<&str> = b.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["load", "overhead+density", "baseline-kernel"]);
+        assert!(b.iter().all(|b| b.estimate_s <= 800.0));
+        assert!(b.iter().all(|b| b.params.contains(&"lb.x=1".to_string())));
+        assert_eq!(b[2].kernel, Path::new("/base"));
+        let b = plan_boots(&f, k, None, &seed1(), &[], 300.0);
+        let loads: Vec<&String> = b
+            .iter()
+            .flat_map(|b| b.params.iter())
+            .filter(|p| p.starts_with("lb.loads="))
+            .collect();
+        assert!(b.len() > 3, "{b:?}");
+        assert!(loads[0].contains("0.4") && loads[1].contains("0.5"));
+    }
+}

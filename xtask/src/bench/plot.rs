@@ -1,0 +1,279 @@
+//! PNG plots: SLO attainment, response-time CDFs, context switches per request.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::records::{Hist, HistExt, Run};
+use super::stats::{Point, Spread};
+
+fn register_font() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        for p in [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        ] {
+            if let Ok(bytes) = fs_err::read(p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font(
+                    "sans-serif",
+                    plotters::style::FontStyle::Normal,
+                    bytes,
+                )
+                .is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+fn color(config: &str) -> plotters::style::RGBColor {
+    match config {
+        "stock" => plotters::style::RGBColor(200, 50, 50),
+        "lags" => plotters::style::RGBColor(30, 100, 200),
+        "tuned" => plotters::style::RGBColor(40, 150, 60),
+        _ => plotters::style::RGBColor(90, 90, 90),
+    }
+}
+
+type PlotResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+fn plot_slo(path: &Path, pts: &[Point], accel: &str, target: f64) -> PlotResult {
+    use plotters::prelude::*;
+    let ps: Vec<&Point> = pts.iter().filter(|p| p.sweep == "load").collect();
+    if ps.is_empty() {
+        return Ok(());
+    }
+    let (lo, hi) = ps.iter().fold((f64::MAX, f64::MIN), |(a, b), p| {
+        (a.min(p.load), b.max(p.load))
+    });
+    let ymin = ps
+        .iter()
+        .filter_map(|p| p.slo.map(|s| s.min))
+        .fold(1.0f64, f64::min)
+        .min(target)
+        * 100.0;
+    let ymin = (ymin - 2.0).max(0.0).floor();
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            format!("SLO attainment vs offered load ({accel})"),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lo - 0.03)..(hi + 0.03), ymin..100.5)?;
+    c.configure_mesh()
+        .x_desc("offered load (fraction of the measured CPU capacity)")
+        .y_desc("requests meeting the SLO (%)")
+        .draw()?;
+    c.draw_series(LineSeries::new(
+        [(lo - 0.03, target * 100.0), (hi + 0.03, target * 100.0)],
+        BLACK.mix(0.5),
+    ))?
+    .label(format!("target {:.1}%", target * 100.0))
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+    let configs: std::collections::BTreeSet<&str> = ps.iter().map(|p| p.config.as_str()).collect();
+    for cfg in configs {
+        let col = color(cfg);
+        let mut xs: Vec<(f64, Spread)> = ps
+            .iter()
+            .filter(|p| p.config == cfg)
+            .filter_map(|p| p.slo.map(|s| (p.load, s)))
+            .collect();
+        xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        c.draw_series(LineSeries::new(
+            xs.iter().map(|(l, s)| (*l, s.median * 100.0)),
+            col.stroke_width(2),
+        ))?
+        .label(cfg)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+        c.draw_series(xs.iter().map(|(l, s)| {
+            ErrorBar::new_vertical(
+                *l,
+                s.min * 100.0,
+                s.median * 100.0,
+                s.max * 100.0,
+                col.filled(),
+                8,
+            )
+        }))?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn plot_cdf(path: &Path, runs: &[Run], load: f64, accel: &str) -> PlotResult {
+    use plotters::prelude::*;
+    let sel: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.sweep == "load" && (r.load - load).abs() < 1e-6)
+        .collect();
+    if sel.is_empty() {
+        return Ok(());
+    }
+    let mut hists: BTreeMap<(String, bool), Hist> = BTreeMap::new();
+    for r in &sel {
+        hists
+            .entry((r.config.clone(), false))
+            .or_default()
+            .merge(&r.hist_all);
+        hists
+            .entry((r.config.clone(), true))
+            .or_default()
+            .merge(&r.hist_light);
+    }
+    let xmax = hists
+        .values()
+        .flat_map(|h| h.cdf())
+        .map(|p| p.0)
+        .fold(1.0f64, f64::max)
+        .min(1e5);
+    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, 2));
+    for (i, panel) in panels.iter().enumerate() {
+        let light = i == 1;
+        let mut c = ChartBuilder::on(panel)
+            .caption(
+                format!(
+                    "{} requests, load {load:.2} ({accel})",
+                    if light { "light-function" } else { "all" }
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d((0.1f64..xmax * 1.2).log_scale(), 0f64..1.0)?;
+        c.configure_mesh()
+            .x_desc("response time (ms, log)")
+            .y_desc("fraction of requests ≤ x")
+            .draw()?;
+        for ((cfg, l), h) in &hists {
+            if *l != light {
+                continue;
+            }
+            let col = color(cfg);
+            let pts: Vec<(f64, f64)> = h.cdf().into_iter().map(|(x, y)| (x.max(0.1), y)).collect();
+            c.draw_series(LineSeries::new(pts, col.stroke_width(2)))?
+                .label(cfg.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
+                });
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn plot_ctx(path: &Path, pts: &[Point], accel: &str) -> PlotResult {
+    use plotters::prelude::*;
+    let ps: Vec<&Point> = pts
+        .iter()
+        .filter(|p| p.sweep == "density" && p.ctx_per_req.is_some())
+        .collect();
+    if ps.is_empty() {
+        return Ok(());
+    }
+    let fmax = ps.iter().map(|p| p.funcs).max().unwrap_or(1) as f64;
+    let fmin = ps.iter().map(|p| p.funcs).min().unwrap_or(1) as f64;
+    let ymax = ps
+        .iter()
+        .filter_map(|p| p.ctx_per_req.map(|s| s.max))
+        .fold(1.0f64, f64::max)
+        * 1.15;
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            format!("context switches per request vs density ({accel})"),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d((fmin * 0.8..fmax * 1.25).log_scale(), 0f64..ymax)?;
+    c.configure_mesh()
+        .x_desc("function cgroups (log)")
+        .y_desc("system-wide context switches per completed request")
+        .draw()?;
+    let configs: std::collections::BTreeSet<&str> = ps.iter().map(|p| p.config.as_str()).collect();
+    for cfg in configs {
+        let col = color(cfg);
+        let mut xs: Vec<(f64, Spread)> = ps
+            .iter()
+            .filter(|p| p.config == cfg)
+            .filter_map(|p| p.ctx_per_req.map(|s| (p.funcs as f64, s)))
+            .collect();
+        xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        c.draw_series(LineSeries::new(
+            xs.iter().map(|(f, s)| (*f, s.median)),
+            col.stroke_width(2),
+        ))?
+        .label(cfg)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+        c.draw_series(
+            xs.iter()
+                .map(|(f, s)| ErrorBar::new_vertical(*f, s.min, s.median, s.max, col.filled(), 8)),
+        )?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+pub(super) fn plots(
+    dir: &Path,
+    runs: &[Run],
+    pts: &[Point],
+    accel: &str,
+    target: f64,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !register_font() {
+        warnings.push("no TrueType font found (install fonts-dejavu-core): plots skipped".into());
+        return warnings;
+    }
+    let mut check = |name: String, r: PlotResult| {
+        if let Err(e) = r {
+            warnings.push(format!("plot {name}: {e}"));
+        }
+    };
+    check(
+        "slo.png".into(),
+        plot_slo(&dir.join("slo.png"), pts, accel, target),
+    );
+    let mut loads: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.sweep == "load")
+        .map(|r| r.load)
+        .collect();
+    loads.sort_by(f64::total_cmp);
+    loads.dedup_by(|a, b| (*a - *b).abs() < 1e-6);
+    for l in loads {
+        let name = format!("cdf-load-{l:.2}.png");
+        check(name.clone(), plot_cdf(&dir.join(&name), runs, l, accel));
+    }
+    check("ctx.png".into(), plot_ctx(&dir.join("ctx.png"), pts, accel));
+    warnings
+}

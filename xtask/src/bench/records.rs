@@ -1,0 +1,289 @@
+//! Records from the guest: the data port's JSON lines decoded as
+//! [`lags_proto::bench::Record`] and tagged with their boot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use lags_proto::bench::{DoneRecord, OverheadRecord, Record, RunRecord, Status};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::util;
+
+pub use lags_proto::bench::{Hist, LagsCounters, Summary};
+
+/// Bins per decade of the guest's histograms (from 1 us).
+const BINS_PER_DECADE: f64 = lags_proto::bench::BINS_PER_DECADE as f64;
+
+/// What the host does with a guest histogram.
+pub trait HistExt {
+    /// Empirical CDF: (upper edge of the bin in ms, cumulative fraction).
+    fn cdf(&self) -> Vec<(f64, f64)>;
+    /// Adds the counts of `other`.
+    fn merge(&mut self, other: &Hist);
+}
+
+impl HistExt for Hist {
+    fn cdf(&self) -> Vec<(f64, f64)> {
+        let total: u64 = self.bins.iter().map(|b| b.1).sum();
+        let mut acc = 0;
+        self.bins
+            .iter()
+            .map(|&(b, n)| {
+                acc += n;
+                (
+                    10f64.powf((b as f64 + 1.0) / BINS_PER_DECADE) / 1e3,
+                    acc as f64 / total.max(1) as f64,
+                )
+            })
+            .collect()
+    }
+
+    fn merge(&mut self, other: &Hist) {
+        let mut m: BTreeMap<u32, u64> = self.bins.iter().copied().collect();
+        for &(b, n) in &other.bins {
+            *m.entry(b).or_default() += n;
+        }
+        self.bins = m.into_iter().collect();
+    }
+}
+
+/// One run (configuration x point x repetition): the fields of the guest's
+/// [`RunRecord`] the report uses, tagged with the boot.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Run {
+    pub boot: String,
+    pub sweep: String,
+    pub config: String,
+    pub funcs: usize,
+    pub load: f64,
+    pub rep: usize,
+    pub offered_load: f64,
+    pub achieved_load: f64,
+    pub throughput_rps: f64,
+    pub cpu_util: f64,
+    pub cpu_kernel: f64,
+    pub ctxt_per_req: Option<f64>,
+    pub schedule_per_req: Option<f64>,
+    pub run_delay_ms_per_req: Option<f64>,
+    pub worker_cs_per_req: Option<f64>,
+    pub worker_wait_ms_per_req: Option<f64>,
+    pub work_inflation: Option<f64>,
+    pub dispatch_late_mean_us: f64,
+    pub dropped: usize,
+    pub all: Summary,
+    pub light: Summary,
+    pub heavy: Summary,
+    pub hist_all: Hist,
+    pub hist_light: Hist,
+    pub lags: Option<LagsCounters>,
+}
+
+/// One overhead measurement: the guest's [`OverheadRecord`] tagged with the boot.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct OverheadRec {
+    pub boot: String,
+    pub probe: String,
+    pub mode: String,
+    pub rep: usize,
+    pub value: Option<f64>,
+    pub unit: String,
+    pub higher_is_better: bool,
+    pub error: Option<String>,
+}
+
+impl Run {
+    fn from_record(boot: &str, r: RunRecord) -> Run {
+        Run {
+            boot: boot.to_string(),
+            sweep: r.sweep,
+            config: r.config,
+            funcs: r.funcs,
+            load: r.load,
+            rep: r.rep,
+            offered_load: r.offered_load,
+            achieved_load: r.achieved_load,
+            throughput_rps: r.throughput_rps,
+            cpu_util: r.cpu_util,
+            cpu_kernel: r.cpu_kernel,
+            ctxt_per_req: r.ctxt_per_req,
+            schedule_per_req: r.schedule_per_req,
+            run_delay_ms_per_req: r.run_delay_ms_per_req,
+            worker_cs_per_req: r.worker_cs_per_req,
+            worker_wait_ms_per_req: r.worker_wait_ms_per_req,
+            work_inflation: r.work_inflation,
+            dispatch_late_mean_us: r.dispatch_late_mean_us,
+            dropped: r.dropped,
+            all: r.all,
+            light: r.light,
+            heavy: r.heavy,
+            hist_all: r.hist_all,
+            hist_light: r.hist_light,
+            lags: r.lags,
+        }
+    }
+}
+
+impl OverheadRec {
+    fn from_record(boot: &str, r: OverheadRecord) -> OverheadRec {
+        OverheadRec {
+            boot: boot.to_string(),
+            probe: r.probe,
+            mode: r.mode,
+            rep: r.rep,
+            value: r.value,
+            unit: r.unit,
+            higher_is_better: r.higher_is_better,
+            error: r.error,
+        }
+    }
+}
+
+/// Everything the guests wrote, tagged with the boot.
+#[derive(Debug, Default)]
+pub struct Records {
+    /// Every record as written, with `boot` added.
+    pub raw: Vec<Value>,
+    pub runs: Vec<Run>,
+    pub overhead: Vec<OverheadRec>,
+    /// The guests' environment records, with `boot` added.
+    pub env: Vec<Value>,
+    /// The end record of each boot.
+    pub done: Vec<(String, DoneRecord)>,
+    /// Lines that are JSON but not a record of the contract (`boot: error`).
+    pub invalid: Vec<String>,
+}
+
+impl Records {
+    /// Parses one boot's data channel: one record per line, as `lags_proto::bench::Record`
+    /// defines it. Lines that are not JSON (the serial port's start-up noise) are ignored;
+    /// JSON that is not a valid record is listed in `invalid` and not used.
+    pub fn add(&mut self, boot: &str, text: &str) {
+        for line in text.lines() {
+            let line = line.trim();
+            let Ok(mut v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let rec = match serde_json::from_str::<Record>(line) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.invalid.push(format!("{boot}: {e}"));
+                    continue;
+                }
+            };
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("boot".into(), Value::String(boot.to_string()));
+            }
+            match rec {
+                Record::Run(r) => self.runs.push(Run::from_record(boot, *r)),
+                Record::Overhead(r) => self.overhead.push(OverheadRec::from_record(boot, r)),
+                Record::Env(_) => self.env.push(v.clone()),
+                Record::Done(d) => self.done.push((boot.to_string(), d)),
+                Record::Functions(_) => {}
+            }
+            self.raw.push(v);
+        }
+    }
+
+    /// The guest's status of `boot`, from its end record.
+    pub fn status_of(&self, boot: &str) -> Option<Status> {
+        self.done
+            .iter()
+            .rev()
+            .find(|(b, _)| b == boot)
+            .map(|(_, d)| d.status)
+    }
+}
+
+/// Reads env.json and the data files of a results directory.
+pub(crate) fn load_dir(dir: &Path) -> Result<(Value, Records)> {
+    let env_path = dir.join("env.json");
+    let env: Value = serde_json::from_str(&util::read(&env_path)?)
+        .with_context(|| format!("failed to parse {}", env_path.display()))?;
+    let mut recs = Records::default();
+    let mut names: Vec<PathBuf> = fs_err::read_dir(dir)
+        .with_context(|| format!("failed to list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".data.ndjson"))
+        .collect();
+    names.sort();
+    for p in names {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .trim_end_matches(".data.ndjson")
+            .to_string();
+        recs.add(&name, &util::read(&p)?);
+    }
+    Ok((env, recs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect a CDF from the sparse histogram at the bins' upper edges.
+    #[test]
+    fn hist_cdf_and_merge() {
+        let mut h = Hist {
+            bins: vec![(60, 1), (80, 3)],
+        };
+        h.merge(&Hist {
+            bins: vec![(60, 1), (100, 5)],
+        });
+        assert_eq!(h.bins, vec![(60, 2), (80, 3), (100, 5)]);
+        let c = h.cdf();
+        assert!((c[0].0 - 10f64.powf(61.0 / 20.0) / 1e3).abs() < 1e-12);
+        assert_eq!(c[0].1, 0.2);
+        assert_eq!(c[2].1, 1.0);
+    }
+
+    // Expect guest lines to be parsed by type and tagged with the boot; junk ignored, and
+    // a record that does not match the contract reported instead of read as defaults.
+    #[test]
+    fn records() {
+        let mut r = Records::default();
+        let run = Record::Run(Box::new(RunRecord {
+            sweep: "load".into(),
+            config: "lags".into(),
+            load: 0.5,
+            all: Summary {
+                slo_attainment: Some(0.99),
+                ..Summary::default()
+            },
+            ..RunRecord::default()
+        }));
+        let ov = Record::Overhead(OverheadRecord {
+            probe: "p".into(),
+            mode: "off".into(),
+            value: Some(1.0),
+            ..OverheadRecord::default()
+        });
+        let done = Record::Done(DoneRecord {
+            status: Status::Ok,
+            errors: 0,
+        });
+        let line = |r: &Record| serde_json::to_string(r).unwrap();
+        // A record with a field the contract does not have is not used.
+        let misspelt = r#"{"type":"overhead","probe":"p","mode":"on","value":1.0,"unit":"","higher_is_better":false,"wall_s":1.0,"eror":null}"#;
+        r.add(
+            "b1",
+            &format!(
+                "garbage\n{}\n{}\n{misspelt}\n{}\n",
+                line(&run),
+                line(&ov),
+                line(&done)
+            ),
+        );
+        assert_eq!(r.runs.len(), 1);
+        assert_eq!(r.runs[0].boot, "b1");
+        assert_eq!(r.runs[0].all.slo_attainment, Some(0.99));
+        assert_eq!(r.overhead.len(), 1);
+        assert_eq!(r.done.len(), 1);
+        assert_eq!(r.raw.len(), 3);
+        assert_eq!(r.invalid.len(), 1, "{:?}", r.invalid);
+        assert_eq!(r.status_of("b1"), Some(Status::Ok));
+    }
+}

@@ -1,0 +1,365 @@
+//! The report: `summary.md` (Markdown) and `results.json`, and the environment they
+//! describe.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::headline::{headline, Headline};
+use super::plan::Settings;
+use super::plot::plots;
+use super::records::Records;
+use super::stats::{overhead_rows, points, OverheadRow, Point, Spread};
+use crate::util;
+
+fn fmt_spread(s: &Option<Spread>, scale: f64, prec: usize) -> String {
+    match s {
+        None => "–".into(),
+        Some(s) => {
+            let f = |x: f64| {
+                if x.is_finite() {
+                    format!("{:.*}", prec, x * scale)
+                } else {
+                    "∞".into()
+                }
+            };
+            if s.n > 1 {
+                format!("{} [{}–{}]", f(s.median), f(s.min), f(s.max))
+            } else {
+                f(s.median)
+            }
+        }
+    }
+}
+
+/// Environment of the whole benchmark (host side).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Env {
+    pub command: String,
+    pub accel: String,
+    pub accel_reason: String,
+    pub cpus: u32,
+    pub mem_mib: u32,
+    pub seed: u64,
+    pub kernel_release: String,
+    pub series_hash: String,
+    pub config_hash: String,
+    pub qemu: String,
+    pub host_cpu: String,
+    pub host_cpus: usize,
+    pub slo: String,
+    pub settings: Option<Settings>,
+    pub boots: Vec<BootInfo>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BootInfo {
+    pub name: String,
+    pub kernel: String,
+    pub params: Vec<String>,
+    pub elapsed_s: f64,
+    pub verdict: String,
+    pub message: String,
+    pub host_loadavg_before: String,
+    pub host_loadavg_after: String,
+    pub guest_status: String,
+}
+
+pub fn render_markdown(env: &Env, pts: &[Point], ov: &[OverheadRow], h: &Headline) -> String {
+    let mut md = String::new();
+    md.push_str("# LAGS benchmark results\n\n");
+    md.push_str(&format!(
+        "- Command: `{}`\n- Accelerator: **{}** ({}); {} vCPUs, {} MiB\n- Kernel: {} (series {}, config {})\n- Host: {} ({} CPUs); {}\n- Seed {}; SLO: {}; capacity = highest offered load with median SLO attainment ≥ {:.1}%\n",
+        env.command, env.accel, env.accel_reason, env.cpus, env.mem_mib, env.kernel_release,
+        env.series_hash, env.config_hash, env.host_cpu, env.host_cpus, env.qemu, env.seed, env.slo,
+        h.slo_target * 100.0
+    ));
+    if env.accel == "tcg" {
+        md.push_str("- **TCG**: the guest is emulated (10–30× slower than native, kernel paths relatively slower still); only ratios between configurations of the same boot mean anything.\n");
+    }
+    md.push_str("\n| boot | verdict | time (s) | guest | host loadavg before → after |\n|---|---|---|---|---|\n");
+    for b in &env.boots {
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} → {} |\n",
+            b.name,
+            b.verdict,
+            b.elapsed_s,
+            b.guest_status,
+            b.host_loadavg_before,
+            b.host_loadavg_after
+        ));
+    }
+    md.push_str("\n## Headline\n\n| configuration | capacity (offered load) |\n|---|---|\n");
+    for (c, cap) in &h.capacity {
+        md.push_str(&format!("| {c} | {} |\n", cap.describe()));
+    }
+    match h.ratio_lags_stock {
+        Some(r) => md.push_str(&format!(
+            "\nCapacity ratio LAGS/stock {} {r:.3}{}.",
+            h.ratio_qualifier,
+            match h.node_saving {
+                Some(s) => format!(
+                    " ⇒ {:.1}% fewer machines for the same load (1 − 1/r)",
+                    s * 100.0
+                ),
+                None => String::new(),
+            }
+        )),
+        None => {
+            md.push_str("\nCapacity ratio LAGS/stock: not determinable from the measured range.")
+        }
+    }
+    if let Some(r) = h.ratio_tuned_stock {
+        md.push_str(&format!(" Tuned-EEVDF/stock: {r:.3}."));
+    }
+    md.push_str("\n\n### Targets\n\n| target | met | measured |\n|---|---|---|\n");
+    for t in &h.targets {
+        let m = match t.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "n/a",
+        };
+        md.push_str(&format!("| {} | {m} | {} |\n", t.name, t.detail));
+    }
+    let table = |md: &mut String, sweep: &str| {
+        let ps: Vec<&Point> = pts.iter().filter(|p| p.sweep == sweep).collect();
+        if ps.is_empty() {
+            return;
+        }
+        md.push_str("\n| F | load | config | SLO % | light SLO % | p50 ms | p99 ms | p99.9 ms | light p99 ms | heavy p99 ms | achieved load | util % | kernel % | ctx/req | worker cs/req | schedule()/req | run-delay ms/req | work inflation |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        let mut ps = ps;
+        ps.sort_by(|a, b| {
+            (a.funcs, (a.load * 1e3) as i64, &a.config).cmp(&(
+                b.funcs,
+                (b.load * 1e3) as i64,
+                &b.config,
+            ))
+        });
+        for p in ps {
+            md.push_str(&format!(
+                "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                p.funcs, p.load, p.config,
+                fmt_spread(&p.slo, 100.0, 2), fmt_spread(&p.slo_light, 100.0, 2),
+                fmt_spread(&p.p50, 1.0, 1), fmt_spread(&p.p99, 1.0, 1), fmt_spread(&p.p999, 1.0, 1),
+                fmt_spread(&p.light_p99, 1.0, 1), fmt_spread(&p.heavy_p99, 1.0, 1),
+                fmt_spread(&p.achieved, 1.0, 3), fmt_spread(&p.util, 100.0, 1), fmt_spread(&p.kernel, 100.0, 1),
+                fmt_spread(&p.ctx_per_req, 1.0, 2), fmt_spread(&p.worker_cs_per_req, 1.0, 2),
+                fmt_spread(&p.schedule_per_req, 1.0, 2), fmt_spread(&p.run_delay_per_req, 1.0, 2),
+                fmt_spread(&p.inflation, 1.0, 3),
+            ));
+        }
+    };
+    if pts.iter().any(|p| p.sweep == "load") {
+        md.push_str("\n## Load sweep\n\nMedians over the repetitions, [min–max] in brackets.\n");
+        table(&mut md, "load");
+    }
+    if pts.iter().any(|p| p.sweep == "density") {
+        md.push_str("\n## Density sweep\n");
+        table(&mut md, "density");
+    }
+    if !ov.is_empty() {
+        md.push_str("\n## Overhead of having LAGS\n\n| probe | unit | off | on, no LAGS groups | baseline kernel | on vs off | off vs baseline | noise (off, max−min) |\n|---|---|---|---|---|---|---|---|\n");
+        for r in ov {
+            let m = |k: &str| fmt_spread(&r.modes.get(k).copied(), 1.0, 3);
+            let pct = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:+.2}%"));
+            md.push_str(&format!(
+                "| {} | {}{} | {} | {} | {} | {} | {} | {} |\n",
+                r.probe,
+                r.unit,
+                if r.higher_is_better {
+                    " (higher is better)"
+                } else {
+                    " (lower is better)"
+                },
+                m("off"),
+                m("on-nogroups"),
+                m("kernel"),
+                pct(r.on_vs_off_pct),
+                pct(r.off_vs_baseline_pct),
+                r.noise_pct.map_or("–".into(), |v| format!("{v:.1}%")),
+            ));
+            for e in r.errors.iter().take(2) {
+                md.push_str(&format!(
+                    "\n> {} error: {}\n",
+                    r.probe,
+                    e.lines().next().unwrap_or("")
+                ));
+            }
+        }
+        md.push_str("\nPositive percentages mean slower with LAGS (on) / with the LAGS kernel.\n");
+    }
+    md.push_str("\nPlots: `slo.png` (SLO attainment vs offered load), `cdf-load-*.png` (response-time CDFs), `ctx.png` (context switches per request vs density).\n");
+    md
+}
+
+/// Aggregates, writes results.json, summary.md and the plots; prints the headline.
+pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Result<bool> {
+    let env: Env = env_from_value(&env_v);
+    let pts = points(&recs.runs);
+    let ov = overhead_rows(&recs.overhead);
+    let h = headline(&pts, &ov, target);
+    let md = render_markdown(&env, &pts, &ov, &h);
+    util::write(&dir.join("summary.md"), &md)?;
+    let doc = json!({
+        "env": env_v,
+        "guest_env": recs.env,
+        "headline": h,
+        "points": pts,
+        "overhead": ov,
+        "records": recs.raw,
+    });
+    util::write(
+        &dir.join("results.json"),
+        serde_json::to_string_pretty(&doc)?,
+    )?;
+    for w in plots(dir, &recs.runs, &pts, &env.accel, target) {
+        eprintln!("[bench] WARNING: {w}");
+    }
+    eprintln!("\n{}", md.split("\n## Load sweep").next().unwrap_or(&md));
+    Ok(!recs.runs.is_empty() || !recs.overhead.is_empty())
+}
+
+pub(crate) fn env_from_value(v: &Value) -> Env {
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    Env {
+        command: s("command"),
+        accel: s("accel"),
+        accel_reason: s("accel_reason"),
+        cpus: v["cpus"].as_u64().unwrap_or(0) as u32,
+        mem_mib: v["mem_mib"].as_u64().unwrap_or(0) as u32,
+        seed: v["seed"].as_u64().unwrap_or(0),
+        kernel_release: s("kernel_release"),
+        series_hash: s("series_hash"),
+        config_hash: s("config_hash"),
+        qemu: s("qemu"),
+        host_cpu: s("host_cpu"),
+        host_cpus: v["host_cpus"].as_u64().unwrap_or(0) as usize,
+        slo: s("slo"),
+        settings: None,
+        boots: v["boots"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|b| BootInfo {
+                        name: b["name"].as_str().unwrap_or("").into(),
+                        elapsed_s: b["elapsed_s"].as_f64().unwrap_or(0.0),
+                        verdict: b["verdict"].as_str().unwrap_or("").into(),
+                        message: b["message"].as_str().unwrap_or("").into(),
+                        host_loadavg_before: b["host_loadavg_before"].as_str().unwrap_or("").into(),
+                        host_loadavg_after: b["host_loadavg_after"].as_str().unwrap_or("").into(),
+                        guest_status: b["guest_status"].as_str().unwrap_or("").into(),
+                        ..Default::default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::headline::Capacity;
+    use crate::bench::records::{OverheadRec, Run, Summary};
+
+    fn run(config: &str, load: f64, rep: usize, slo: f64, light_p99: f64, ctx: f64) -> Run {
+        Run {
+            boot: "all".into(),
+            sweep: "load".into(),
+            config: config.into(),
+            funcs: 100,
+            load,
+            rep,
+            ctxt_per_req: Some(ctx),
+            all: Summary {
+                slo_attainment: Some(slo),
+                p99_ms: Some(light_p99 * 2.0),
+                ..Default::default()
+            },
+            light: Summary {
+                p99_ms: Some(light_p99),
+                slo_attainment: Some(slo),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    // Expect aggregation, headline numbers, targets and the Markdown report from a small
+    // synthetic data set.
+    #[test]
+    fn aggregate_and_render() {
+        let mut runs = Vec::new();
+        for rep in 0..3 {
+            let d = rep as f64 * 0.001;
+            runs.push(run("stock", 0.5, rep, 0.995 - d, 10.0, 4.0));
+            runs.push(run("stock", 0.7, rep, 0.95 - d, 30.0, 5.0));
+            runs.push(run("lags", 0.5, rep, 1.0, 4.0, 3.0));
+            runs.push(run("lags", 0.7, rep, 0.995, 8.0, 3.5));
+        }
+        let pts = points(&runs);
+        assert_eq!(pts.len(), 4);
+        assert!(pts.iter().all(|p| p.reps == 3));
+        let ov = overhead_rows(&[
+            OverheadRec {
+                probe: "perf-pipe".into(),
+                mode: "off".into(),
+                value: Some(10.0),
+                unit: "usecs/op".into(),
+                ..Default::default()
+            },
+            OverheadRec {
+                probe: "perf-pipe".into(),
+                mode: "on-nogroups".into(),
+                value: Some(10.05),
+                unit: "usecs/op".into(),
+                ..Default::default()
+            },
+            OverheadRec {
+                probe: "sw".into(),
+                mode: "off".into(),
+                value: Some(100.0),
+                higher_is_better: true,
+                ..Default::default()
+            },
+            OverheadRec {
+                probe: "sw".into(),
+                mode: "on-nogroups".into(),
+                value: Some(90.0),
+                higher_is_better: true,
+                ..Default::default()
+            },
+        ]);
+        assert!((ov[0].on_vs_off_pct.unwrap() - 0.5).abs() < 1e-9);
+        assert!((ov[1].on_vs_off_pct.unwrap() - 10.0).abs() < 1e-9);
+        let h = headline(&pts, &ov, 0.99);
+        assert_eq!(h.capacity["lags"], Capacity::AtLeast(0.7));
+        let stock = h.capacity["stock"].load().unwrap();
+        assert!(stock > 0.5 && stock < 0.7, "{stock}");
+        assert_eq!(h.ratio_qualifier, "≥");
+        assert_eq!(h.targets[0].met, Some(true));
+        // light p99 at the stock capacity: stock between 10 and 30, lags between 4 and 8.
+        assert_eq!(h.targets[1].met, Some(true));
+        assert_eq!(h.targets[2].met, Some(true));
+        assert_eq!(h.targets[3].met, Some(false));
+        let env = Env {
+            accel: "tcg".into(),
+            command: "cargo xtask bench --quick".into(),
+            ..Default::default()
+        };
+        let md = render_markdown(&env, &pts, &ov, &h);
+        assert!(md.contains("**tcg**"), "{md}");
+        assert!(md.contains("| lags | ≥ 0.700 |"), "{md}");
+        assert!(md.contains("fewer machines"));
+        assert!(
+            md.contains("| perf-pipe | usecs/op (lower is better) | 10.000 | 10.050 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 100 | 0.50 | stock | 99.40 [99.30–99.50] |"),
+            "{md}"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Statistics: medians and ranges over repetitions, interpolation, and the aggregation of
+//! runs into points and of overhead probes into rows.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::records::{OverheadRec, Run};
+
+/// Median with the spread (min, max) of the repetitions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+/// Median and range of the values present; a missing value (a percentile that fell on a
+/// request that never completed) counts as +inf, so it can make the median infinite.
+pub fn spread(values: impl IntoIterator<Item = Option<f64>>) -> Option<Spread> {
+    let mut v: Vec<f64> = values
+        .into_iter()
+        .map(|x| x.unwrap_or(f64::INFINITY))
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+        n,
+    })
+}
+
+/// Linear interpolation of y(x) through sorted points; clamps outside the range. Pure.
+pub fn interp(points: &[(f64, f64)], x: f64) -> Option<f64> {
+    let mut p: Vec<(f64, f64)> = points.to_vec();
+    p.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let first = p.first()?;
+    if x <= first.0 {
+        return Some(first.1);
+    }
+    for w in p.windows(2) {
+        if x <= w[1].0 {
+            let t = (x - w[0].0) / (w[1].0 - w[0].0);
+            if w[0].1.is_infinite() || w[1].1.is_infinite() {
+                return Some(if t < 0.5 { w[0].1 } else { w[1].1 });
+            }
+            return Some(w[0].1 + t * (w[1].1 - w[0].1));
+        }
+    }
+    Some(p[p.len() - 1].1)
+}
+
+/// One (sweep, configuration, functions, load) point over its repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub sweep: String,
+    pub config: String,
+    pub funcs: usize,
+    pub load: f64,
+    pub reps: usize,
+    pub slo: Option<Spread>,
+    pub slo_light: Option<Spread>,
+    pub slo_heavy: Option<Spread>,
+    pub p50: Option<Spread>,
+    pub p99: Option<Spread>,
+    pub p999: Option<Spread>,
+    pub light_p50: Option<Spread>,
+    pub light_p99: Option<Spread>,
+    pub heavy_p99: Option<Spread>,
+    pub offered: Option<Spread>,
+    pub achieved: Option<Spread>,
+    pub throughput: Option<Spread>,
+    pub util: Option<Spread>,
+    pub kernel: Option<Spread>,
+    pub ctx_per_req: Option<Spread>,
+    pub worker_cs_per_req: Option<Spread>,
+    pub schedule_per_req: Option<Spread>,
+    pub run_delay_per_req: Option<Spread>,
+    pub worker_wait_per_req: Option<Spread>,
+    pub inflation: Option<Spread>,
+    pub lags_starved: Option<Spread>,
+}
+
+pub fn points(runs: &[Run]) -> Vec<Point> {
+    let mut groups: BTreeMap<(String, String, usize, i64), Vec<&Run>> = BTreeMap::new();
+    for r in runs {
+        let key = (
+            r.sweep.clone(),
+            r.config.clone(),
+            r.funcs,
+            (r.load * 1000.0).round() as i64,
+        );
+        groups.entry(key).or_default().push(r);
+    }
+    groups
+        .into_iter()
+        .map(|((sweep, config, funcs, load), rs)| {
+            let sp = |f: &dyn Fn(&Run) -> Option<f64>| spread(rs.iter().map(|r| f(r)));
+            Point {
+                sweep,
+                config,
+                funcs,
+                load: load as f64 / 1000.0,
+                reps: rs.len(),
+                slo: sp(&|r| r.all.slo_attainment),
+                slo_light: sp(&|r| r.light.slo_attainment),
+                slo_heavy: sp(&|r| r.heavy.slo_attainment),
+                p50: sp(&|r| r.all.p50_ms),
+                p99: sp(&|r| r.all.p99_ms),
+                p999: sp(&|r| r.all.p999_ms),
+                light_p50: sp(&|r| r.light.p50_ms),
+                light_p99: sp(&|r| r.light.p99_ms),
+                heavy_p99: sp(&|r| r.heavy.p99_ms),
+                offered: sp(&|r| Some(r.offered_load)),
+                achieved: sp(&|r| Some(r.achieved_load)),
+                throughput: sp(&|r| Some(r.throughput_rps)),
+                util: sp(&|r| Some(r.cpu_util)),
+                kernel: sp(&|r| Some(r.cpu_kernel)),
+                ctx_per_req: sp(&|r| r.ctxt_per_req),
+                worker_cs_per_req: sp(&|r| r.worker_cs_per_req),
+                schedule_per_req: sp(&|r| r.schedule_per_req),
+                run_delay_per_req: sp(&|r| r.run_delay_ms_per_req),
+                worker_wait_per_req: sp(&|r| r.worker_wait_ms_per_req),
+                inflation: sp(&|r| r.work_inflation),
+                lags_starved: if rs.iter().any(|r| r.lags.is_some()) {
+                    sp(&|r| r.lags.as_ref().map(|l| l.starved_picks as f64))
+                } else {
+                    None
+                },
+            }
+        })
+        .collect()
+}
+
+/// Overhead of one probe: medians per mode and the change of "on" against "off".
+#[derive(Debug, Clone, Serialize)]
+pub struct OverheadRow {
+    pub probe: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    /// mode -> spread ("off", "on-nogroups", "kernel" = baseline kernel).
+    pub modes: BTreeMap<String, Spread>,
+    /// Slowdown of on-nogroups against off, percent (positive = slower with LAGS on).
+    pub on_vs_off_pct: Option<f64>,
+    /// Slowdown of the LAGS kernel (off) against the baseline kernel, percent.
+    pub off_vs_baseline_pct: Option<f64>,
+    /// (max - min) / median of the "off" repetitions, percent: the noise floor.
+    pub noise_pct: Option<f64>,
+    pub errors: Vec<String>,
+}
+
+fn slowdown(x: f64, reference: f64, higher_is_better: bool) -> f64 {
+    if higher_is_better {
+        (reference - x) / reference * 100.0
+    } else {
+        (x - reference) / reference * 100.0
+    }
+}
+
+pub fn overhead_rows(recs: &[OverheadRec]) -> Vec<OverheadRow> {
+    let mut by: BTreeMap<String, Vec<&OverheadRec>> = BTreeMap::new();
+    for r in recs {
+        by.entry(r.probe.clone()).or_default().push(r);
+    }
+    by.into_iter()
+        .map(|(probe, rs)| {
+            let hib = rs.iter().any(|r| r.higher_is_better);
+            let unit = rs
+                .iter()
+                .find(|r| !r.unit.is_empty())
+                .map(|r| r.unit.clone())
+                .unwrap_or_default();
+            let mut modes = BTreeMap::new();
+            let names: std::collections::BTreeSet<&str> =
+                rs.iter().map(|r| r.mode.as_str()).collect();
+            for m in names {
+                let vals: Vec<f64> = rs
+                    .iter()
+                    .filter(|r| r.mode == m)
+                    .filter_map(|r| r.value)
+                    .collect();
+                if let Some(s) = spread(vals.into_iter().map(Some)) {
+                    modes.insert(m.to_string(), s);
+                }
+            }
+            let off = modes.get("off").map(|s| s.median);
+            let on = modes.get("on-nogroups").map(|s| s.median);
+            let base = modes.get("kernel").map(|s| s.median);
+            OverheadRow {
+                on_vs_off_pct: off.zip(on).map(|(off, on)| slowdown(on, off, hib)),
+                off_vs_baseline_pct: off.zip(base).map(|(off, b)| slowdown(off, b, hib)),
+                noise_pct: modes.get("off").map(|s| (s.max - s.min) / s.median * 100.0),
+                errors: rs.iter().filter_map(|r| r.error.clone()).collect(),
+                probe,
+                unit,
+                higher_is_better: hib,
+                modes,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect the median of odd and even samples, missing values as +inf.
+    #[test]
+    fn spreads_and_interp() {
+        let s = spread([Some(3.0), Some(1.0), Some(2.0)]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        assert_eq!(spread([Some(1.0), Some(2.0)]).unwrap().median, 1.5);
+        assert!(spread([Some(1.0), None, None])
+            .unwrap()
+            .median
+            .is_infinite());
+        assert!(spread(std::iter::empty()).is_none());
+        let p = [(0.5, 10.0), (0.7, 20.0)];
+        assert_eq!(interp(&p, 0.6), Some(15.0));
+        assert_eq!(interp(&p, 0.1), Some(10.0));
+        assert_eq!(interp(&p, 0.9), Some(20.0));
+        assert_eq!(interp(&[], 0.9), None);
+    }
+}
