@@ -103,7 +103,7 @@ pub struct BenchArgs {
     /// Extra host programs to carry into the guest (perf and stress-ng always are).
     #[arg(long = "with", value_name = "PROGRAM")]
     pub with: Vec<PathBuf>,
-    /// Extra guest parameters, `lb.key=value` (see tests/bench/src/lib.rs, `Plan`).
+    /// Extra guest parameters, `lb.key=value` (see qemu/proto/src/bench.rs, `Plan`).
     #[arg(long = "param", value_name = "lb.KEY=VALUE")]
     pub params: Vec<String>,
     /// Hard time limit per boot, seconds (default: twice the estimate plus 2 minutes).
