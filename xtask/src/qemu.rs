@@ -265,6 +265,25 @@ pub struct VmRun {
     pub elapsed: Duration,
 }
 
+impl VmRun {
+    /// QEMU itself failing (bad option, missing firmware) is a host problem, not a boot
+    /// failure: a guest reset under -no-reboot exits with status 0, and a guest that ran
+    /// printed something. Every command that boots checks this before its verdict.
+    pub fn ensure_qemu_ran(&self) -> Result<()> {
+        if self.ending == Ending::Exited
+            && self.qemu_status != Some(0)
+            && self.console.trim().is_empty()
+        {
+            bail!(
+                "QEMU failed ({:?}): {}",
+                self.qemu_status,
+                self.qemu_stderr.trim()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Time limits of one run.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -549,6 +568,25 @@ mod tests {
 
     fn strings(v: &[OsString]) -> Vec<String> {
         v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    // Expect QEMU exiting non-zero without any console output to be a host error, and a
+    // guest that printed or a clean exit (reset under -no-reboot) not to be.
+    #[test]
+    fn qemu_failure_is_a_host_error() {
+        let run = |console: &str, status| VmRun {
+            console: console.into(),
+            ending: Ending::Exited,
+            qemu_status: status,
+            qemu_stderr: "qemu-system-x86_64: -accel foo: invalid accelerator foo\n".into(),
+            elapsed: Duration::from_millis(10),
+        };
+        let err = run("", Some(1)).ensure_qemu_ran().unwrap_err().to_string();
+        assert!(err.contains("invalid accelerator"), "{err}");
+        run("[0.0] Linux version\n", Some(1))
+            .ensure_qemu_ran()
+            .unwrap();
+        run("", Some(0)).ensure_qemu_ran().unwrap();
     }
 
     // Expect parallel host threads only for mttcg, and single-threaded TCG otherwise.

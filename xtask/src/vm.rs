@@ -600,16 +600,7 @@ impl VmArgs {
             }
             Job::Command { .. } => qemu::run_vm(&spec, &log, limits, on_line)?,
         };
-        if run.ending == Ending::Exited
-            && run.qemu_status != Some(0)
-            && run.console.trim().is_empty()
-        {
-            bail!(
-                "QEMU failed ({:?}): {}",
-                run.qemu_status,
-                run.qemu_stderr.trim()
-            );
-        }
+        run.ensure_qemu_ran()?;
         let (outcome, message) = decide(&run.console, run.ending, &token);
         let scan = crate::console::scan(&run.console);
         let mut out_dir = None;

@@ -396,18 +396,7 @@ impl QemuTestArgs {
             );
             let verbose = self.verbose;
             let run = qemu::run_vm(&spec, &log, limits, |line| progress(line, verbose))?;
-            // QEMU itself failing (bad option, missing firmware) is a host problem, not a
-            // boot failure: a guest reset under -no-reboot exits with status 0.
-            if run.ending == Ending::Exited
-                && run.qemu_status != Some(0)
-                && run.console.trim().is_empty()
-            {
-                bail!(
-                    "QEMU failed ({:?}): {}",
-                    run.qemu_status,
-                    run.qemu_stderr.trim()
-                );
-            }
+            run.ensure_qemu_ran()?;
             let (verdict, message, scan, report) = classify(&run.console, run.ending);
             let r = BootResult {
                 name: name.clone(),

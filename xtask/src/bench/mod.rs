@@ -359,6 +359,7 @@ impl BenchArgs {
                 },
                 |l| progress(l, self.verbose),
             )?;
+            run.ensure_qemu_ran()?;
             let text = fs_err::read_to_string(&data).unwrap_or_default();
             recs.add(&b.name, &text);
             for e in &recs.invalid {
