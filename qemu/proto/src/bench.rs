@@ -52,6 +52,12 @@ pub struct Plan {
     pub slo_floor_ms: f64,
     /// `base_slice_ns` of the tuned-EEVDF configuration (`lb.tuned_slice_ns`).
     pub tuned_slice_ns: u64,
+    /// Run the dispatcher as `SCHED_FIFO` during the runs (`lb.fifo`). Off by default: the
+    /// dispatcher's wakeups of the workers then take the fair class's wakeup path, as
+    /// network arrivals would. Plans recorded before this field existed had a `SCHED_FIFO`
+    /// dispatcher, so a record without it reads as `true`.
+    #[serde(default = "recorded_before_fifo_option")]
+    pub fifo_dispatch: bool,
     /// Overhead probes: repetitions (`lb.ov_reps`) and sizes (`lb.ov_pipe`,
     /// `lb.ov_msg_groups`, `lb.ov_msg_loops`, `lb.ov_switch_s`).
     pub ov_reps: usize,
@@ -82,6 +88,7 @@ impl Default for Plan {
             slo_mult: 10.0,
             slo_floor_ms: 20.0,
             tuned_slice_ns: 100_000_000,
+            fifo_dispatch: false,
             ov_reps: 3,
             ov_pipe_loops: 20_000,
             ov_msg_groups: 2,
@@ -89,6 +96,11 @@ impl Default for Plan {
             ov_switch_s: 3,
         }
     }
+}
+
+/// The dispatcher of every plan recorded before `lb.fifo` existed was `SCHED_FIFO`.
+fn recorded_before_fifo_option() -> bool {
+    true
 }
 
 fn list<T: std::str::FromStr>(v: &str) -> Option<Vec<T>> {
@@ -138,6 +150,13 @@ impl Plan {
                 "slo_mult" => v.parse().map(|x| p.slo_mult = x).is_ok(),
                 "slo_floor_ms" => v.parse().map(|x| p.slo_floor_ms = x).is_ok(),
                 "tuned_slice_ns" => v.parse().map(|x| p.tuned_slice_ns = x).is_ok(),
+                "fifo" => match v {
+                    "0" => Some(false),
+                    "1" => Some(true),
+                    _ => None,
+                }
+                .map(|x| p.fifo_dispatch = x)
+                .is_some(),
                 "ov_reps" => v.parse().map(|x| p.ov_reps = x).is_ok(),
                 "ov_pipe" => v.parse().map(|x| p.ov_pipe_loops = x).is_ok(),
                 "ov_msg_groups" => v.parse().map(|x| p.ov_msg_groups = x).is_ok(),
@@ -177,6 +196,7 @@ impl Plan {
             format!("lb.slo_mult={}", self.slo_mult),
             format!("lb.slo_floor_ms={}", self.slo_floor_ms),
             format!("lb.tuned_slice_ns={}", self.tuned_slice_ns),
+            format!("lb.fifo={}", u8::from(self.fifo_dispatch)),
             format!("lb.ov_reps={}", self.ov_reps),
             format!("lb.ov_pipe={}", self.ov_pipe_loops),
             format!("lb.ov_msg_groups={}", self.ov_msg_groups),
@@ -416,6 +436,20 @@ mod tests {
         assert!(p.has("load") && !Plan::from_cmdline("lb.parts=overhead").0.has("load"));
     }
 
+    // Expect the dispatcher in the fair class unless lb.fifo=1, a bad value to be a warning
+    // that changes nothing, and a plan recorded before the option to read as SCHED_FIFO
+    // (which every such run used).
+    #[test]
+    fn fifo_dispatch_is_opt_in() {
+        assert!(!Plan::default().fifo_dispatch);
+        assert!(Plan::from_cmdline("lb.fifo=1").0.fifo_dispatch);
+        let (p, w) = Plan::from_cmdline("lb.fifo=yes");
+        assert!(!p.fifo_dispatch && w.len() == 1, "{w:?}");
+        let mut old = serde_json::to_value(Plan::default()).unwrap();
+        old.as_object_mut().unwrap().remove("fifo_dispatch");
+        assert!(serde_json::from_value::<Plan>(old).unwrap().fifo_dispatch);
+    }
+
     // Expect a plan in which every field differs from the default to read back unchanged,
     // so every field has a parameter in both directions.
     #[test]
@@ -439,6 +473,7 @@ mod tests {
             slo_mult: 8.0,
             slo_floor_ms: 15.0,
             tuned_slice_ns: 3_000_000,
+            fifo_dispatch: true,
             ov_reps: 4,
             ov_pipe_loops: 1000,
             ov_msg_groups: 3,

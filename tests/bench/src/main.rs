@@ -508,7 +508,9 @@ fn run_once(
     let lags0 = fleet.lags_counters();
     let tasks0 = fleet.task_counters();
 
-    set_fifo(true);
+    if plan.fifo_dispatch {
+        set_fifo(true);
+    }
     let t0 = now_ns() + 10_000_000;
     let mut start_snap = None;
     let mut dropped = 0usize;

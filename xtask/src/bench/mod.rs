@@ -94,6 +94,10 @@ pub struct BenchArgs {
     /// base_slice_ns of the tuned-EEVDF baseline.
     #[arg(long, default_value_t = 100_000_000)]
     pub tuned_slice_ns: u64,
+    /// Run the load generator as SCHED_FIFO 50 (the wakeups of the workers then bypass the
+    /// fair class's wakeup path); default: the fair class, as network arrivals would wake them.
+    #[arg(long)]
+    pub fifo_dispatch: bool,
     /// Run everything in one boot even if it takes longer than ~20 minutes.
     #[arg(long)]
     pub single_boot: bool,
@@ -147,6 +151,15 @@ pub(crate) fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Timeout => "timeout",
         Verdict::KernelFault => "kernel fault",
         Verdict::BootFailure => "boot failure",
+    }
+}
+
+/// How the report names the load generator's scheduling class.
+fn dispatcher_name(fifo: bool) -> &'static str {
+    if fifo {
+        "SCHED_FIFO 50 (--fifo-dispatch): wakeups of the workers bypass the fair wakeup path"
+    } else {
+        "fair class (SCHED_OTHER, root cgroup): wakeups of the workers take the fair wakeup path"
     }
 }
 
@@ -251,6 +264,7 @@ impl BenchArgs {
             slo_mult: self.slo_mult,
             slo_floor_ms: self.slo_floor_ms,
             tuned_slice_ns: self.tuned_slice_ns,
+            fifo_dispatch: self.fifo_dispatch,
             ..Plan::default()
         };
         let mut common = Vec::new();
@@ -318,6 +332,7 @@ impl BenchArgs {
                 "response ≤ max({}× service time, {} ms)",
                 self.slo_mult, self.slo_floor_ms
             ),
+            dispatcher: dispatcher_name(self.fifo_dispatch).into(),
             settings: Some(settings.clone()),
             boots: vec![],
         };

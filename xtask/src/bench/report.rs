@@ -50,6 +50,8 @@ pub struct Env {
     pub host_cpu: String,
     pub host_cpus: usize,
     pub slo: String,
+    /// Scheduling class of the load generator (`--fifo-dispatch`).
+    pub dispatcher: String,
     pub settings: Option<Settings>,
     pub boots: Vec<BootInfo>,
 }
@@ -76,8 +78,13 @@ pub fn render_markdown(env: &Env, pts: &[Point], ov: &[OverheadRow], h: &Headlin
         env.series_hash, env.config_hash, env.host_cpu, env.host_cpus, env.qemu, env.seed, env.slo,
         h.slo_target * 100.0
     ));
-    if env.accel == "tcg" {
-        md.push_str("- **TCG**: the guest is emulated (10–30× slower than native, kernel paths relatively slower still); only ratios between configurations of the same boot mean anything.\n");
+    if !env.dispatcher.is_empty() {
+        md.push_str(&format!("- Load generator: {}\n", env.dispatcher));
+    }
+    match env.accel.as_str() {
+        "tcg" => md.push_str("- **TCG**: the guest is emulated (10–30× slower than native, kernel paths relatively slower still), its vCPUs take turns on one host thread; only ratios between configurations of the same boot mean anything.\n"),
+        "mttcg" => md.push_str("- **Multi-threaded TCG**: the guest is emulated (10–30× slower than native, kernel paths relatively slower still) with one host thread per vCPU; only ratios between configurations of the same boot mean anything.\n"),
+        _ => {}
     }
     md.push_str("\n| boot | verdict | time (s) | guest | host loadavg before → after |\n|---|---|---|---|---|\n");
     for b in &env.boots {
@@ -237,6 +244,7 @@ pub(crate) fn env_from_value(v: &Value) -> Env {
         host_cpu: s("host_cpu"),
         host_cpus: v["host_cpus"].as_u64().unwrap_or(0) as usize,
         slo: s("slo"),
+        dispatcher: s("dispatcher"),
         settings: None,
         boots: v["boots"]
             .as_array()
