@@ -51,12 +51,23 @@ pub fn bzimage(paths: &Paths, profile: Profile) -> PathBuf {
 }
 
 /// Everything that decides the build output: tree HEAD, config and toolchain versions.
-fn build_stamp(paths: &Paths, profile: Profile) -> Result<String> {
-    let repo = git2::Repository::open(paths.src())?;
+/// The commit the kernel tree's sources are at, or `None` if a tracked file was edited
+/// since: then only `make` can tell what is up to date.
+fn tree_state(repo: &git2::Repository) -> Result<Option<git2::Oid>> {
     let head = repo
         .head()?
         .target()
         .context("kernel tree HEAD has no target")?;
+    Ok(crate::patch::is_clean(repo)?.then_some(head))
+}
+
+/// What the build depends on: the tree's commit, the config and the toolchain; `None` when
+/// the tree has uncommitted edits.
+fn build_stamp(paths: &Paths, profile: Profile) -> Result<Option<String>> {
+    let repo = git2::Repository::open(paths.src())?;
+    let Some(head) = tree_state(&repo)? else {
+        return Ok(None);
+    };
     let mut h = Fnv::default();
     h.update(head.as_bytes());
     h.update(&fs_err::read(paths.build(profile).join(".config"))?);
@@ -72,7 +83,7 @@ fn build_stamp(paths: &Paths, profile: Profile) -> Result<String> {
                 .as_bytes(),
         );
     }
-    Ok(h.hex())
+    Ok(Some(h.hex()))
 }
 
 /// Builds `bzImage` and the in-tree modules the config selects.
@@ -88,9 +99,15 @@ pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> 
     }
     let stamp_file = out.join(".xtask-build-stamp");
     let stamp = build_stamp(paths, profile)?;
+    if stamp.is_none() {
+        eprintln!(
+            "[build-kernel] the kernel tree has uncommitted edits: make decides what to rebuild"
+        );
+    }
     if !force
         && bzimage(paths, profile).is_file()
-        && fs_err::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str())
+        && stamp.is_some()
+        && fs_err::read_to_string(&stamp_file).ok() == stamp
     {
         eprintln!(
             "[build-kernel] {} is up to date (tree, config and toolchain unchanged)",
@@ -116,7 +133,9 @@ pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> 
             log.display()
         );
     }
-    util::write(&stamp_file, &stamp)?;
+    if let Some(stamp) = stamp {
+        util::write(&stamp_file, &stamp)?;
+    }
     eprintln!("[build-kernel] {}", bzimage(paths, profile).display());
     Ok(())
 }
@@ -231,4 +250,28 @@ pub fn sample_modules(paths: &Paths, profile: Profile) -> Vec<PathBuf> {
         .map(|p| paths.build(profile).join(p))
         .filter(|p| p.is_file())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect an edit to a tracked file of the kernel tree to make the build stamp unknown
+    // (so build-kernel runs make instead of calling the old bzImage up to date), and a
+    // committed tree to give its commit. An untracked file changes nothing.
+    #[test]
+    fn edited_tree_has_no_stamp() {
+        let dir = std::env::temp_dir().join(format!("xtask-build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("fair.c"), "int x;\n").unwrap();
+        let oid = crate::fetch::commit_tree(&dir, "base").unwrap();
+        let repo = git2::Repository::open(&dir).unwrap();
+        assert_eq!(tree_state(&repo).unwrap(), Some(oid));
+        std::fs::write(dir.join("notes.txt"), "untracked\n").unwrap();
+        assert_eq!(tree_state(&repo).unwrap(), Some(oid));
+        std::fs::write(dir.join("fair.c"), "int y;\n").unwrap();
+        assert_eq!(tree_state(&repo).unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

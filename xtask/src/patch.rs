@@ -250,7 +250,8 @@ pub fn apply_series(tree: &Path, files: &[PathBuf], force: bool) -> Result<Appli
     Ok(Applied::Applied(files.len()))
 }
 
-fn is_clean(repo: &Repository) -> Result<bool> {
+/// No tracked file differs from HEAD (untracked and ignored files do not count).
+pub(crate) fn is_clean(repo: &Repository) -> Result<bool> {
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(false).include_ignored(false);
     Ok(repo.statuses(Some(&mut opts))?.is_empty())
