@@ -20,6 +20,9 @@ pub enum Accel {
     /// Multi-threaded TCG: one host thread per vCPU. Needs a kernel without runtime text
     /// patching (`--profile parallel`); refused otherwise.
     Mttcg,
+    /// Deterministic TCG: one vCPU whose clock counts instructions (`-icount`), so the same
+    /// guest program sees the same times in every run. For policy decisions, not overheads.
+    Icount,
 }
 
 impl Accel {
@@ -28,6 +31,7 @@ impl Accel {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
             Accel::Mttcg => "mttcg",
+            Accel::Icount => "icount",
         }
     }
 }
@@ -121,6 +125,22 @@ pub fn accel_args(accel: Accel) -> Vec<OsString> {
         .iter()
         .map(OsString::from)
         .collect(),
+        // Guest time is instruction count x 2^ICOUNT_SHIFT ns; sleep=off lets an idle guest's
+        // clock jump ahead instead of waiting in real time, align=off never slows the guest
+        // to real time. No host entropy reaches the guest (rdrand/rdseed off), so one vCPU
+        // runs the same way every time. apply_accel() refuses more than one vCPU.
+        Accel::Icount => vec![
+            "-machine".into(),
+            "q35".into(),
+            "-accel".into(),
+            "tcg,thread=single".into(),
+            "-cpu".into(),
+            "max,-rdrand,-rdseed".into(),
+            "-icount".into(),
+            format!("shift={ICOUNT_SHIFT},sleep=off,align=off").into(),
+            "-rtc".into(),
+            "clock=vm".into(),
+        ],
         // Parallel vCPUs; only for kernels that never patch their text at run time, which
         // apply_accel() checks.
         Accel::Mttcg => [
@@ -136,6 +156,9 @@ pub fn accel_args(accel: Accel) -> Vec<OsString> {
         .collect(),
     }
 }
+
+/// `-icount` shift: 2^3 ns of guest time per instruction, a 125 MHz guest CPU.
+pub const ICOUNT_SHIFT: u32 = 3;
 
 /// Options of a kernel `.config` under which the kernel rewrites its own code at run time
 /// (static keys, dynamic preemption's static calls), which QEMU 7.2's multi-threaded TCG
@@ -524,10 +547,19 @@ pub fn apply_accel(
     if accel == Accel::Mttcg {
         check_mttcg_kernel(&spec.kernel)?;
     }
+    if accel == Accel::Icount && spec.cpus != 1 {
+        bail!(
+            "--accel icount is deterministic with one vCPU only; pass --cpus 1 (got {})",
+            spec.cpus
+        );
+    }
     spec.accel = accel;
     match accel {
         Accel::Tcg => eprintln!(
             "[{who}] WARNING: running under TCG software emulation ({why}); only ratios measured within one boot are meaningful"
+        ),
+        Accel::Icount => eprintln!(
+            "[{who}] WARNING: running under deterministic TCG (-icount shift={ICOUNT_SHIFT}, {why}): guest time counts instructions; only decisions and ratios mean anything"
         ),
         Accel::Mttcg => eprintln!(
             "[{who}] WARNING: running under multi-threaded TCG software emulation ({why}): parallel vCPUs, but only ratios measured within one boot are meaningful"
@@ -596,6 +628,28 @@ mod tests {
         assert!(m.contains(&"tcg,thread=multi".to_string()), "{m:?}");
         let t = strings(&accel_args(Accel::Tcg));
         assert!(t.contains(&"tcg,thread=single".to_string()), "{t:?}");
+    }
+
+    // Expect icount mode to count instructions without host entropy or host clocks, and to
+    // be refused for more than one vCPU before anything boots.
+    #[test]
+    fn icount_is_single_vcpu_and_host_independent() {
+        let a = strings(&accel_args(Accel::Icount)).join(" ");
+        for part in [
+            "tcg,thread=single",
+            "-icount shift=3,sleep=off,align=off",
+            "-rdrand,-rdseed",
+            "-rtc clock=vm",
+        ] {
+            assert!(a.contains(part), "{part} missing in {a}");
+        }
+        let mut two = spec(Accel::Tcg);
+        two.cpus = 2;
+        let cache = std::env::temp_dir().join(format!("xtask-icount-{}", std::process::id()));
+        let err = apply_accel(Some(Accel::Icount), &mut two, &cache, "test")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--cpus 1"), "{err}");
     }
 
     // Expect the options that make the kernel rewrite its code at run time to be found,
