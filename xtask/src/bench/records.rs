@@ -180,7 +180,7 @@ impl Records {
                 Record::Overhead(r) => self.overhead.push(OverheadRec::from_record(boot, r)),
                 Record::Env(_) => self.env.push(v.clone()),
                 Record::Done(d) => self.done.push((boot.to_string(), d)),
-                Record::Functions(_) => {}
+                Record::Functions(_) | Record::Rdhashd(_) => {}
             }
             self.raw.push(v);
         }
