@@ -67,17 +67,38 @@ pub fn pools(max_targets: &[u32], cap: usize) -> Vec<u32> {
     out
 }
 
-/// The second of the trace a run starts at, seeded: uniform among the seconds in which some
-/// function has a positive target, so a short run starts in a busy second rather than in one
-/// of the many idle ones of a sparse trace. 0 for an all-idle trace.
-pub fn start_offset(trace: &Trace, seed: u64) -> u64 {
+/// The second of the trace a run starts at, seeded, chosen so that the measured window
+/// (`warm` seconds after the start, `window` seconds long) carries about the trace's average
+/// load: uniform among the starts whose window's mean summed target is positive and within a
+/// factor 2 of the whole trace's mean (the trace repeats). A short run of a sparse trace would
+/// otherwise often measure idle seconds, and its repetitions would differ by their load. Falls
+/// back to any start with a busy window, then to 0 for an all-idle trace.
+pub fn start_offset(trace: &Trace, seed: u64, warm: u64, window: u64) -> u64 {
     let len = trace.seconds() as u64;
-    let busy: Vec<u64> = (0..len).filter(|&s| trace.total_at(s) > 0).collect();
-    if busy.is_empty() {
+    if len == 0 {
         return 0;
     }
+    let totals: Vec<u64> = (0..len).map(|s| trace.total_at(s)).collect();
+    let mean = totals.iter().sum::<u64>() as f64 / len as f64;
+    let load = |s: u64| {
+        (0..window.max(1))
+            .map(|t| totals[((s + warm + t) % len) as usize])
+            .sum::<u64>() as f64
+            / window.max(1) as f64
+    };
+    let loads: Vec<f64> = (0..len).map(load).collect();
     let mut r = Rng::new(mix_seed(seed, &[0x0ff5e7]));
-    busy[(r.next_u64() % busy.len() as u64) as usize]
+    for ok in [
+        &|l: f64| l > 0.0 && l >= mean / 2.0 && l <= mean * 2.0,
+        &|l: f64| l > 0.0,
+    ] as [&dyn Fn(f64) -> bool; 2]
+    {
+        let c: Vec<u64> = (0..len).filter(|&s| ok(loads[s as usize])).collect();
+        if !c.is_empty() {
+            return c[(r.next_u64() % c.len() as u64) as usize];
+        }
+    }
+    0
 }
 
 /// The in-flight targets of one run of `seconds` seconds from trace second `offset`.
@@ -202,12 +223,26 @@ mod tests {
     #[test]
     fn offsets_and_targets() {
         let t = trace(&[&[0, 0, 0, 4, 0, 0], &[0, 0, 0, 0, 1, 0]]);
+        // Mean load 5/6; one-second windows one second after the start: only the window at
+        // second 4 (load 1) is within a factor 2, so the start is second 3.
         for seed in 0..20 {
-            let o = start_offset(&t, seed);
-            assert!(o == 3 || o == 4, "{o}");
-            assert_eq!(o, start_offset(&t, seed));
+            assert_eq!(start_offset(&t, seed, 1, 1), 3);
         }
-        assert_eq!(start_offset(&trace(&[&[0, 0]]), 1), 0);
+        // Two-second windows right at the start: (0,0) (0,0) (0,4) (4,1) (1,0) (0,0) give
+        // loads 0, 0, 2, 2.5, 0.5, 0; within [5/12, 5/3] only second 4.
+        assert_eq!(start_offset(&t, 7, 0, 2), 4);
+        // Deterministic per seed, and several candidates are all reached.
+        let u = trace(&[&[1, 1, 1, 1, 1, 1, 1, 1]]);
+        let got: std::collections::BTreeSet<u64> =
+            (0..64).map(|seed| start_offset(&u, seed, 1, 2)).collect();
+        assert_eq!(got.len(), 8);
+        assert_eq!(start_offset(&u, 5, 1, 2), start_offset(&u, 5, 1, 2));
+        // A trace busy only far above its mean in one second falls back to a busy window.
+        let spike = trace(&[&[0, 0, 0, 0, 0, 0, 0, 0, 0, 90]]);
+        for seed in 0..10 {
+            assert_eq!(start_offset(&spike, seed, 2, 1), 7);
+        }
+        assert_eq!(start_offset(&trace(&[&[0, 0]]), 1, 0, 1), 0);
         assert_eq!(max_targets(&t, &[3], 2), vec![4, 1]);
         assert_eq!(max_targets(&t, &[0], 2), vec![0, 0]);
         let r = RunTargets::new(&t, 3, 4, &[2, 1]);

@@ -440,7 +440,14 @@ pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out, n: usize) -> Result<(), String
     let trace = Trace::synthetic(n, PROTOTYPE_SECONDS, mix_seed(rd.trace_seed, &[n as u64]));
     let seconds = u64::from(rd.warmup_s) + u64::from(rd.duration_s);
     let offsets: Vec<u64> = (0..plan.reps)
-        .map(|rep| start_offset(&trace, mix_seed(rd.trace_seed, &[n as u64, rep as u64])))
+        .map(|rep| {
+            start_offset(
+                &trace,
+                mix_seed(rd.trace_seed, &[n as u64, rep as u64]),
+                u64::from(rd.warmup_s),
+                u64::from(rd.duration_s),
+            )
+        })
         .collect();
     let want = max_targets(&trace, &offsets, seconds);
     let pool = pools(&want, rd.max_threads);
