@@ -40,7 +40,8 @@ use report::{BootInfo, Env};
 pub struct BenchArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
-    /// Small preset: a few minutes under TCG (50 functions, 3 loads, 2 densities, short runs).
+    /// Small preset: a few minutes under TCG (zipf-open: 50 functions, 3 loads, 2 densities,
+    /// short runs; rdhashd: 4 s windows).
     #[arg(long)]
     pub quick: bool,
     /// Accelerator; default: KVM if a probe boot works, else TCG.
