@@ -352,7 +352,8 @@ fn golden_bench_runs() {
         let pts = bench::stats::points(&recs.runs);
         let ov = bench::stats::overhead_rows(&recs.overhead);
         let h = bench::headline::headline(&pts, &ov, target);
-        let md = bench::report::render_markdown(&env, &pts, &ov, &h);
+        let rd = bench::stats::rd_points(&recs.rd);
+        let md = bench::report::render_markdown(&env, &pts, &ov, &h, &rd);
         let json = serde_json::to_string_pretty(&serde_json::json!({
             "boots": boots,
             "records": recs.raw.len(),

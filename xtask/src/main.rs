@@ -77,7 +77,7 @@ enum Cmd {
     /// Everything CI checks: fmt, clippy, host tests, check-series and the main job.
     Ci(pipeline::CiArgs),
     /// Benchmark: dense serverless workload, stock vs LAGS vs tuned EEVDF, in QEMU.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Stress and hostile-input suites on the debug kernel; table in work/robustness/.
     Robustness(robustness::RobustnessArgs),
 }

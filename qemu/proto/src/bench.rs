@@ -65,7 +65,62 @@ pub struct Plan {
     pub ov_msg_groups: u32,
     pub ov_msg_loops: u32,
     pub ov_switch_s: u32,
+    /// Workload of the sweep parts (`lb.workload`): `zipf-open` (the open-loop `load` and
+    /// `density` parts) or `rdhashd` (the prototype's closed loop, which replaces `density`
+    /// and has no `load` part). Plans recorded before the option were `zipf-open`.
+    #[serde(default = "zipf_open")]
+    pub workload: String,
+    /// Parameters of the `rdhashd` workload (`lb.rd_*`); plans recorded before it existed
+    /// read as the defaults (unused by their `zipf-open` runs).
+    #[serde(default)]
+    pub rd: RdPlan,
 }
+
+/// The `rdhashd` workload: a closed loop per function, one thread per in-flight request,
+/// per-second in-flight targets from a synthetic trace (issue 11).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RdPlan {
+    /// Function counts of the density sweep (`lb.rd_funcs`).
+    pub funcs: Vec<usize>,
+    /// Measured seconds per run (`lb.rd_dur`).
+    pub duration_s: u32,
+    /// Warm-up seconds per run, not measured (`lb.rd_warm`).
+    pub warmup_s: u32,
+    /// Mean of a request's exponential sleep before its CPU burst, ms (`lb.rd_sleep_ms`).
+    pub sleep_ms: f64,
+    /// CPU burst of a request, ms of calibrated guest CPU (`lb.rd_burst_ms`).
+    pub burst_ms: f64,
+    /// Goodput counts requests with latency below this, ms (`lb.rd_threshold_ms`).
+    pub threshold_ms: f64,
+    /// Seed of the synthetic concurrency trace (`lb.rd_trace_seed`).
+    pub trace_seed: u64,
+    /// Most request threads of one run, over all functions (`lb.rd_max_threads`).
+    pub max_threads: usize,
+}
+
+impl Default for RdPlan {
+    fn default() -> Self {
+        RdPlan {
+            funcs: vec![2, 8, 16, 38],
+            duration_s: 20,
+            warmup_s: 2,
+            sleep_ms: 20.0,
+            burst_ms: 10.0,
+            threshold_ms: 1000.0,
+            trace_seed: 42,
+            max_threads: 1024,
+        }
+    }
+}
+
+/// The workload of every plan recorded before `lb.workload` existed.
+fn zipf_open() -> String {
+    "zipf-open".into()
+}
+
+/// The workload names `lb.workload` accepts.
+pub const WORKLOADS: [&str; 2] = ["zipf-open", "rdhashd"];
 
 impl Default for Plan {
     fn default() -> Self {
@@ -94,6 +149,8 @@ impl Default for Plan {
             ov_msg_groups: 2,
             ov_msg_loops: 20,
             ov_switch_s: 3,
+            workload: zipf_open(),
+            rd: RdPlan::default(),
         }
     }
 }
@@ -162,6 +219,18 @@ impl Plan {
                 "ov_msg_groups" => v.parse().map(|x| p.ov_msg_groups = x).is_ok(),
                 "ov_msg_loops" => v.parse().map(|x| p.ov_msg_loops = x).is_ok(),
                 "ov_switch_s" => v.parse().map(|x| p.ov_switch_s = x).is_ok(),
+                "workload" => WORKLOADS
+                    .contains(&v)
+                    .then(|| p.workload = v.to_string())
+                    .is_some(),
+                "rd_funcs" => list(v).map(|x| p.rd.funcs = x).is_some(),
+                "rd_dur" => v.parse().map(|x| p.rd.duration_s = x).is_ok(),
+                "rd_warm" => v.parse().map(|x| p.rd.warmup_s = x).is_ok(),
+                "rd_sleep_ms" => v.parse().map(|x| p.rd.sleep_ms = x).is_ok(),
+                "rd_burst_ms" => v.parse().map(|x| p.rd.burst_ms = x).is_ok(),
+                "rd_threshold_ms" => v.parse().map(|x| p.rd.threshold_ms = x).is_ok(),
+                "rd_trace_seed" => v.parse().map(|x| p.rd.trace_seed = x).is_ok(),
+                "rd_max_threads" => v.parse().map(|x| p.rd.max_threads = x).is_ok(),
                 _ => {
                     warnings.push(format!("ignoring unknown parameter {param:?}"));
                     true
@@ -202,6 +271,15 @@ impl Plan {
             format!("lb.ov_msg_groups={}", self.ov_msg_groups),
             format!("lb.ov_msg_loops={}", self.ov_msg_loops),
             format!("lb.ov_switch_s={}", self.ov_switch_s),
+            format!("lb.workload={}", self.workload),
+            format!("lb.rd_funcs={}", join(&self.rd.funcs)),
+            format!("lb.rd_dur={}", self.rd.duration_s),
+            format!("lb.rd_warm={}", self.rd.warmup_s),
+            format!("lb.rd_sleep_ms={}", self.rd.sleep_ms),
+            format!("lb.rd_burst_ms={}", self.rd.burst_ms),
+            format!("lb.rd_threshold_ms={}", self.rd.threshold_ms),
+            format!("lb.rd_trace_seed={}", self.rd.trace_seed),
+            format!("lb.rd_max_threads={}", self.rd.max_threads),
         ]
     }
 
@@ -319,6 +397,55 @@ pub struct RunRecord {
     pub lags: Option<LagsCounters>,
 }
 
+/// One run of the `rdhashd` workload (configuration x function count x repetition).
+/// Latencies run from the end of a request's sleep to its completion; the counts and
+/// percentiles cover the requests that completed inside the measured window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RdhashdRecord {
+    pub config: String,
+    pub funcs: usize,
+    pub rep: usize,
+    pub seed: u64,
+    /// Second of the trace the run started at (the trace repeats).
+    pub trace_offset_s: u64,
+    pub cpus: usize,
+    pub capacity_cpus: f64,
+    /// Length of the measured window, s.
+    pub window_s: f64,
+    /// Requests that completed inside the window.
+    pub completed: u64,
+    /// Of those, requests with latency below `threshold_ms`.
+    pub good: u64,
+    pub threshold_ms: f64,
+    pub burst_ms: f64,
+    pub sleep_ms: f64,
+    /// Latency percentiles, ms: the upper edge of the histogram bin holding the quantile;
+    /// `None` without completed requests.
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub hist: Hist,
+    /// Mean over the window's seconds of the summed in-flight targets (after the thread cap).
+    pub inflight_target_mean: f64,
+    /// Largest summed in-flight target of a window second, before the thread cap.
+    pub inflight_target_max: u64,
+    /// Request threads of the run (the cap: `max_threads`).
+    pub threads: usize,
+    /// Window seconds in which the trace asked for more in-flight requests than the threads.
+    pub capped_seconds: u64,
+    pub cpu_util: f64,
+    pub ctxt: u64,
+    pub ctxt_per_req: Option<f64>,
+    pub sched_count: u64,
+    pub schedule_per_req: Option<f64>,
+    /// Seconds the controller waited after the window for in-flight requests to finish.
+    pub drain_s: f64,
+    /// `None` when the kernel has no LAGS statistics.
+    pub lags: Option<LagsCounters>,
+}
+
 /// One measurement of an overhead probe.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -415,6 +542,7 @@ pub enum Record {
     Run(Box<RunRecord>),
     Overhead(OverheadRecord),
     Done(DoneRecord),
+    Rdhashd(Box<RdhashdRecord>),
 }
 
 #[cfg(test)]
@@ -479,6 +607,17 @@ mod tests {
             ov_msg_groups: 3,
             ov_msg_loops: 7,
             ov_switch_s: 1,
+            workload: "rdhashd".into(),
+            rd: RdPlan {
+                funcs: vec![1, 5],
+                duration_s: 7,
+                warmup_s: 3,
+                sleep_ms: 12.5,
+                burst_ms: 2.5,
+                threshold_ms: 250.0,
+                trace_seed: 11,
+                max_threads: 64,
+            },
         };
         let line = p.to_cmdline().join(" ");
         let (q, w) = Plan::from_cmdline(&line);
@@ -540,12 +679,49 @@ mod tests {
                 status: Status::Errors,
                 errors: 2,
             }),
+            Record::Rdhashd(Box::new(RdhashdRecord {
+                config: "lags".into(),
+                funcs: 19,
+                completed: 12_000,
+                good: 11_000,
+                p99_ms: Some(120.0),
+                p999_ms: None,
+                hist: Hist {
+                    bins: vec![(70, 5)],
+                },
+                ctxt_per_req: Some(2.5),
+                lags: Some(LagsCounters::default()),
+                ..RdhashdRecord::default()
+            })),
         ];
         for r in recs {
             let line = serde_json::to_string(&r).unwrap();
             assert!(line.starts_with("{\"type\":"), "{line}");
             assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
         }
+    }
+
+    // Expect the workload to default to zipf-open, an unknown workload to be a warning that
+    // changes nothing, and a plan recorded before the workload selector to read as zipf-open
+    // with the default rdhashd parameters.
+    #[test]
+    fn workload_selector() {
+        assert_eq!(Plan::default().workload, "zipf-open");
+        assert_eq!(
+            Plan::from_cmdline("lb.workload=rdhashd").0.workload,
+            "rdhashd"
+        );
+        let (p, w) = Plan::from_cmdline("lb.workload=knative lb.rd_funcs=1,x");
+        assert_eq!(p, Plan::default());
+        assert_eq!(w.len(), 2, "{w:?}");
+        let mut old = serde_json::to_value(Plan::default()).unwrap();
+        let o = old.as_object_mut().unwrap();
+        o.remove("workload");
+        o.remove("rd");
+        assert_eq!(
+            serde_json::from_value::<Plan>(old).unwrap(),
+            Plan::default()
+        );
     }
 
     // Expect a misspelt or unknown field, a missing field and an unknown type to be

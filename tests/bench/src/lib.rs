@@ -6,6 +6,7 @@
 //! Everything here is deterministic and unit-tested on the host; `main.rs` holds the parts
 //! that need a guest (cgroups, processes, clocks, /proc).
 
+pub mod closed_loop;
 pub mod trace;
 
 use serde::Serialize;
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 pub use lags_proto::bench::{
     DoneRecord, EnvRecord, Function, FunctionsRecord, Hist, LagsCounters, OverheadRecord, Plan,
-    Record, RunRecord, Status, Summary, Uname, BINS_PER_DECADE, HIST_BINS,
+    RdPlan, RdhashdRecord, Record, RunRecord, Status, Summary, Uname, BINS_PER_DECADE, HIST_BINS,
 };
 
 // ---------------------------------------------------------------------------------------

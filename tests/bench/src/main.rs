@@ -6,7 +6,9 @@
 //! calibrates a spin loop, and runs the parts of the plan:
 //!
 //! * `load`: one function set, a sweep of offered loads, every configuration interleaved;
-//! * `density`: several function counts at one offered load;
+//! * `density`: several function counts at one offered load (workload `zipf-open`), or the
+//!   closed-loop `rdhashd` workload at several function counts (`lb.workload=rdhashd`,
+//!   `rdhashd.rs`);
 //! * `overhead`: `perf bench sched pipe|messaging` and `stress-ng --switch` with the LAGS
 //!   sysctl off and on (no LAGS groups).
 //!
@@ -15,6 +17,8 @@
 //! bench`) aggregates them. Every path ends in a reboot: PID 1 never exits.
 
 #![recursion_limit = "256"]
+
+mod rdhashd;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -363,11 +367,12 @@ impl Fleet {
         }
     }
 
+    fn groups(&self) -> Vec<String> {
+        self.workers.iter().map(|w| w.group.clone()).collect()
+    }
+
     fn set_lags(&self, on: bool) -> Result<(), String> {
-        for w in &self.workers {
-            write(&format!("{}/cpu.lags", w.group), if on { "1" } else { "0" })?;
-        }
-        Ok(())
+        set_lags(&self.groups(), on)
     }
 
     /// Sum of (voluntary, nonvoluntary) context switches and (exec, wait) ns of the workers.
@@ -391,20 +396,34 @@ impl Fleet {
     /// Sum of the LAGS counters of the groups (picks, wakeup preempts, starved picks) and
     /// the largest `lags_wait_max_us`; `None` when the groups show no LAGS statistics.
     fn lags_counters(&self) -> Option<[u64; 4]> {
-        let mut c = [0u64; 4];
-        let mut any = false;
-        for w in &self.workers {
-            let st = read(&format!("{}/cpu.stat", w.group));
-            if let Some(p) = field(&st, "lags_picks") {
-                any = true;
-                c[0] += p;
-                c[1] += field(&st, "lags_wakeup_preempts").unwrap_or(0);
-                c[2] += field(&st, "lags_starved_picks").unwrap_or(0);
-                c[3] = c[3].max(field(&st, "lags_wait_max_us").unwrap_or(0));
-            }
-        }
-        any.then_some(c)
+        lags_counters_of(self.workers.iter().map(|w| w.group.as_str()))
     }
+}
+
+/// Writes `cpu.lags` of every group.
+fn set_lags(groups: &[String], on: bool) -> Result<(), String> {
+    for g in groups {
+        write(&format!("{g}/cpu.lags"), if on { "1" } else { "0" })?;
+    }
+    Ok(())
+}
+
+/// Sum of the LAGS counters of the groups (picks, wakeup preempts, starved picks) and the
+/// largest `lags_wait_max_us`; `None` when the groups show no LAGS statistics.
+fn lags_counters_of<'a>(groups: impl Iterator<Item = &'a str>) -> Option<[u64; 4]> {
+    let mut c = [0u64; 4];
+    let mut any = false;
+    for g in groups {
+        let st = read(&format!("{g}/cpu.stat"));
+        if let Some(p) = field(&st, "lags_picks") {
+            any = true;
+            c[0] += p;
+            c[1] += field(&st, "lags_wakeup_preempts").unwrap_or(0);
+            c[2] += field(&st, "lags_starved_picks").unwrap_or(0);
+            c[3] = c[3].max(field(&st, "lags_wait_max_us").unwrap_or(0));
+        }
+    }
+    any.then_some(c)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -416,7 +435,8 @@ struct Knobs {
 }
 
 impl Knobs {
-    fn apply(&self, cfg: &str, fleet: &Fleet) -> Result<(), String> {
+    /// Applies configuration `cfg` to the function `groups`.
+    fn apply(&self, cfg: &str, groups: &[String]) -> Result<(), String> {
         let slice = match cfg {
             "tuned" => Some(self.tuned_slice_ns.to_string()),
             _ => self.base_slice_default.clone(),
@@ -429,12 +449,12 @@ impl Knobs {
             ));
         }
         match cfg {
-            "stock" | "tuned" => fleet.set_lags(false),
+            "stock" | "tuned" => set_lags(groups, false),
             "lags" => {
                 if fs::metadata(SYSCTL_LAGS).is_ok() {
                     write(SYSCTL_LAGS, "1")?;
                 }
-                fleet.set_lags(true)
+                set_lags(groups, true)
             }
             other => Err(format!("unknown configuration {other:?}")),
         }
@@ -484,7 +504,7 @@ fn run_once(
     seed: u64,
 ) -> Result<(), String> {
     let plan = ctx.plan;
-    ctx.knobs.apply(cfg, fleet)?;
+    ctx.knobs.apply(cfg, &fleet.groups())?;
     let rate = rate_for_load(load, ctx.capacity, plan.mean_ms);
     let total_s = plan.warmup_s + plan.duration_s;
     let sched = make_schedule(funcs, rate, total_s, plan.req_sigma, seed);
@@ -979,15 +999,19 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         plan, cpus, ipn, capacity, warnings,
     ))));
 
+    let rdhashd = plan.workload == "rdhashd";
     let mut runs_total = 0;
     let mut max_rate: f64 = 0.0;
-    if plan.has("load") {
+    if rdhashd && plan.has("density") {
+        runs_total += plan.rd.funcs.len() * plan.reps * plan.configs.len();
+    }
+    if !rdhashd && plan.has("load") {
         runs_total += plan.loads.len() * plan.reps * plan.configs.len();
         for &l in &plan.loads {
             max_rate = max_rate.max(rate_for_load(l, capacity, plan.mean_ms));
         }
     }
-    if plan.has("density") {
+    if !rdhashd && plan.has("density") {
         runs_total += plan.density.len() * plan.reps * plan.configs.len();
         max_rate = max_rate.max(rate_for_load(plan.density_load, capacity, plan.mean_ms));
     }
@@ -1016,6 +1040,21 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     }
     if plan.has("load") || plan.has("density") {
         setup_cgroups()?;
+    }
+    if rdhashd {
+        if plan.has("load") {
+            errors += 1;
+            out.say("error: the load part belongs to the zipf-open workload; rdhashd has none");
+        }
+        if plan.has("density") {
+            for &n in &plan.rd.funcs {
+                if let Err(e) = rdhashd::sweep(&mut ctx, out, n) {
+                    errors += 1;
+                    out.say(&format!("error: rdhashd F={n}: {e}"));
+                }
+            }
+        }
+        return Ok(errors);
     }
     if plan.has("load") {
         if let Err(e) = sweep(&mut ctx, out, "load", plan.funcs, &plan.loads, 1) {

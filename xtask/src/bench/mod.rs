@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use lags_proto::bench::{Plan, Status};
+use lags_proto::bench::{Plan, RdPlan, Status};
 
 use crate::build::{self, ProfileArgs};
 use crate::console;
@@ -40,7 +40,8 @@ use report::{BootInfo, Env};
 pub struct BenchArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
-    /// Small preset: a few minutes under TCG (50 functions, 3 loads, 2 densities, short runs).
+    /// Small preset: a few minutes under TCG (zipf-open: 50 functions, 3 loads, 2 densities,
+    /// short runs; rdhashd: 4 s windows).
     #[arg(long)]
     pub quick: bool,
     /// Accelerator; default: KVM if a probe boot works, else TCG.
@@ -116,12 +117,50 @@ pub struct BenchArgs {
     /// Fail as a hang when the console is silent this long, seconds.
     #[arg(long, default_value_t = 180)]
     pub silence: u64,
+    /// Workload: zipf-open (open loop, the `load` and `density` parts) or rdhashd (the
+    /// prototype's closed loop: a density sweep; default parts: density).
+    #[arg(long, value_enum, default_value_t = Workload::ZipfOpen)]
+    pub workload: Workload,
+    /// rdhashd: densities in functions per vCPU, comma-separated (default 1,4,8,19).
+    #[arg(long, value_delimiter = ',')]
+    pub rd_density: Option<Vec<f64>>,
+    /// rdhashd: CPU burst per request, ms of calibrated guest CPU.
+    #[arg(long, default_value_t = 10.0)]
+    pub rd_burst_ms: f64,
+    /// rdhashd: mean of the exponential sleep before each burst, ms.
+    #[arg(long, default_value_t = 20.0)]
+    pub rd_sleep_ms: f64,
+    /// rdhashd: goodput counts requests with latency (end of sleep to completion) below this, ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rd_threshold_ms: f64,
     /// Only re-render the report of an existing results directory.
     #[arg(long, value_name = "DIR")]
     pub report_only: Option<PathBuf>,
     /// Echo the whole guest console.
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// The workload generator of the sweeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Open loop, Zipf popularity, one FIFO worker per function (the `load`/`density` parts).
+    #[value(name = "zipf-open")]
+    ZipfOpen,
+    /// The prototype's closed loop: per-function in-flight targets from a synthetic trace,
+    /// one thread per in-flight request.
+    #[value(name = "rdhashd")]
+    Rdhashd,
+}
+
+impl Workload {
+    /// The name `lb.workload` and the report use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::ZipfOpen => "zipf-open",
+            Workload::Rdhashd => "rdhashd",
+        }
+    }
 }
 
 /// The verdict of one benchmark boot: `qemu-test`'s infrastructure verdict
@@ -162,6 +201,21 @@ fn dispatcher_name(fifo: bool) -> &'static str {
         "fair class (SCHED_OTHER, root cgroup): wakeups of the workers take the fair wakeup path"
     }
 }
+
+/// The console-silence limit of a boot, seconds. rdhashd's guest prints one line per run, and
+/// under its load the kernel console has been seen to fall silent for a whole heavy density
+/// (lines and kernel messages appear only when the load stops, while the data port keeps
+/// receiving records), so its boots are limited by time only: the silence limit is raised to
+/// the boot's estimate plus 2 minutes. Pure.
+pub fn silence_limit(silence_s: u64, workload: Workload, estimate_s: f64) -> u64 {
+    match workload {
+        Workload::ZipfOpen => silence_s,
+        Workload::Rdhashd => silence_s.max((estimate_s + 120.0).ceil() as u64),
+    }
+}
+
+/// How the report names rdhashd's load generator.
+const RD_CONTROLLER: &str = "rdhashd: controller in the fair class (SCHED_OTHER, root cgroup) sets per-second in-flight targets; one thread per in-flight request in each function's cgroup";
 
 fn host_cpu() -> String {
     fs_err::read_to_string("/proc/cpuinfo")
@@ -265,6 +319,13 @@ impl BenchArgs {
             slo_floor_ms: self.slo_floor_ms,
             tuned_slice_ns: self.tuned_slice_ns,
             fifo_dispatch: self.fifo_dispatch,
+            rd: RdPlan {
+                sleep_ms: self.rd_sleep_ms,
+                burst_ms: self.rd_burst_ms,
+                threshold_ms: self.rd_threshold_ms,
+                trace_seed: self.seed,
+                ..RdPlan::default()
+            },
             ..Plan::default()
         };
         let mut common = Vec::new();
@@ -328,11 +389,22 @@ impl BenchArgs {
                 .to_string(),
             host_cpu: host_cpu(),
             host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            slo: format!(
-                "response ≤ max({}× service time, {} ms)",
-                self.slo_mult, self.slo_floor_ms
-            ),
-            dispatcher: dispatcher_name(self.fifo_dispatch).into(),
+            slo: if self.workload == Workload::Rdhashd {
+                format!(
+                    "goodput: requests with latency (end of sleep to completion) < {} ms",
+                    self.rd_threshold_ms
+                )
+            } else {
+                format!(
+                    "response ≤ max({}× service time, {} ms)",
+                    self.slo_mult, self.slo_floor_ms
+                )
+            },
+            dispatcher: if self.workload == Workload::Rdhashd {
+                RD_CONTROLLER.into()
+            } else {
+                dispatcher_name(self.fifo_dispatch).into()
+            },
             settings: Some(settings.clone()),
             boots: vec![],
         };
@@ -370,7 +442,11 @@ impl BenchArgs {
                 &log,
                 Limits {
                     hard,
-                    silence: Duration::from_secs(self.silence),
+                    silence: Duration::from_secs(silence_limit(
+                        self.silence,
+                        self.workload,
+                        b.estimate_s,
+                    )),
                 },
                 |l| progress(l, self.verbose),
             )?;
@@ -428,6 +504,15 @@ impl BenchArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Expect zipf-open's silence limit unchanged and rdhashd's raised to the boot estimate
+    // plus 2 minutes, never lowered.
+    #[test]
+    fn rdhashd_silence_limit() {
+        assert_eq!(silence_limit(180, Workload::ZipfOpen, 900.0), 180);
+        assert_eq!(silence_limit(180, Workload::Rdhashd, 900.0), 1020);
+        assert_eq!(silence_limit(180, Workload::Rdhashd, 30.5), 180);
+    }
 
     // Expect a benchmark boot to get qemu-test's verdict for the same console: a panic
     // before the runner starts is a boot failure (exit 11), a panic after it a kernel

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use lags_proto::bench::Plan;
+use lags_proto::bench::{Plan, RdPlan};
 use serde::Serialize;
 
 use super::BenchArgs;
@@ -25,7 +25,18 @@ pub struct Settings {
     pub ov_reps: usize,
     pub ov_pipe_loops: u64,
     pub ov_switch_s: u32,
+    /// `zipf-open` (the `load` and `density` parts above) or `rdhashd` (its density sweep
+    /// below replaces `density`).
+    pub workload: String,
+    /// rdhashd: function counts (functions per vCPU × vCPUs).
+    pub rd_funcs: Vec<usize>,
+    /// rdhashd: measured and warm-up seconds per run.
+    pub rd_duration_s: u32,
+    pub rd_warmup_s: u32,
 }
+
+/// rdhashd's default densities, in functions per vCPU (the prototype: 1 to 19 per core).
+pub const RD_PER_CPU: [f64; 4] = [1.0, 4.0, 8.0, 19.0];
 
 impl Settings {
     pub fn preset(quick: bool) -> Settings {
@@ -44,6 +55,10 @@ impl Settings {
                 ov_reps: 3,
                 ov_pipe_loops: 10_000,
                 ov_switch_s: 2,
+                workload: "zipf-open".into(),
+                rd_funcs: rd_funcs(&RD_PER_CPU, 1),
+                rd_duration_s: 4,
+                rd_warmup_s: 1,
             }
         } else {
             Settings {
@@ -60,6 +75,10 @@ impl Settings {
                 ov_reps: 5,
                 ov_pipe_loops: 20_000,
                 ov_switch_s: 3,
+                workload: "zipf-open".into(),
+                rd_funcs: rd_funcs(&RD_PER_CPU, 1),
+                rd_duration_s: 20,
+                rd_warmup_s: 2,
             }
         }
     }
@@ -93,6 +112,26 @@ impl Settings {
         if let Some(v) = a.mean_ms {
             s.mean_ms = v;
         }
+        s.workload = a.workload.name().to_string();
+        if s.workload == "rdhashd" {
+            if a.parts.is_none() {
+                s.parts = vec!["density".into()];
+            }
+            if s.parts.iter().any(|p| p == "load") {
+                bail!("--workload rdhashd has no load part: use --parts density[,overhead]");
+            }
+            if a.fifo_dispatch {
+                bail!("--fifo-dispatch is a zipf-open option: rdhashd's controller runs in the fair class");
+            }
+            let per_cpu = a.rd_density.as_deref().unwrap_or(&RD_PER_CPU);
+            if per_cpu.is_empty() || per_cpu.iter().any(|&x| !(x > 0.0 && x <= 1000.0)) {
+                bail!("--rd-density: functions per vCPU, each in (0, 1000]");
+            }
+            s.rd_funcs = rd_funcs(per_cpu, a.cpus);
+            if let Some(v) = a.duration {
+                s.rd_duration_s = v.ceil().max(1.0) as u32;
+            }
+        }
         for c in &s.configs {
             if !["stock", "lags", "tuned"].contains(&c.as_str()) {
                 bail!("unknown configuration {c:?}: use stock, lags, tuned");
@@ -110,6 +149,22 @@ impl Settings {
         Ok(s)
     }
 
+    fn rdhashd(&self) -> bool {
+        self.workload == "rdhashd"
+    }
+
+    /// Estimated guest seconds of the density part (zipf-open's or rdhashd's).
+    fn density_s(&self) -> f64 {
+        let runs = |points: usize| points as f64 * self.reps as f64 * self.configs.len() as f64;
+        if self.rdhashd() {
+            // Settle, warm-up, window and drain per run; starting the threads per density.
+            runs(self.rd_funcs.len()) * (f64::from(self.rd_warmup_s + self.rd_duration_s) + 1.5)
+                + self.rd_funcs.len() as f64 * 3.0
+        } else {
+            runs(self.density.len()) * self.run_s()
+        }
+    }
+
     /// Estimated guest seconds of one run.
     fn run_s(&self) -> f64 {
         self.warmup_s + self.duration_s + 2.0
@@ -121,6 +176,18 @@ impl Settings {
             * 2.0
             * (self.ov_pipe_loops as f64 * 100e-6 + 5.0 + self.ov_switch_s as f64 + 2.0)
     }
+}
+
+/// Function counts for densities in functions per vCPU: rounded, at least 1, ascending,
+/// without repeats. Pure.
+pub fn rd_funcs(per_cpu: &[f64], cpus: u32) -> Vec<usize> {
+    let mut v: Vec<usize> = per_cpu
+        .iter()
+        .map(|x| ((x * f64::from(cpus)).round() as usize).max(1))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// One boot of the benchmark.
@@ -161,6 +228,13 @@ pub fn plan_boots(
             ov_reps: s.ov_reps,
             ov_pipe_loops: s.ov_pipe_loops,
             ov_switch_s: s.ov_switch_s,
+            workload: s.workload.clone(),
+            rd: RdPlan {
+                funcs: s.rd_funcs.clone(),
+                duration_s: s.rd_duration_s,
+                warmup_s: s.rd_warmup_s,
+                ..base.rd.clone()
+            },
             ..base.clone()
         };
         let mut v = plan.to_cmdline();
@@ -169,7 +243,7 @@ pub fn plan_boots(
     };
     let nconf = s.configs.len() as f64;
     let load_s = |n: usize| n as f64 * s.reps as f64 * nconf * s.run_s();
-    let density_s = s.density.len() as f64 * s.reps as f64 * nconf * s.run_s();
+    let density_s = s.density_s();
     let ov_s = s.overhead_s();
     let total = if has("load") {
         load_s(s.loads.len())
@@ -288,5 +362,34 @@ mod tests {
             .collect();
         assert!(b.len() > 3, "{b:?}");
         assert!(loads[0].contains("0.4") && loads[1].contains("0.5"));
+    }
+
+    // Expect densities per vCPU as function counts, and an rdhashd plan to carry its
+    // workload, function counts and run length to the guest, estimated from its own runs.
+    #[test]
+    fn rdhashd_boot_plan() {
+        assert_eq!(rd_funcs(&RD_PER_CPU, 1), vec![1, 4, 8, 19]);
+        assert_eq!(rd_funcs(&RD_PER_CPU, 2), vec![2, 8, 16, 38]);
+        assert_eq!(rd_funcs(&[0.1, 0.4, 1.0], 2), vec![1, 2]);
+        let s = Settings {
+            workload: "rdhashd".into(),
+            parts: vec!["density".into()],
+            ..Settings::preset(true)
+        };
+        let b = plan_boots(&s, Path::new("/k"), None, &seed1(), &[], 1200.0);
+        assert_eq!(b.len(), 1);
+        let (p, w) = Plan::from_cmdline(&b[0].params.join(" "));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(p.workload, "rdhashd");
+        assert_eq!(p.rd.funcs, vec![1, 4, 8, 19]);
+        assert_eq!((p.rd.duration_s, p.rd.warmup_s), (4, 1));
+        assert_eq!(p.rd.sleep_ms, 20.0);
+        // 4 densities x 3 configurations x 3 repetitions of 6.5 s, and the thread starts.
+        assert!(
+            (b[0].estimate_s - (36.0 * 6.5 + 12.0)).abs() < 1e-9,
+            "{}",
+            b[0].estimate_s
+        );
+        assert!(b[0].estimate_s < 300.0);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use lags_proto::bench::{DoneRecord, OverheadRecord, Record, RunRecord, Status};
+use lags_proto::bench::{DoneRecord, OverheadRecord, RdhashdRecord, Record, RunRecord, Status};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -147,6 +147,8 @@ pub struct Records {
     pub raw: Vec<Value>,
     pub runs: Vec<Run>,
     pub overhead: Vec<OverheadRec>,
+    /// The rdhashd runs, as the guest wrote them.
+    pub rd: Vec<RdhashdRecord>,
     /// The guests' environment records, with `boot` added.
     pub env: Vec<Value>,
     /// The end record of each boot.
@@ -180,6 +182,7 @@ impl Records {
                 Record::Overhead(r) => self.overhead.push(OverheadRec::from_record(boot, r)),
                 Record::Env(_) => self.env.push(v.clone()),
                 Record::Done(d) => self.done.push((boot.to_string(), d)),
+                Record::Rdhashd(r) => self.rd.push(*r),
                 Record::Functions(_) => {}
             }
             self.raw.push(v);
@@ -265,15 +268,22 @@ mod tests {
             status: Status::Ok,
             errors: 0,
         });
+        let rd = Record::Rdhashd(Box::new(RdhashdRecord {
+            config: "stock".into(),
+            funcs: 4,
+            good: 7,
+            ..RdhashdRecord::default()
+        }));
         let line = |r: &Record| serde_json::to_string(r).unwrap();
         // A record with a field the contract does not have is not used.
         let misspelt = r#"{"type":"overhead","probe":"p","mode":"on","value":1.0,"unit":"","higher_is_better":false,"wall_s":1.0,"eror":null}"#;
         r.add(
             "b1",
             &format!(
-                "garbage\n{}\n{}\n{misspelt}\n{}\n",
+                "garbage\n{}\n{}\n{misspelt}\n{}\n{}\n",
                 line(&run),
                 line(&ov),
+                line(&rd),
                 line(&done)
             ),
         );
@@ -282,7 +292,9 @@ mod tests {
         assert_eq!(r.runs[0].all.slo_attainment, Some(0.99));
         assert_eq!(r.overhead.len(), 1);
         assert_eq!(r.done.len(), 1);
-        assert_eq!(r.raw.len(), 3);
+        assert_eq!(r.rd.len(), 1);
+        assert_eq!((r.rd[0].funcs, r.rd[0].good), (4, 7));
+        assert_eq!(r.raw.len(), 4);
         assert_eq!(r.invalid.len(), 1, "{:?}", r.invalid);
         assert_eq!(r.status_of("b1"), Some(Status::Ok));
     }

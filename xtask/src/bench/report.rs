@@ -11,7 +11,9 @@ use super::headline::{headline, Headline};
 use super::plan::Settings;
 use super::plot::plots;
 use super::records::Records;
-use super::stats::{overhead_rows, points, OverheadRow, Point, Spread};
+use super::stats::{
+    overhead_rows, points, rd_points, OverheadRow, Point, RdPoint, Spread, RD_MIN_REQUESTS,
+};
 use crate::util;
 
 fn fmt_spread(s: &Option<Spread>, scale: f64, prec: usize) -> String {
@@ -69,15 +71,71 @@ pub struct BootInfo {
     pub guest_status: String,
 }
 
-pub fn render_markdown(env: &Env, pts: &[Point], ov: &[OverheadRow], h: &Headline) -> String {
+/// The rdhashd section: one row per (function count, configuration). Pure.
+pub fn render_rdhashd(rd: &[RdPoint], cpus: u32) -> String {
+    let mut md = String::new();
+    let thr = rd.first().map_or(0.0, |p| p.threshold_ms);
+    md.push_str(&format!(
+        "\n## rdhashd workload\n\nClosed loop, one thread per in-flight request, per-second in-flight targets from the synthetic trace. Goodput = requests with latency < {thr} ms per second of the measured window; normalised per repetition to stock's best repetition at the same density. Medians over the repetitions, [min–max] in brackets. **underpowered**: a repetition completed fewer than {RD_MIN_REQUESTS} requests, too few to decide a difference.\n"
+    ));
+    md.push_str("\n| F | F/vCPU | config | requests | goodput /s | goodput / stock best | p50 ms | p99 ms | ctx/req | schedule()/req | in-flight target | capped s | power |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for p in rd {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.funcs,
+            if cpus > 0 {
+                format!("{:.1}", p.funcs as f64 / f64::from(cpus))
+            } else {
+                "–".into()
+            },
+            p.config,
+            fmt_spread(&p.completed, 1.0, 0),
+            fmt_spread(&p.goodput, 1.0, 1),
+            fmt_spread(&p.goodput_norm, 1.0, 3),
+            fmt_spread(&p.p50, 1.0, 1),
+            fmt_spread(&p.p99, 1.0, 1),
+            fmt_spread(&p.ctx_per_req, 1.0, 2),
+            fmt_spread(&p.schedule_per_req, 1.0, 2),
+            fmt_spread(&p.inflight_target, 1.0, 1),
+            p.capped_seconds,
+            if p.underpowered {
+                format!("**underpowered** (min {})", p.min_completed)
+            } else {
+                "ok".into()
+            },
+        ));
+    }
+    md.push_str("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed.\n");
+    md
+}
+
+/// The whole report; `rd` adds the rdhashd section, and a report with rdhashd runs but no
+/// zipf-open runs leaves out zipf-open's capacity headline. Pure.
+pub fn render_markdown(
+    env: &Env,
+    pts: &[Point],
+    ov: &[OverheadRow],
+    h: &Headline,
+    rd: &[RdPoint],
+) -> String {
+    let rd_only = pts.is_empty() && !rd.is_empty();
     let mut md = String::new();
     md.push_str("# LAGS benchmark results\n\n");
     md.push_str(&format!(
-        "- Command: `{}`\n- Accelerator: **{}** ({}); {} vCPUs, {} MiB\n- Kernel: {} (series {}, config {})\n- Host: {} ({} CPUs); {}\n- Seed {}; SLO: {}; capacity = highest offered load with median SLO attainment ≥ {:.1}%\n",
+        "- Command: `{}`\n- Accelerator: **{}** ({}); {} vCPUs, {} MiB\n- Kernel: {} (series {}, config {})\n- Host: {} ({} CPUs); {}\n",
         env.command, env.accel, env.accel_reason, env.cpus, env.mem_mib, env.kernel_release,
-        env.series_hash, env.config_hash, env.host_cpu, env.host_cpus, env.qemu, env.seed, env.slo,
-        h.slo_target * 100.0
+        env.series_hash, env.config_hash, env.host_cpu, env.host_cpus, env.qemu,
     ));
+    if rd_only {
+        md.push_str(&format!("- Seed {}; {}\n", env.seed, env.slo));
+    } else {
+        md.push_str(&format!(
+            "- Seed {}; SLO: {}; capacity = highest offered load with median SLO attainment ≥ {:.1}%\n",
+            env.seed,
+            env.slo,
+            h.slo_target * 100.0
+        ));
+    }
     if !env.dispatcher.is_empty() {
         md.push_str(&format!("- Load generator: {}\n", env.dispatcher));
     }
@@ -98,37 +156,38 @@ pub fn render_markdown(env: &Env, pts: &[Point], ov: &[OverheadRow], h: &Headlin
             b.host_loadavg_after
         ));
     }
-    md.push_str("\n## Headline\n\n| configuration | capacity (offered load) |\n|---|---|\n");
-    for (c, cap) in &h.capacity {
-        md.push_str(&format!("| {c} | {} |\n", cap.describe()));
-    }
-    match h.ratio_lags_stock {
-        Some(r) => md.push_str(&format!(
-            "\nCapacity ratio LAGS/stock {} {r:.3}{}.",
-            h.ratio_qualifier,
-            match h.node_saving {
-                Some(s) => format!(
-                    " ⇒ {:.1}% fewer machines for the same load (1 − 1/r)",
-                    s * 100.0
-                ),
-                None => String::new(),
-            }
-        )),
-        None => {
-            md.push_str("\nCapacity ratio LAGS/stock: not determinable from the measured range.")
+    if !rd_only {
+        md.push_str("\n## Headline\n\n| configuration | capacity (offered load) |\n|---|---|\n");
+        for (c, cap) in &h.capacity {
+            md.push_str(&format!("| {c} | {} |\n", cap.describe()));
         }
-    }
-    if let Some(r) = h.ratio_tuned_stock {
-        md.push_str(&format!(" Tuned-EEVDF/stock: {r:.3}."));
-    }
-    md.push_str("\n\n### Targets\n\n| target | met | measured |\n|---|---|---|\n");
-    for t in &h.targets {
-        let m = match t.met {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "n/a",
-        };
-        md.push_str(&format!("| {} | {m} | {} |\n", t.name, t.detail));
+        match h.ratio_lags_stock {
+            Some(r) => md.push_str(&format!(
+                "\nCapacity ratio LAGS/stock {} {r:.3}{}.",
+                h.ratio_qualifier,
+                match h.node_saving {
+                    Some(s) => format!(
+                        " ⇒ {:.1}% fewer machines for the same load (1 − 1/r)",
+                        s * 100.0
+                    ),
+                    None => String::new(),
+                }
+            )),
+            None => md
+                .push_str("\nCapacity ratio LAGS/stock: not determinable from the measured range."),
+        }
+        if let Some(r) = h.ratio_tuned_stock {
+            md.push_str(&format!(" Tuned-EEVDF/stock: {r:.3}."));
+        }
+        md.push_str("\n\n### Targets\n\n| target | met | measured |\n|---|---|---|\n");
+        for t in &h.targets {
+            let m = match t.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "n/a",
+            };
+            md.push_str(&format!("| {} | {m} | {} |\n", t.name, t.detail));
+        }
     }
     let table = |md: &mut String, sweep: &str| {
         let ps: Vec<&Point> = pts.iter().filter(|p| p.sweep == sweep).collect();
@@ -166,6 +225,9 @@ pub fn render_markdown(env: &Env, pts: &[Point], ov: &[OverheadRow], h: &Headlin
         md.push_str("\n## Density sweep\n");
         table(&mut md, "density");
     }
+    if !rd.is_empty() {
+        md.push_str(&render_rdhashd(rd, env.cpus));
+    }
     if !ov.is_empty() {
         md.push_str("\n## Overhead of having LAGS\n\n| probe | unit | off | on, no LAGS groups | baseline kernel | on vs off | off vs baseline | noise (off, max−min) |\n|---|---|---|---|---|---|---|---|\n");
         for r in ov {
@@ -197,7 +259,9 @@ pub fn render_markdown(env: &Env, pts: &[Point], ov: &[OverheadRow], h: &Headlin
         }
         md.push_str("\nPositive percentages mean slower with LAGS (on) / with the LAGS kernel.\n");
     }
-    md.push_str("\nPlots: `slo.png` (SLO attainment vs offered load), `cdf-load-*.png` (response-time CDFs), `ctx.png` (context switches per request vs density).\n");
+    if !rd_only {
+        md.push_str("\nPlots: `slo.png` (SLO attainment vs offered load), `cdf-load-*.png` (response-time CDFs), `ctx.png` (context switches per request vs density).\n");
+    }
     md
 }
 
@@ -207,7 +271,8 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
     let pts = points(&recs.runs);
     let ov = overhead_rows(&recs.overhead);
     let h = headline(&pts, &ov, target);
-    let md = render_markdown(&env, &pts, &ov, &h);
+    let rd = rd_points(&recs.rd);
+    let md = render_markdown(&env, &pts, &ov, &h, &rd);
     util::write(&dir.join("summary.md"), &md)?;
     let doc = json!({
         "env": env_v,
@@ -215,17 +280,21 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
         "headline": h,
         "points": pts,
         "overhead": ov,
+        "rdhashd": rd,
         "records": recs.raw,
     });
     util::write(
         &dir.join("results.json"),
         serde_json::to_string_pretty(&doc)?,
     )?;
-    for w in plots(dir, &recs.runs, &pts, &env.accel, target) {
-        eprintln!("[bench] WARNING: {w}");
+    // rdhashd has no plots yet; zipf-open's would be empty.
+    if !recs.runs.is_empty() || recs.rd.is_empty() {
+        for w in plots(dir, &recs.runs, &pts, &env.accel, target) {
+            eprintln!("[bench] WARNING: {w}");
+        }
     }
     eprintln!("\n{}", md.split("\n## Load sweep").next().unwrap_or(&md));
-    Ok(!recs.runs.is_empty() || !recs.overhead.is_empty())
+    Ok(!recs.runs.is_empty() || !recs.overhead.is_empty() || !recs.rd.is_empty())
 }
 
 pub(crate) fn env_from_value(v: &Value) -> Env {
@@ -271,6 +340,7 @@ mod tests {
     use super::*;
     use crate::bench::headline::Capacity;
     use crate::bench::records::{OverheadRec, Run, Summary};
+    use crate::bench::stats::rd_points;
 
     fn run(config: &str, load: f64, rep: usize, slo: f64, light_p99: f64, ctx: f64) -> Run {
         Run {
@@ -357,7 +427,7 @@ mod tests {
             command: "cargo xtask bench --quick".into(),
             ..Default::default()
         };
-        let md = render_markdown(&env, &pts, &ov, &h);
+        let md = render_markdown(&env, &pts, &ov, &h, &[]);
         assert!(md.contains("**tcg**"), "{md}");
         assert!(md.contains("| lags | ≥ 0.700 |"), "{md}");
         assert!(md.contains("fewer machines"));
@@ -369,5 +439,61 @@ mod tests {
             md.contains("| 100 | 0.50 | stock | 99.40 [99.30–99.50] |"),
             "{md}"
         );
+        assert!(!md.contains("rdhashd"), "{md}");
+    }
+
+    // Expect an rdhashd-only report: no zipf-open headline, one row per (density,
+    // configuration) with goodput normalised to stock's best, and underpowered points marked.
+    #[test]
+    fn rdhashd_table() {
+        use lags_proto::bench::RdhashdRecord;
+        let rec =
+            |config: &str, funcs: usize, rep: usize, good: u64, completed: u64| RdhashdRecord {
+                config: config.into(),
+                funcs,
+                rep,
+                good,
+                completed,
+                window_s: 4.0,
+                threshold_ms: 1000.0,
+                p50_ms: Some(20.0 + rep as f64),
+                p99_ms: Some(100.0),
+                ctxt_per_req: Some(3.0),
+                schedule_per_req: Some(2.5),
+                inflight_target_mean: 7.5,
+                ..RdhashdRecord::default()
+            };
+        let recs = [
+            rec("stock", 4, 0, 400, 12_000),
+            rec("stock", 4, 1, 360, 11_000),
+            rec("stock", 4, 2, 380, 11_500),
+            rec("lags", 4, 0, 420, 12_500),
+            rec("lags", 4, 1, 400, 10_500),
+            rec("lags", 4, 2, 440, 9_000),
+        ];
+        let rd = rd_points(&recs);
+        let env = Env {
+            accel: "tcg".into(),
+            cpus: 2,
+            slo: "goodput: latency < 1000 ms".into(),
+            ..Default::default()
+        };
+        let h = headline(&[], &[], 0.99);
+        let md = render_markdown(&env, &[], &[], &h, &rd);
+        assert!(
+            !md.contains("## Headline") && !md.contains("Plots:"),
+            "{md}"
+        );
+        assert!(md.contains("## rdhashd workload"), "{md}");
+        assert!(md.contains("latency < 1000 ms per second"), "{md}");
+        assert!(
+            md.contains("| 4 | 2.0 | lags | 10500 [9000–12500] | 105.0 [100.0–110.0] | 1.050 [1.000–1.100] | 21.0 [20.0–22.0] | 100.0 [100.0–100.0] | 3.00 [3.00–3.00] | 2.50 [2.50–2.50] | 7.5 [7.5–7.5] | 0 | **underpowered** (min 9000) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 4 | 2.0 | stock | 11500 [11000–12000] | 95.0 [90.0–100.0] | 0.950 [0.900–1.000] |"),
+            "{md}"
+        );
+        assert!(md.contains("| ok |"), "{md}");
     }
 }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use lags_proto::bench::RdhashdRecord;
+
 use super::records::{OverheadRec, Run};
 
 /// Median with the spread (min, max) of the repetitions.
@@ -143,6 +145,90 @@ pub fn points(runs: &[Run]) -> Vec<Point> {
         .collect()
 }
 
+/// Fewest completed requests for a point to decide anything (issue 11: at least 10^4).
+pub const RD_MIN_REQUESTS: u64 = 10_000;
+
+/// Goodput of an rdhashd run: requests under the threshold per second of the window.
+pub fn goodput(r: &RdhashdRecord) -> Option<f64> {
+    (r.window_s > 0.0).then(|| r.good as f64 / r.window_s)
+}
+
+/// One rdhashd (configuration, function count) point over its repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct RdPoint {
+    pub config: String,
+    pub funcs: usize,
+    pub reps: usize,
+    pub completed: Option<Spread>,
+    /// Fewest completed requests of a repetition.
+    pub min_completed: u64,
+    /// A repetition completed fewer than [`RD_MIN_REQUESTS`].
+    pub underpowered: bool,
+    /// Requests under the threshold per second.
+    pub goodput: Option<Spread>,
+    /// Goodput over stock's best repetition at the same function count.
+    pub goodput_norm: Option<Spread>,
+    pub p50: Option<Spread>,
+    pub p90: Option<Spread>,
+    pub p99: Option<Spread>,
+    pub p999: Option<Spread>,
+    pub ctx_per_req: Option<Spread>,
+    pub schedule_per_req: Option<Spread>,
+    pub util: Option<Spread>,
+    pub inflight_target: Option<Spread>,
+    /// Window seconds, summed over the repetitions, in which the thread cap bit.
+    pub capped_seconds: u64,
+    pub threshold_ms: f64,
+}
+
+/// Aggregates rdhashd runs into points, ordered by function count, then configuration.
+/// Goodput is normalised per run to the best stock repetition at its function count (no
+/// normalisation without a stock run there). Pure.
+pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
+    let mut groups: BTreeMap<(usize, String), Vec<&RdhashdRecord>> = BTreeMap::new();
+    for r in recs {
+        groups
+            .entry((r.funcs, r.config.clone()))
+            .or_default()
+            .push(r);
+    }
+    let stock_best = |funcs: usize| {
+        recs.iter()
+            .filter(|r| r.funcs == funcs && r.config == "stock")
+            .filter_map(goodput)
+            .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))))
+            .filter(|&b| b > 0.0)
+    };
+    groups
+        .into_iter()
+        .map(|((funcs, config), rs)| {
+            let sp = |f: &dyn Fn(&RdhashdRecord) -> Option<f64>| spread(rs.iter().map(|r| f(r)));
+            let best = stock_best(funcs);
+            let min_completed = rs.iter().map(|r| r.completed).min().unwrap_or(0);
+            RdPoint {
+                reps: rs.len(),
+                completed: sp(&|r| Some(r.completed as f64)),
+                min_completed,
+                underpowered: min_completed < RD_MIN_REQUESTS,
+                goodput: sp(&|r| goodput(r)),
+                goodput_norm: best.and_then(|b| sp(&|r| goodput(r).map(|g| g / b))),
+                p50: sp(&|r| r.p50_ms),
+                p90: sp(&|r| r.p90_ms),
+                p99: sp(&|r| r.p99_ms),
+                p999: sp(&|r| r.p999_ms),
+                ctx_per_req: sp(&|r| r.ctxt_per_req),
+                schedule_per_req: sp(&|r| r.schedule_per_req),
+                util: sp(&|r| Some(r.cpu_util)),
+                inflight_target: sp(&|r| Some(r.inflight_target_mean)),
+                capped_seconds: rs.iter().map(|r| r.capped_seconds).sum(),
+                threshold_ms: rs.first().map_or(0.0, |r| r.threshold_ms),
+                config,
+                funcs,
+            }
+        })
+        .collect()
+}
+
 /// Overhead of one probe: medians per mode and the change of "on" against "off".
 #[derive(Debug, Clone, Serialize)]
 pub struct OverheadRow {
@@ -231,5 +317,49 @@ mod tests {
         assert_eq!(interp(&p, 0.1), Some(10.0));
         assert_eq!(interp(&p, 0.9), Some(20.0));
         assert_eq!(interp(&[], 0.9), None);
+    }
+
+    fn rd(config: &str, funcs: usize, good: u64, completed: u64) -> RdhashdRecord {
+        RdhashdRecord {
+            config: config.into(),
+            funcs,
+            good,
+            completed,
+            window_s: 10.0,
+            threshold_ms: 1000.0,
+            ..RdhashdRecord::default()
+        }
+    }
+
+    // Expect goodput = good requests per window second, normalised per run to stock's best
+    // repetition at the same function count, and points with a repetition under 10^4
+    // completed requests marked underpowered.
+    #[test]
+    fn rdhashd_goodput_and_normalisation() {
+        assert_eq!(goodput(&rd("stock", 1, 50, 60)), Some(5.0));
+        assert_eq!(goodput(&RdhashdRecord::default()), None);
+        let recs = [
+            rd("stock", 4, 1000, 20_000),
+            rd("stock", 4, 800, 20_000),
+            rd("lags", 4, 1200, 20_000),
+            rd("lags", 4, 600, 9_999),
+            rd("lags", 8, 500, 20_000),
+        ];
+        let p = rd_points(&recs);
+        let key: Vec<(usize, &str)> = p.iter().map(|p| (p.funcs, p.config.as_str())).collect();
+        assert_eq!(key, [(4, "lags"), (4, "stock"), (8, "lags")]);
+        let stock = &p[1];
+        let g = stock.goodput.unwrap();
+        assert_eq!((g.median, g.min, g.max), (90.0, 80.0, 100.0));
+        let n = stock.goodput_norm.unwrap();
+        assert_eq!((n.median, n.min, n.max), (0.9, 0.8, 1.0));
+        assert!(!stock.underpowered);
+        let lags = &p[0];
+        let n = lags.goodput_norm.unwrap();
+        assert!((n.median - 0.9).abs() < 1e-12, "{n:?}");
+        assert_eq!((n.min, n.max), (0.6, 1.2));
+        assert!(lags.underpowered && lags.min_completed == 9_999);
+        // No stock run at 8 functions: nothing to normalise to.
+        assert!(p[2].goodput_norm.is_none() && p[2].goodput.is_some());
     }
 }

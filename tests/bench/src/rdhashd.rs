@@ -1,0 +1,497 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The `rdhashd` workload (issue 11): the research prototype's experiment.
+//!
+//! Each function is a cgroup under the bench parent with one process in it; the process
+//! holds a pool of request threads (so every thread is in the function's cgroup). Every
+//! second the controller (PID 1, fair class, root cgroup) publishes each function's in-flight
+//! target from a synthetic trace (`Trace::synthetic`, row `offset + second` mod its length);
+//! thread `k` of a function runs requests back to back while `k` is below the target and
+//! waits on a futex otherwise ([`lags_bench::closed_loop`]). A request sleeps Exp(mean
+//! `sleep_ms`), then spins a calibrated `burst_ms`; its latency runs from the end of the
+//! sleep to the end of the burst. Completions inside the measured window are counted in a
+//! shared histogram, with the requests under the absolute threshold.
+
+use std::fs;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use lags_bench::closed_loop::{
+    hist_quantile_ms, max_targets, pools, slot_runs, start_offset, RunTargets,
+};
+use lags_bench::trace::{Trace, PROTOTYPE_SECONDS};
+use lags_bench::*;
+use lags_pid1::clock::{now_ns, sleep_until_ns};
+
+use crate::{snapshot, spin, Ctx, Out, PARENT};
+
+/// An anonymous shared mapping of `len` atomics of type `T` (`AtomicU64` or `AtomicU32`),
+/// zero-initialised, inherited by forked children.
+struct Map<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+impl<T> Map<T> {
+    fn new(len: usize) -> Result<Map<T>, String> {
+        let bytes = len.max(1) * std::mem::size_of::<T>();
+        // SAFETY: anonymous shared mapping; checked for failure.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Map { ptr: p.cast(), len })
+    }
+
+    fn at(&self, i: usize) -> &T {
+        assert!(i < self.len);
+        // SAFETY: in bounds of the mapping, which lives until `drop`; the atomics have the
+        // layout of their integers, and the mapping is zeroed and page-aligned.
+        unsafe { &*self.ptr.add(i) }
+    }
+}
+
+impl<T> Drop for Map<T> {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; no reference into it outlives `self`.
+        unsafe { libc::munmap(self.ptr.cast(), self.len.max(1) * std::mem::size_of::<T>()) };
+    }
+}
+
+// SAFETY: the mapping holds only atomics, which may be shared between threads.
+unsafe impl<T: Sync> Sync for Map<T> {}
+// SAFETY: as above; the pointer is owned by the value.
+unsafe impl<T: Send> Send for Map<T> {}
+
+// Counter slots.
+const EPOCH: usize = 0;
+const WIN_START: usize = 1;
+const WIN_END: usize = 2;
+const THRESHOLD_NS: usize = 3;
+const COMPLETED: usize = 4;
+const GOOD: usize = 5;
+const INFLIGHT: usize = 6;
+const ITERS: usize = 7;
+const SLEEP_NS: usize = 8;
+const READY: usize = 9;
+const THREADS: usize = 10;
+const HIST0: usize = 11;
+const COUNTERS: usize = HIST0 + HIST_BINS;
+
+fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: the word lives in a shared mapping (no FUTEX_PRIVATE_FLAG: the waker is
+    // another process); `ts` is a valid relative timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            val,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0,
+        )
+    };
+}
+
+fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: as in futex_wait; waking has no memory preconditions.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0,
+        )
+    };
+}
+
+fn sleep_ns(ns: u64) {
+    let mut ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    loop {
+        let mut rem = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid timespecs.
+        if unsafe { libc::nanosleep(&ts, &mut rem) } == 0 {
+            return;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+        ts = rem;
+    }
+}
+
+/// One request thread: slot `k` of a function whose target is `target`.
+fn request_loop(c: &Map<AtomicU64>, target: &AtomicU32, k: u32, seed: u64) -> ! {
+    let mut rng = Rng::new(seed);
+    let at = |i| c.at(i);
+    loop {
+        let t = target.load(Ordering::Acquire);
+        if !slot_runs(k, t) {
+            futex_wait(target, t, 1_000_000_000);
+            continue;
+        }
+        let epoch = at(EPOCH).load(Ordering::Acquire);
+        at(INFLIGHT).fetch_add(1, Ordering::AcqRel);
+        let mean = at(SLEEP_NS).load(Ordering::Relaxed) as f64;
+        if mean > 0.0 {
+            sleep_ns(rng.exp(1.0 / mean) as u64);
+        }
+        let t1 = now_ns();
+        std::hint::black_box(spin(at(ITERS).load(Ordering::Relaxed)));
+        let t2 = now_ns();
+        if at(EPOCH).load(Ordering::Acquire) == epoch
+            && t2 >= at(WIN_START).load(Ordering::Acquire)
+            && t2 < at(WIN_END).load(Ordering::Acquire)
+        {
+            let lat = t2 - t1;
+            at(COMPLETED).fetch_add(1, Ordering::Relaxed);
+            if lat < at(THRESHOLD_NS).load(Ordering::Relaxed) {
+                at(GOOD).fetch_add(1, Ordering::Relaxed);
+            }
+            at(HIST0 + hist_bin(lat as f64 / 1e3)).fetch_add(1, Ordering::Relaxed);
+        }
+        at(INFLIGHT).fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The function process: moves itself into `group`, starts `pool` request threads, and
+/// waits to be killed. Runs in a child forked from the single-threaded controller.
+fn function_main(
+    group: &str,
+    pool: u32,
+    c: &'static Map<AtomicU64>,
+    target: &'static AtomicU32,
+    seed: u64,
+) -> ! {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    if fs::write(format!("{group}/cgroup.procs"), pid.to_string()).is_ok() {
+        for k in 0..pool {
+            let s = mix_seed(seed, &[u64::from(k)]);
+            let spawned = std::thread::Builder::new()
+                .stack_size(128 << 10)
+                .spawn(move || request_loop(c, target, k, s));
+            if spawned.is_ok() {
+                c.at(THREADS).fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        c.at(READY).fetch_add(1, Ordering::AcqRel);
+    }
+    loop {
+        // SAFETY: pause has no preconditions; the controller ends us with SIGKILL.
+        unsafe { libc::pause() };
+    }
+}
+
+struct Fleet {
+    pids: Vec<i32>,
+    groups: Vec<String>,
+}
+
+impl Fleet {
+    fn stop(self) {
+        for &pid in &self.pids {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for &pid in &self.pids {
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+        }
+        for g in &self.groups {
+            let _ = fs::remove_dir(g);
+        }
+    }
+}
+
+/// Starts one function process per pool, each in its own cgroup under the bench parent.
+fn start(
+    pools: &[u32],
+    c: &'static Map<AtomicU64>,
+    targets: &'static Map<AtomicU32>,
+    seed: u64,
+) -> Result<Fleet, String> {
+    let mut fleet = Fleet {
+        pids: Vec::new(),
+        groups: Vec::new(),
+    };
+    for (f, &pool) in pools.iter().enumerate() {
+        let group = format!("{PARENT}/f{f:04}");
+        if let Err(e) = fs::create_dir_all(&group) {
+            fleet.stop();
+            return Err(format!("mkdir {group}: {e}"));
+        }
+        fleet.groups.push(group.clone());
+        let fseed = mix_seed(seed, &[f as u64]);
+        // SAFETY: the controller is single-threaded when it forks; the child moves itself
+        // into its cgroup, starts its threads and never returns.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            fleet.stop();
+            return Err(format!("fork: {e}"));
+        }
+        if pid == 0 {
+            function_main(&group, pool, c, targets.at(f), fseed);
+        }
+        fleet.pids.push(pid);
+    }
+    // Wait until every function process is in its cgroup with its threads.
+    let deadline = now_ns() + 60_000_000_000;
+    while c.at(READY).load(Ordering::Acquire) < pools.len() as u64 {
+        if now_ns() > deadline {
+            let ready = c.at(READY).load(Ordering::Acquire);
+            fleet.stop();
+            return Err(format!(
+                "only {ready} of {} function processes started",
+                pools.len()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(fleet)
+}
+
+/// Waits until no request is in flight (or sleeping before its burst), at most `limit_ns`;
+/// returns the seconds waited.
+fn drain(c: &Map<AtomicU64>, limit_ns: u64) -> f64 {
+    let t = now_ns();
+    while c.at(INFLIGHT).load(Ordering::Acquire) > 0 && now_ns() - t < limit_ns {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (now_ns() - t) as f64 / 1e9
+}
+
+fn lags_counters(groups: &[String]) -> Option<[u64; 4]> {
+    crate::lags_counters_of(groups.iter().map(String::as_str))
+}
+
+/// One run of one configuration.
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    ctx: &mut Ctx,
+    out: &mut Out,
+    fleet: &Fleet,
+    c: &Map<AtomicU64>,
+    targets: &Map<AtomicU32>,
+    rt: &RunTargets,
+    cfg: &str,
+    rep: usize,
+    seed: u64,
+    offset: u64,
+    threads: usize,
+) -> Result<(), String> {
+    let plan = ctx.plan;
+    let rd = &plan.rd;
+    ctx.knobs.apply(cfg, &fleet.groups)?;
+    let n = fleet.groups.len();
+    // Let the previous run's load credit and runqueues settle.
+    std::thread::sleep(Duration::from_millis(300));
+    let warm = u64::from(rd.warmup_s);
+    let total = warm + u64::from(rd.duration_s);
+    let t0 = now_ns() + 10_000_000;
+    let epoch = c.at(EPOCH).load(Ordering::Acquire) + 1;
+    for i in [COMPLETED, GOOD].into_iter().chain(HIST0..COUNTERS) {
+        c.at(i).store(0, Ordering::Relaxed);
+    }
+    c.at(WIN_START)
+        .store(t0 + warm * 1_000_000_000, Ordering::Relaxed);
+    c.at(WIN_END)
+        .store(t0 + total * 1_000_000_000, Ordering::Relaxed);
+    c.at(THRESHOLD_NS)
+        .store((rd.threshold_ms * 1e6) as u64, Ordering::Relaxed);
+    c.at(SLEEP_NS)
+        .store((rd.sleep_ms * 1e6) as u64, Ordering::Relaxed);
+    c.at(ITERS).store(
+        (rd.burst_ms * 1e6 * ctx.iters_per_ns) as u64,
+        Ordering::Relaxed,
+    );
+    c.at(EPOCH).store(epoch, Ordering::Release);
+    let lags0 = lags_counters(&fleet.groups);
+    let mut start_snap = None;
+    for s in 0..total {
+        sleep_until_ns(t0 + s * 1_000_000_000);
+        if s == warm {
+            start_snap = Some(snapshot());
+        }
+        for f in 0..n {
+            let t = rt.targets[s as usize][f];
+            let old = targets.at(f).swap(t, Ordering::AcqRel);
+            if t > old {
+                futex_wake_all(targets.at(f));
+            }
+        }
+    }
+    sleep_until_ns(t0 + total * 1_000_000_000);
+    let end_snap = snapshot();
+    for f in 0..n {
+        targets.at(f).store(0, Ordering::Release);
+    }
+    let start_snap = start_snap.unwrap_or_else(snapshot);
+    let lags1 = lags_counters(&fleet.groups);
+    let drain_s = drain(c, 10_000_000_000);
+    let left = c.at(INFLIGHT).load(Ordering::Acquire);
+    if left > 0 {
+        out.say(&format!(
+            "warning: rdhashd: {left} requests still in flight {drain_s:.1}s after the run"
+        ));
+    }
+
+    let completed = c.at(COMPLETED).load(Ordering::Acquire);
+    let good = c.at(GOOD).load(Ordering::Acquire);
+    let hist = Hist {
+        bins: (0..HIST_BINS)
+            .map(|b| (b as u32, c.at(HIST0 + b).load(Ordering::Acquire)))
+            .filter(|&(_, n)| n > 0)
+            .collect(),
+    };
+    let window_s = (end_snap.0 - start_snap.0) as f64 / 1e9;
+    let (util, _) = end_snap.1.util_since(&start_snap.1);
+    let ctxt = end_snap.1.ctxt.saturating_sub(start_snap.1.ctxt);
+    let ss = end_snap.2.delta(&start_snap.2);
+    let per = |x: u64| (completed > 0).then(|| x as f64 / completed as f64);
+    let measured = warm as usize..total as usize;
+    let lags = match (lags0, lags1) {
+        (Some(a), Some(b)) => Some(LagsCounters {
+            picks: b[0].saturating_sub(a[0]),
+            wakeup_preempts: b[1].saturating_sub(a[1]),
+            starved_picks: b[2].saturating_sub(a[2]),
+            wait_max_us: b[3],
+        }),
+        _ => None,
+    };
+    let rec = RdhashdRecord {
+        config: cfg.to_string(),
+        funcs: n,
+        rep,
+        seed,
+        trace_offset_s: offset,
+        cpus: ctx.cpus,
+        capacity_cpus: ctx.capacity,
+        window_s,
+        completed,
+        good,
+        threshold_ms: rd.threshold_ms,
+        burst_ms: rd.burst_ms,
+        sleep_ms: rd.sleep_ms,
+        p50_ms: hist_quantile_ms(&hist, 0.50),
+        p90_ms: hist_quantile_ms(&hist, 0.90),
+        p99_ms: hist_quantile_ms(&hist, 0.99),
+        p999_ms: hist_quantile_ms(&hist, 0.999),
+        hist,
+        inflight_target_mean: measured.clone().map(|s| rt.total(s) as f64).sum::<f64>()
+            / measured.len().max(1) as f64,
+        inflight_target_max: measured.clone().map(|s| rt.wanted[s]).max().unwrap_or(0),
+        threads,
+        capped_seconds: measured.clone().filter(|&s| rt.capped[s]).count() as u64,
+        cpu_util: util,
+        ctxt,
+        ctxt_per_req: per(ctxt),
+        sched_count: ss.sched_count,
+        schedule_per_req: per(ss.sched_count),
+        drain_s,
+        lags,
+    };
+    ctx.runs_done += 1;
+    let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.1}"));
+    out.say(&format!(
+        "run {}/{} rdhashd F={n} {cfg} rep={rep}: {completed} requests, goodput {:.1}/s, p50={}ms p99={}ms ctx/req={:.2} in-flight target {:.1} util={:.0}%",
+        ctx.runs_done,
+        ctx.runs_total,
+        good as f64 / window_s.max(1e-9),
+        f(rec.p50_ms),
+        f(rec.p99_ms),
+        rec.ctxt_per_req.unwrap_or(0.0),
+        rec.inflight_target_mean,
+        util * 100.0,
+    ));
+    out.record(&Record::Rdhashd(Box::new(rec)));
+    Ok(())
+}
+
+/// The rdhashd runs at `n` functions: every configuration and repetition, interleaved as
+/// the zipf-open sweeps are.
+pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out, n: usize) -> Result<(), String> {
+    let plan = ctx.plan;
+    let rd = &plan.rd;
+    let trace = Trace::synthetic(n, PROTOTYPE_SECONDS, mix_seed(rd.trace_seed, &[n as u64]));
+    let seconds = u64::from(rd.warmup_s) + u64::from(rd.duration_s);
+    let offsets: Vec<u64> = (0..plan.reps)
+        .map(|rep| {
+            start_offset(
+                &trace,
+                mix_seed(rd.trace_seed, &[n as u64, rep as u64]),
+                u64::from(rd.warmup_s),
+                u64::from(rd.duration_s),
+            )
+        })
+        .collect();
+    let want = max_targets(&trace, &offsets, seconds);
+    let pool = pools(&want, rd.max_threads);
+    let want_sum: u64 = want.iter().map(|&x| u64::from(x)).sum();
+    let pool_sum: u64 = pool.iter().map(|&x| u64::from(x)).sum();
+    out.say(&format!(
+        "rdhashd: starting {n} function groups with {pool_sum} request threads{} ...",
+        if pool_sum < want_sum {
+            format!(
+                " (capped: the trace asks for up to {want_sum}; lb.rd_max_threads={})",
+                rd.max_threads
+            )
+        } else {
+            String::new()
+        }
+    ));
+    let c: &'static Map<AtomicU64> = Box::leak(Box::new(Map::new(COUNTERS)?));
+    let targets: &'static Map<AtomicU32> = Box::leak(Box::new(Map::new(n)?));
+    let fleet = start(&pool, c, targets, mix_seed(plan.seed, &[4, n as u64]))?;
+    let threads = c.at(THREADS).load(Ordering::Acquire) as usize;
+    if threads < pool_sum as usize {
+        out.say(&format!(
+            "warning: rdhashd: only {threads} of {pool_sum} request threads started"
+        ));
+    }
+    let k = plan.configs.len();
+    let mut result = Ok(());
+    'outer: for (rep, &offset) in offsets.iter().enumerate() {
+        let rt = RunTargets::new(&trace, offset, seconds, &pool);
+        let seed = mix_seed(plan.seed, &[3, n as u64, rep as u64]);
+        for i in 0..k {
+            let cfg = plan.configs[(i + rep) % k].clone();
+            if let Err(e) = run_once(
+                ctx, out, &fleet, c, targets, &rt, &cfg, rep, seed, offset, threads,
+            ) {
+                result = Err(e);
+                break 'outer;
+            }
+        }
+    }
+    ctx.knobs.restore();
+    let _ = crate::set_lags(&fleet.groups, false);
+    fleet.stop();
+    // The two small mappings are leaked on purpose (the request threads needed them
+    // 'static); PID 1 reboots at the end.
+    result
+}
