@@ -426,6 +426,18 @@ fn lags_counters_of<'a>(groups: impl Iterator<Item = &'a str>) -> Option<[u64; 4
     any.then_some(c)
 }
 
+/// The LAGS counters of a run from two [`lags_counters_of`] snapshots: the sums as
+/// differences, the longest wait as read at the end.
+fn lags_delta(before: Option<[u64; 4]>, after: Option<[u64; 4]>) -> Option<LagsCounters> {
+    let (a, b) = (before?, after?);
+    Some(LagsCounters {
+        picks: b[0].saturating_sub(a[0]),
+        wakeup_preempts: b[1].saturating_sub(a[1]),
+        starved_picks: b[2].saturating_sub(a[2]),
+        wait_max_us: b[3],
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Configurations
 
@@ -647,15 +659,7 @@ fn run_once(
     let s_light = summarize(&light, plan.slo_mult, floor);
     let s_heavy = summarize(&heavy, plan.slo_mult, floor);
     let total_work_ns: f64 = sched.iter().map(|r| r.work_ns as f64).sum();
-    let lags = match (lags0, lags1) {
-        (Some(a), Some(b)) => Some(LagsCounters {
-            picks: b[0].saturating_sub(a[0]),
-            wakeup_preempts: b[1].saturating_sub(a[1]),
-            starved_picks: b[2].saturating_sub(a[2]),
-            wait_max_us: b[3],
-        }),
-        _ => None,
-    };
+    let lags = lags_delta(lags0, lags1);
     let rec = Record::Run(Box::new(RunRecord {
         sweep: sweep.to_string(),
         config: cfg.to_string(),

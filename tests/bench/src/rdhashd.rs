@@ -374,15 +374,7 @@ fn run_once(
     let ss = end_snap.2.delta(&start_snap.2);
     let per = |x: u64| (completed > 0).then(|| x as f64 / completed as f64);
     let measured = warm as usize..total as usize;
-    let lags = match (lags0, lags1) {
-        (Some(a), Some(b)) => Some(LagsCounters {
-            picks: b[0].saturating_sub(a[0]),
-            wakeup_preempts: b[1].saturating_sub(a[1]),
-            starved_picks: b[2].saturating_sub(a[2]),
-            wait_max_us: b[3],
-        }),
-        _ => None,
-    };
+    let lags = crate::lags_delta(lags0, lags1);
     let rec = RdhashdRecord {
         config: cfg.to_string(),
         funcs: n,
