@@ -448,10 +448,8 @@ fn heavy_progress_bounded(ctx: &mut Ctx) -> TestResult {
 
 /// A real-time task on the test CPU: 1 ms of CPU every 5 ms (SCHED_FIFO 10).
 fn rt_preempter(io: &mut WorkerIo) -> i32 {
-    let param = libc::sched_param { sched_priority: 10 };
-    // SAFETY: sched_setscheduler on ourselves with a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-        io.send_kv("rt", std::io::Error::last_os_error());
+    if let Err(e) = util::set_fifo(10) {
+        io.send_kv("rt", e);
         return 1;
     }
     let mut next = util::now_ns();

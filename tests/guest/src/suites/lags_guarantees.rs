@@ -543,10 +543,8 @@ const STALL_NS: u64 = 2_000_000;
 /// was running is then charged the host's time and its lag can pass any bound. A late
 /// wake-up of this watcher shows such a stop.
 fn stall_watcher(io: &mut WorkerIo) -> i32 {
-    let param = libc::sched_param { sched_priority: 20 };
-    // SAFETY: sched_setscheduler on ourselves with a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-        io.send_kv("rt", std::io::Error::last_os_error());
+    if let Err(e) = util::set_fifo(20) {
+        io.send_kv("rt", e);
         return 1;
     }
     let mut out = Vec::new();

@@ -123,3 +123,15 @@ pub fn test_cpu() -> Result<TestCpu, String> {
     };
     Ok(TestCpu { cpu, others, pin })
 }
+
+/// Makes the calling process SCHED_FIFO at `priority`.
+pub fn set_fifo(priority: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: sched_setscheduler on ourselves with a valid sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
