@@ -280,6 +280,12 @@ fn run_phase(env: &Env, label: &str, members: Members, sysctl: &str) -> Result<P
     })
 }
 
+/// The median of one phase's per-round values (ROUNDS is odd, so it is the middle one).
+fn median_of_rounds(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
 // Expect a light group's wake-up latency p99 to halve with LAGS among 4 CPU hogs, and to
 // go back up when the global switch is off. The phases are interleaved over ROUNDS rounds
 // (A B C A B C ...) and each phase is judged by the median of its per-round p99, so one
@@ -316,12 +322,8 @@ fn light_latency_ab(ctx: &mut Ctx) -> TestResult {
             }
         }
     }
-    let median = |v: &mut Vec<u64>| {
-        v.sort_unstable();
-        v[v.len() / 2]
-    };
-    let [a99, b99, c99] = p99.map(|mut v| median(&mut v));
-    let [a, b, c] = p50.map(|mut v| median(&mut v));
+    let [a99, b99, c99] = p99.map(median_of_rounds);
+    let [a, b, c] = p50.map(median_of_rounds);
     ctx.diag(format!(
         "median p50 over {ROUNDS} rounds: A {} / B {} / C {} (A/B = {:.1}x); median p99: A {} \
          / B {} / C {} (reported, not asserted: under TCG the tail is host preemption)",
@@ -378,12 +380,8 @@ fn non_member_latency_bounded(ctx: &mut Ctx) -> TestResult {
             p99[i].push(ph.lat.p99);
         }
     }
-    let median = |mut v: Vec<u64>| {
-        v.sort_unstable();
-        v[v.len() / 2]
-    };
-    let [a, d] = p50.map(median);
-    let [a99, d99] = p99.map(median);
+    let [a, d] = p50.map(median_of_rounds);
+    let [a99, d99] = p99.map(median_of_rounds);
     let bound = env.bound_ns(HEAVIES as u64);
     ctx.diag(format!(
         "median p50 over {ROUNDS} rounds: A {} / D {} (D/A = {:.2}x); median p99: A {} / D {} \
