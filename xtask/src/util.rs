@@ -102,6 +102,11 @@ impl Paths {
         self.work.join("build").join(profile.name())
     }
 
+    /// The cached answer of the KVM probe boot (see `qemu::choose_accel`).
+    pub fn kvm_probe(&self) -> PathBuf {
+        self.work.join("kvm-probe")
+    }
+
     pub fn patches(&self) -> PathBuf {
         self.root.join("patches")
     }

@@ -524,8 +524,7 @@ impl VmArgs {
             accel: Accel::Tcg,
             data_out: self.out.as_ref().map(|_| data.clone()),
         };
-        let (accel, why) =
-            qemu::apply_accel(self.accel, &mut spec, &paths.work.join("kvm-probe"), "vm")?;
+        let (accel, why) = qemu::apply_accel(self.accel, &mut spec, &paths.kvm_probe(), "vm")?;
         spec.extra_cmdline = self.kernel_params();
         let log = dir.join("vm.console.log");
         let limits = self.limits(&job);

@@ -339,12 +339,8 @@ impl QemuTestArgs {
             accel: Accel::Tcg,
             data_out: None,
         };
-        let (accel, why) = qemu::apply_accel(
-            self.accel,
-            &mut spec,
-            &paths.work.join("kvm-probe"),
-            "qemu-test",
-        )?;
+        let (accel, why) =
+            qemu::apply_accel(self.accel, &mut spec, &paths.kvm_probe(), "qemu-test")?;
         let hard = Duration::from_secs(self.timeout.unwrap_or(if accel == Accel::Kvm {
             120
         } else {

@@ -357,12 +357,7 @@ impl BenchArgs {
             accel: Accel::Tcg,
             data_out: None,
         };
-        let (accel, why) = qemu::apply_accel(
-            self.accel,
-            &mut spec,
-            &paths.work.join("kvm-probe"),
-            "bench",
-        )?;
+        let (accel, why) = qemu::apply_accel(self.accel, &mut spec, &paths.kvm_probe(), "bench")?;
         let files = crate::patch::series(&paths.patches())?;
         let mut env = Env {
             command: format!(
