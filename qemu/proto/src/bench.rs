@@ -322,6 +322,13 @@ pub struct Hist {
 pub const BINS_PER_DECADE: usize = 20;
 pub const HIST_BINS: usize = BINS_PER_DECADE * 8 + 1;
 
+impl Hist {
+    /// Upper edge, in ms, of bin `bin` (bin b holds responses below 10^((b + 1) / 20) µs).
+    pub fn upper_edge_ms(bin: u32) -> f64 {
+        10f64.powf((f64::from(bin) + 1.0) / BINS_PER_DECADE as f64) / 1e3
+    }
+}
+
 /// One function (one cgroup, one worker process).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@
 //! thread above the target finishes its request, then waits).
 
 use crate::trace::Trace;
-use crate::{mix_seed, Hist, Rng, BINS_PER_DECADE};
+use crate::{mix_seed, Hist, Rng};
 
 /// Whether request thread `slot` of a function runs a request while its target is `target`.
 pub fn slot_runs(slot: u32, target: u32) -> bool {
@@ -169,7 +169,7 @@ pub fn hist_quantile_ms(h: &Hist, q: f64) -> Option<f64> {
     for &(bin, c) in &h.bins {
         acc += c;
         if acc >= rank {
-            return Some(10f64.powf((f64::from(bin) + 1.0) / BINS_PER_DECADE as f64) / 1e3);
+            return Some(Hist::upper_edge_ms(bin));
         }
     }
     None

@@ -13,9 +13,6 @@ use crate::util;
 
 pub use lags_proto::bench::{Hist, LagsCounters, Summary};
 
-/// Bins per decade of the guest's histograms (from 1 us).
-const BINS_PER_DECADE: f64 = lags_proto::bench::BINS_PER_DECADE as f64;
-
 /// What the host does with a guest histogram.
 pub trait HistExt {
     /// Empirical CDF: (upper edge of the bin in ms, cumulative fraction).
@@ -32,10 +29,7 @@ impl HistExt for Hist {
             .iter()
             .map(|&(b, n)| {
                 acc += n;
-                (
-                    10f64.powf((b as f64 + 1.0) / BINS_PER_DECADE) / 1e3,
-                    acc as f64 / total.max(1) as f64,
-                )
+                (Hist::upper_edge_ms(b), acc as f64 / total.max(1) as f64)
             })
             .collect()
     }
