@@ -253,7 +253,11 @@ pub fn apply_series(tree: &Path, files: &[PathBuf], force: bool) -> Result<Appli
 /// No tracked file differs from HEAD (untracked and ignored files do not count).
 pub(crate) fn is_clean(repo: &Repository) -> Result<bool> {
     let mut opts = git2::StatusOptions::new();
-    opts.include_untracked(false).include_ignored(false);
+    // update_index: write the refreshed stat data back, so the next call does not hash
+    // every file whose stat data went stale (a patched tree: seconds each time).
+    opts.include_untracked(false)
+        .include_ignored(false)
+        .update_index(true);
     Ok(repo.statuses(Some(&mut opts))?.is_empty())
 }
 
