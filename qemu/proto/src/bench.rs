@@ -68,8 +68,8 @@ pub struct Plan {
     /// Workload of the sweep parts (`lb.workload`): `zipf-open` (the open-loop `load` and
     /// `density` parts) or `rdhashd` (the prototype's closed loop, which replaces `density`
     /// and has no `load` part). Plans recorded before the option were `zipf-open`.
-    #[serde(default = "zipf_open")]
-    pub workload: String,
+    #[serde(default)]
+    pub workload: Workload,
     /// Parameters of the `rdhashd` workload (`lb.rd_*`); plans recorded before it existed
     /// read as the defaults (unused by their `zipf-open` runs).
     #[serde(default)]
@@ -114,13 +114,34 @@ impl Default for RdPlan {
     }
 }
 
-/// The workload of every plan recorded before `lb.workload` existed.
-fn zipf_open() -> String {
-    "zipf-open".into()
+/// The workload generator of the sweeps (`lb.workload`); plans recorded before the option
+/// existed were `zipf-open`, the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Open loop, Zipf popularity, one FIFO worker per function (the `load`/`density` parts).
+    #[default]
+    ZipfOpen,
+    /// The prototype's closed loop: per-function in-flight targets from a synthetic trace,
+    /// one thread per in-flight request.
+    Rdhashd,
 }
 
-/// The workload names `lb.workload` accepts.
-pub const WORKLOADS: [&str; 2] = ["zipf-open", "rdhashd"];
+impl Workload {
+    pub const ALL: [Workload; 2] = [Workload::ZipfOpen, Workload::Rdhashd];
+
+    /// The name `lb.workload`, the command line and the report use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::ZipfOpen => "zipf-open",
+            Workload::Rdhashd => "rdhashd",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+}
 
 impl Default for Plan {
     fn default() -> Self {
@@ -149,7 +170,7 @@ impl Default for Plan {
             ov_msg_groups: 2,
             ov_msg_loops: 20,
             ov_switch_s: 3,
-            workload: zipf_open(),
+            workload: Workload::ZipfOpen,
             rd: RdPlan::default(),
         }
     }
@@ -219,10 +240,7 @@ impl Plan {
                 "ov_msg_groups" => v.parse().map(|x| p.ov_msg_groups = x).is_ok(),
                 "ov_msg_loops" => v.parse().map(|x| p.ov_msg_loops = x).is_ok(),
                 "ov_switch_s" => v.parse().map(|x| p.ov_switch_s = x).is_ok(),
-                "workload" => WORKLOADS
-                    .contains(&v)
-                    .then(|| p.workload = v.to_string())
-                    .is_some(),
+                "workload" => Workload::from_name(v).map(|x| p.workload = x).is_some(),
                 "rd_funcs" => list(v).map(|x| p.rd.funcs = x).is_some(),
                 "rd_dur" => v.parse().map(|x| p.rd.duration_s = x).is_ok(),
                 "rd_warm" => v.parse().map(|x| p.rd.warmup_s = x).is_ok(),
@@ -271,7 +289,7 @@ impl Plan {
             format!("lb.ov_msg_groups={}", self.ov_msg_groups),
             format!("lb.ov_msg_loops={}", self.ov_msg_loops),
             format!("lb.ov_switch_s={}", self.ov_switch_s),
-            format!("lb.workload={}", self.workload),
+            format!("lb.workload={}", self.workload.name()),
             format!("lb.rd_funcs={}", join(&self.rd.funcs)),
             format!("lb.rd_dur={}", self.rd.duration_s),
             format!("lb.rd_warm={}", self.rd.warmup_s),
@@ -614,7 +632,7 @@ mod tests {
             ov_msg_groups: 3,
             ov_msg_loops: 7,
             ov_switch_s: 1,
-            workload: "rdhashd".into(),
+            workload: Workload::Rdhashd,
             rd: RdPlan {
                 funcs: vec![1, 5],
                 duration_s: 7,
@@ -713,11 +731,14 @@ mod tests {
     // with the default rdhashd parameters.
     #[test]
     fn workload_selector() {
-        assert_eq!(Plan::default().workload, "zipf-open");
+        assert_eq!(Plan::default().workload.name(), "zipf-open");
         assert_eq!(
-            Plan::from_cmdline("lb.workload=rdhashd").0.workload,
+            Plan::from_cmdline("lb.workload=rdhashd").0.workload.name(),
             "rdhashd"
         );
+        // On the wire (records, results.json) the workload is its name.
+        let json = serde_json::to_value(Plan::from_cmdline("lb.workload=rdhashd").0).unwrap();
+        assert_eq!(json["workload"], "rdhashd");
         let (p, w) = Plan::from_cmdline("lb.workload=knative lb.rd_funcs=1,x");
         assert_eq!(p, Plan::default());
         assert_eq!(w.len(), 2, "{w:?}");

@@ -16,7 +16,8 @@ use serde::Serialize;
 
 pub use lags_proto::bench::{
     DoneRecord, EnvRecord, Function, FunctionsRecord, Hist, LagsCounters, OverheadRecord, Plan,
-    RdPlan, RdhashdRecord, Record, RunRecord, Status, Summary, Uname, BINS_PER_DECADE, HIST_BINS,
+    RdPlan, RdhashdRecord, Record, RunRecord, Status, Summary, Uname, Workload, BINS_PER_DECADE,
+    HIST_BINS,
 };
 
 // ---------------------------------------------------------------------------------------

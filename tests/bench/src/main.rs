@@ -1003,7 +1003,7 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         plan, cpus, ipn, capacity, warnings,
     ))));
 
-    let rdhashd = plan.workload == "rdhashd";
+    let rdhashd = plan.workload == Workload::Rdhashd;
     let mut runs_total = 0;
     let mut max_rate: f64 = 0.0;
     if rdhashd && plan.has("density") {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use lags_proto::bench::{Plan, RdPlan, Status};
+use lags_proto::bench::{Plan, RdPlan, Status, Workload};
 
 use crate::build::{self, ProfileArgs};
 use crate::console;
@@ -119,7 +119,7 @@ pub struct BenchArgs {
     pub silence: u64,
     /// Workload: zipf-open (open loop, the `load` and `density` parts) or rdhashd (the
     /// prototype's closed loop: a density sweep; default parts: density).
-    #[arg(long, value_enum, default_value_t = Workload::ZipfOpen)]
+    #[arg(long, default_value = "zipf-open", value_parser = parse_workload)]
     pub workload: Workload,
     /// rdhashd: densities in functions per vCPU, comma-separated (default 1,4,8,19).
     #[arg(long, value_delimiter = ',')]
@@ -141,26 +141,12 @@ pub struct BenchArgs {
     pub verbose: bool,
 }
 
-/// The workload generator of the sweeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Workload {
-    /// Open loop, Zipf popularity, one FIFO worker per function (the `load`/`density` parts).
-    #[value(name = "zipf-open")]
-    ZipfOpen,
-    /// The prototype's closed loop: per-function in-flight targets from a synthetic trace,
-    /// one thread per in-flight request.
-    #[value(name = "rdhashd")]
-    Rdhashd,
-}
-
-impl Workload {
-    /// The name `lb.workload` and the report use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Workload::ZipfOpen => "zipf-open",
-            Workload::Rdhashd => "rdhashd",
-        }
-    }
+/// `--workload`: the contract's names.
+fn parse_workload(name: &str) -> Result<Workload, String> {
+    Workload::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+        format!("unknown workload {name:?}: use {}", names.join(" or "))
+    })
 }
 
 /// The verdict of one benchmark boot: `qemu-test`'s infrastructure verdict

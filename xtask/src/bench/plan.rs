@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use lags_proto::bench::{Plan, RdPlan};
+use lags_proto::bench::{Plan, RdPlan, Workload};
 use serde::Serialize;
 
 use super::BenchArgs;
@@ -27,7 +27,7 @@ pub struct Settings {
     pub ov_switch_s: u32,
     /// `zipf-open` (the `load` and `density` parts above) or `rdhashd` (its density sweep
     /// below replaces `density`).
-    pub workload: String,
+    pub workload: Workload,
     /// rdhashd: function counts (functions per vCPU × vCPUs).
     pub rd_funcs: Vec<usize>,
     /// rdhashd: measured and warm-up seconds per run.
@@ -55,7 +55,7 @@ impl Settings {
                 ov_reps: 3,
                 ov_pipe_loops: 10_000,
                 ov_switch_s: 2,
-                workload: "zipf-open".into(),
+                workload: Workload::ZipfOpen,
                 rd_funcs: rd_funcs(&RD_PER_CPU, 1),
                 rd_duration_s: 4,
                 rd_warmup_s: 1,
@@ -75,7 +75,7 @@ impl Settings {
                 ov_reps: 5,
                 ov_pipe_loops: 20_000,
                 ov_switch_s: 3,
-                workload: "zipf-open".into(),
+                workload: Workload::ZipfOpen,
                 rd_funcs: rd_funcs(&RD_PER_CPU, 1),
                 rd_duration_s: 20,
                 rd_warmup_s: 2,
@@ -112,8 +112,8 @@ impl Settings {
         if let Some(v) = a.mean_ms {
             s.mean_ms = v;
         }
-        s.workload = a.workload.name().to_string();
-        if s.workload == "rdhashd" {
+        s.workload = a.workload;
+        if s.workload == Workload::Rdhashd {
             if a.parts.is_none() {
                 s.parts = vec!["density".into()];
             }
@@ -150,7 +150,7 @@ impl Settings {
     }
 
     fn rdhashd(&self) -> bool {
-        self.workload == "rdhashd"
+        self.workload == Workload::Rdhashd
     }
 
     /// Estimated guest seconds of the density part (zipf-open's or rdhashd's).
@@ -228,7 +228,7 @@ pub fn plan_boots(
             ov_reps: s.ov_reps,
             ov_pipe_loops: s.ov_pipe_loops,
             ov_switch_s: s.ov_switch_s,
-            workload: s.workload.clone(),
+            workload: s.workload,
             rd: RdPlan {
                 funcs: s.rd_funcs.clone(),
                 duration_s: s.rd_duration_s,
@@ -372,7 +372,7 @@ mod tests {
         assert_eq!(rd_funcs(&RD_PER_CPU, 2), vec![2, 8, 16, 38]);
         assert_eq!(rd_funcs(&[0.1, 0.4, 1.0], 2), vec![1, 2]);
         let s = Settings {
-            workload: "rdhashd".into(),
+            workload: Workload::Rdhashd,
             parts: vec!["density".into()],
             ..Settings::preset(true)
         };
@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(b.len(), 1);
         let (p, w) = Plan::from_cmdline(&b[0].params.join(" "));
         assert!(w.is_empty(), "{w:?}");
-        assert_eq!(p.workload, "rdhashd");
+        assert_eq!(p.workload.name(), "rdhashd");
         assert_eq!(p.rd.funcs, vec![1, 4, 8, 19]);
         assert_eq!((p.rd.duration_s, p.rd.warmup_s), (4, 1));
         assert_eq!(p.rd.sleep_ms, 20.0);
