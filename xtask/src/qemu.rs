@@ -104,6 +104,13 @@ pub fn machine_args(spec: &VmSpec) -> Vec<OsString> {
 
 /// Accelerator and CPU model.
 pub fn accel_args(accel: Accel) -> Vec<OsString> {
+    let tcg = |threads: &str, cpu: &str| -> Vec<OsString> {
+        let accel = format!("tcg,thread={threads}");
+        ["-machine", "q35", "-accel", &accel, "-cpu", cpu]
+            .iter()
+            .map(OsString::from)
+            .collect()
+    };
     match accel {
         Accel::Kvm => ["-machine", "q35,accel=kvm", "-cpu", "host"]
             .iter()
@@ -114,46 +121,24 @@ pub fn accel_args(accel: Accel) -> Vec<OsString> {
         // flip (even the stock "sched_clock: Marking stable") can end in "Oops: int3".
         // Seen in 1 of 2 boots with thread=multi, 0 of 3 with thread=single over 600 flips
         // each; see Documentation/xtask.md.
-        Accel::Tcg => [
-            "-machine",
-            "q35",
-            "-accel",
-            "tcg,thread=single",
-            "-cpu",
-            "max",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect(),
+        Accel::Tcg => tcg("single", "max"),
+        // Parallel vCPUs; only for kernels that never patch their text at run time, which
+        // apply_accel() checks.
+        Accel::Mttcg => tcg("multi", "max"),
         // Guest time is instruction count x 2^ICOUNT_SHIFT ns; sleep=off lets an idle guest's
         // clock jump ahead instead of waiting in real time, align=off never slows the guest
         // to real time. No host entropy reaches the guest (rdrand/rdseed off), so one vCPU
         // runs the same way every time. apply_accel() refuses more than one vCPU.
-        Accel::Icount => vec![
-            "-machine".into(),
-            "q35".into(),
-            "-accel".into(),
-            "tcg,thread=single".into(),
-            "-cpu".into(),
-            "max,-rdrand,-rdseed".into(),
-            "-icount".into(),
-            format!("shift={ICOUNT_SHIFT},sleep=off,align=off").into(),
-            "-rtc".into(),
-            "clock=vm".into(),
-        ],
-        // Parallel vCPUs; only for kernels that never patch their text at run time, which
-        // apply_accel() checks.
-        Accel::Mttcg => [
-            "-machine",
-            "q35",
-            "-accel",
-            "tcg,thread=multi",
-            "-cpu",
-            "max",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect(),
+        Accel::Icount => {
+            let mut v = tcg("single", "max,-rdrand,-rdseed");
+            v.extend([
+                "-icount".into(),
+                format!("shift={ICOUNT_SHIFT},sleep=off,align=off").into(),
+                "-rtc".into(),
+                "clock=vm".into(),
+            ]);
+            v
+        }
     }
 }
 
