@@ -353,7 +353,8 @@ fn golden_bench_runs() {
         let ov = bench::stats::overhead_rows(&recs.overhead);
         let h = bench::headline::headline(&pts, &ov, target);
         let rd = bench::stats::rd_points(&recs.rd);
-        let md = bench::report::render_markdown(&env, &pts, &ov, &h, &rd);
+        let cmp = bench::bootstrap::comparisons(&recs.rd);
+        let md = bench::report::render_markdown(&env, &pts, &ov, &h, &rd, &cmp);
         let json = serde_json::to_string_pretty(&serde_json::json!({
             "boots": boots,
             "records": recs.raw.len(),

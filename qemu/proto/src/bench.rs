@@ -97,6 +97,10 @@ pub struct RdPlan {
     pub trace_seed: u64,
     /// Most request threads of one run, over all functions (`lb.rd_max_threads`).
     pub max_threads: usize,
+    /// Profile the measured window with `perf record -a -g` (cpu-clock) for the share of CPU
+    /// time inside `__schedule()` (`lb.rd_prof`); plans recorded before it existed: off.
+    #[serde(default)]
+    pub profile: bool,
 }
 
 impl Default for RdPlan {
@@ -110,6 +114,7 @@ impl Default for RdPlan {
             threshold_ms: 1000.0,
             trace_seed: 42,
             max_threads: 1024,
+            profile: false,
         }
     }
 }
@@ -188,6 +193,15 @@ fn list<T: std::str::FromStr>(v: &str) -> Option<Vec<T>> {
         .collect()
 }
 
+/// A `0`/`1` switch.
+fn flag(v: &str) -> Option<bool> {
+    match v {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    }
+}
+
 fn join<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
@@ -228,13 +242,7 @@ impl Plan {
                 "slo_mult" => v.parse().map(|x| p.slo_mult = x).is_ok(),
                 "slo_floor_ms" => v.parse().map(|x| p.slo_floor_ms = x).is_ok(),
                 "tuned_slice_ns" => v.parse().map(|x| p.tuned_slice_ns = x).is_ok(),
-                "fifo" => match v {
-                    "0" => Some(false),
-                    "1" => Some(true),
-                    _ => None,
-                }
-                .map(|x| p.fifo_dispatch = x)
-                .is_some(),
+                "fifo" => flag(v).map(|x| p.fifo_dispatch = x).is_some(),
                 "ov_reps" => v.parse().map(|x| p.ov_reps = x).is_ok(),
                 "ov_pipe" => v.parse().map(|x| p.ov_pipe_loops = x).is_ok(),
                 "ov_msg_groups" => v.parse().map(|x| p.ov_msg_groups = x).is_ok(),
@@ -249,6 +257,7 @@ impl Plan {
                 "rd_threshold_ms" => v.parse().map(|x| p.rd.threshold_ms = x).is_ok(),
                 "rd_trace_seed" => v.parse().map(|x| p.rd.trace_seed = x).is_ok(),
                 "rd_max_threads" => v.parse().map(|x| p.rd.max_threads = x).is_ok(),
+                "rd_prof" => flag(v).map(|x| p.rd.profile = x).is_some(),
                 _ => {
                     warnings.push(format!("ignoring unknown parameter {param:?}"));
                     true
@@ -298,6 +307,7 @@ impl Plan {
             format!("lb.rd_threshold_ms={}", self.rd.threshold_ms),
             format!("lb.rd_trace_seed={}", self.rd.trace_seed),
             format!("lb.rd_max_threads={}", self.rd.max_threads),
+            format!("lb.rd_prof={}", u8::from(self.rd.profile)),
         ]
     }
 
@@ -345,6 +355,31 @@ impl Hist {
     pub fn upper_edge_ms(bin: u32) -> f64 {
         10f64.powf((f64::from(bin) + 1.0) / BINS_PER_DECADE as f64) / 1e3
     }
+
+    /// Upper edge in ms of the bin holding quantile `q` (0..=1) of the counts; `None` for an
+    /// empty histogram. Nearest-rank: the smallest bin whose cumulative count reaches
+    /// `ceil(q × n)` (at least 1).
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        dense_quantile_ms(self.bins.iter().copied(), q)
+    }
+}
+
+/// [`Hist::quantile_ms`] over (bin, count) pairs in ascending bin order; the host's
+/// bootstrap calls it on dense arrays.
+pub fn dense_quantile_ms(bins: impl Iterator<Item = (u32, u64)> + Clone, q: f64) -> Option<f64> {
+    let n: u64 = bins.clone().map(|b| b.1).sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+    let mut acc = 0;
+    for (bin, c) in bins {
+        acc += c;
+        if acc >= rank {
+            return Some(Hist::upper_edge_ms(bin));
+        }
+    }
+    None
 }
 
 /// One function (one cgroup, one worker process).
@@ -422,6 +457,18 @@ pub struct RunRecord {
     pub lags: Option<LagsCounters>,
 }
 
+/// A `perf record -a -g -e cpu-clock` profile of a measured window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedProfile {
+    /// CPU time the samples stand for, ns, over all CPUs, idle included (perf's event count).
+    pub sampled_ns: u64,
+    /// Share of the samples inside `__schedule()` or its callees.
+    pub schedule_share: f64,
+    /// Share of the samples in the idle loop (`do_idle()` outside `__schedule()`).
+    pub idle_share: f64,
+}
+
 /// One run of the `rdhashd` workload (configuration x function count x repetition).
 /// Latencies run from the end of a request's sleep to its completion; the counts and
 /// percentiles cover the requests that completed inside the measured window.
@@ -469,6 +516,23 @@ pub struct RdhashdRecord {
     pub drain_s: f64,
     /// `None` when the kernel has no LAGS statistics.
     pub lags: Option<LagsCounters>,
+    /// Where the CPU time of the measured window went, from `perf record` (`lb.rd_prof`);
+    /// `None` when the run was not profiled (or records from before the option).
+    #[serde(default)]
+    pub sched_profile: Option<SchedProfile>,
+    /// The window's counts second by second (for the report's block-bootstrap intervals);
+    /// empty in records from before them.
+    #[serde(default)]
+    pub per_second: Vec<SecondCounts>,
+}
+
+/// The requests that completed in one second of an rdhashd window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondCounts {
+    pub completed: u64,
+    pub good: u64,
+    pub hist: Hist,
 }
 
 /// One measurement of an overhead probe.
@@ -522,6 +586,13 @@ pub struct EnvRecord {
     pub warnings: Vec<String>,
     /// Measured CPU capacity in CPUs (less than `cpus` when the host is busy).
     pub capacity_cpus: f64,
+    /// Where the function cgroups were made: `cgroup2 /sys/fs/cgroup/bench` in the guest;
+    /// on the host (`--host`) the hierarchy found there, v2 or the v1 cpu controller.
+    #[serde(default)]
+    pub cgroup: String,
+    /// The run was on the host's own kernel (`cargo xtask bench --host`), not in a guest.
+    #[serde(default)]
+    pub host_mode: bool,
 }
 
 /// How a benchmark boot ended, from the guest's point of view.
@@ -642,6 +713,7 @@ mod tests {
                 threshold_ms: 250.0,
                 trace_seed: 11,
                 max_threads: 64,
+                profile: true,
             },
         };
         let line = p.to_cmdline().join(" ");
@@ -699,6 +771,8 @@ mod tests {
                 plan: Plan::default(),
                 warnings: vec![],
                 capacity_cpus: 1.9,
+                cgroup: "cgroup v1 cpu /sys/fs/cgroup/cpu/lags-bench.7".into(),
+                host_mode: true,
             })),
             Record::Done(DoneRecord {
                 status: Status::Errors,
@@ -716,6 +790,18 @@ mod tests {
                 },
                 ctxt_per_req: Some(2.5),
                 lags: Some(LagsCounters::default()),
+                sched_profile: Some(SchedProfile {
+                    sampled_ns: 40_000_000_000,
+                    schedule_share: 0.02,
+                    idle_share: 0.1,
+                }),
+                per_second: vec![SecondCounts {
+                    completed: 3,
+                    good: 2,
+                    hist: Hist {
+                        bins: vec![(61, 2), (130, 1)],
+                    },
+                }],
                 ..RdhashdRecord::default()
             })),
         ];

@@ -156,23 +156,9 @@ pub fn max_targets(trace: &Trace, offsets: &[u64], seconds: u64) -> Vec<u32> {
         .collect()
 }
 
-/// Upper edge in ms of the histogram bin holding quantile `q` (0..=1) of the counts; `None`
-/// for an empty histogram. Nearest-rank: the smallest bin whose cumulative count reaches
-/// `ceil(q × n)` (at least 1).
+/// Upper edge in ms of the histogram bin holding quantile `q`: [`Hist::quantile_ms`].
 pub fn hist_quantile_ms(h: &Hist, q: f64) -> Option<f64> {
-    let n: u64 = h.bins.iter().map(|b| b.1).sum();
-    if n == 0 {
-        return None;
-    }
-    let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
-    let mut acc = 0;
-    for &(bin, c) in &h.bins {
-        acc += c;
-        if acc >= rank {
-            return Some(Hist::upper_edge_ms(bin));
-        }
-    }
-    None
+    h.quantile_ms(q)
 }
 
 #[cfg(test)]

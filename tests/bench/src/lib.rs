@@ -16,8 +16,8 @@ use serde::Serialize;
 
 pub use lags_proto::bench::{
     DoneRecord, EnvRecord, Function, FunctionsRecord, Hist, LagsCounters, OverheadRecord, Plan,
-    RdPlan, RdhashdRecord, Record, RunRecord, Status, Summary, Uname, Workload, BINS_PER_DECADE,
-    HIST_BINS,
+    RdPlan, RdhashdRecord, Record, RunRecord, SchedProfile, SecondCounts, Status, Summary, Uname,
+    Workload, BINS_PER_DECADE, HIST_BINS,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -319,6 +319,9 @@ pub struct SchedStat {
     pub run_ns: u64,
     pub run_delay_ns: u64,
     pub timeslices: u64,
+    /// CPU lines read: 0 when the kernel has no `/proc/schedstat` (no `CONFIG_SCHEDSTATS`,
+    /// as on some hosts), and then the counts above are unknown, not zero.
+    pub cpus: u64,
 }
 
 impl SchedStat {
@@ -342,6 +345,7 @@ impl SchedStat {
             s.run_ns += v[6];
             s.run_delay_ns += v[7];
             s.timeslices += v[8];
+            s.cpus += 1;
         }
         s
     }
@@ -354,6 +358,7 @@ impl SchedStat {
             run_ns: self.run_ns.saturating_sub(a.run_ns),
             run_delay_ns: self.run_delay_ns.saturating_sub(a.run_delay_ns),
             timeslices: self.timeslices.saturating_sub(a.timeslices),
+            cpus: self.cpus.min(a.cpus),
         }
     }
 }
@@ -388,6 +393,64 @@ pub fn parse_stress_yaml(out: &str) -> Option<f64> {
         let rest = l.trim().strip_prefix("bogo-ops-per-second-real-time:")?;
         rest.trim().parse().ok()
     })
+}
+
+/// A mounted cgroup hierarchy that may carry the cpu controller: a cgroup2 mount, or a v1
+/// mount with the `cpu` option (`--host` runs on whatever the host has).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupMount {
+    pub path: String,
+    pub v2: bool,
+}
+
+/// The candidate hierarchies of `/proc/self/mountinfo`, in mount order: every cgroup2 mount
+/// and every v1 mount whose super options name `cpu` (not `cpuset` or `cpuacct` alone).
+/// Whether a cgroup2 mount offers `cpu` is for the caller to read (`cgroup.controllers`).
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let path = pre.split(' ').nth(4)?;
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let opts = post.nth(1).unwrap_or("");
+            let path = path.replace("\\040", " ");
+            match fstype {
+                "cgroup2" => Some(CgroupMount { path, v2: true }),
+                "cgroup" if opts.split(',').any(|o| o == "cpu") => {
+                    Some(CgroupMount { path, v2: false })
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// What `perf report --stdio --children --sort sym -g none` says about a profile:
+/// (event count, share of samples in `__schedule()` and callees, share in the idle loop
+/// outside `__schedule()`). The event count of `cpu-clock` is the sampled CPU time in ns.
+/// `None` without a header or with an empty profile.
+pub fn parse_perf_children(report: &str) -> Option<(u64, f64, f64)> {
+    let mut events = None;
+    let share = |sym: &str| {
+        report.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            let children = w.next()?.strip_suffix('%')?.parse::<f64>().ok()?;
+            let _self = w.next()?.strip_suffix('%')?;
+            (w.next()? == "[k]" && w.next()? == sym && w.next().is_none())
+                .then_some(children / 100.0)
+        })
+    };
+    let sched = share("__schedule").unwrap_or(0.0);
+    let idle = share("do_idle").unwrap_or(0.0) - share("schedule_idle").unwrap_or(0.0);
+    for l in report.lines() {
+        if let Some(v) = l.strip_prefix("# Event count (approx.):") {
+            events = v.trim().parse::<u64>().ok();
+        }
+    }
+    let events = events.filter(|&e| e > 0)?;
+    Some((events, sched, idle.max(0.0)))
 }
 
 #[cfg(test)]
@@ -507,6 +570,8 @@ mod tests {
             (ss.sched_count, ss.run_ns, ss.run_delay_ns, ss.timeslices),
             (30, 3000, 1000, 15)
         );
+        assert_eq!(ss.cpus, 2);
+        assert_eq!(SchedStat::parse("").cpus, 0, "a kernel without schedstats");
         let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
         assert_eq!(field(status, "voluntary_ctxt_switches"), Some(12));
         assert_eq!(field(status, "nonvoluntary_ctxt_switches"), Some(3));
@@ -519,5 +584,70 @@ mod tests {
         assert_eq!(parse_perf_total(pipe), Some(0.05));
         let yaml = "metrics:\n    - stressor: switch\n      bogo-ops: 100\n      bogo-ops-per-second-real-time: 33.500000\n";
         assert_eq!(parse_stress_yaml(yaml), Some(33.5));
+    }
+
+    // Expect the v2 mount and only the v1 mount carrying `cpu` (as on this project's own
+    // development host: v1 controllers under a tmpfs, a cgroup2 mount at .../unified).
+    #[test]
+    fn cgroup_mounts_from_mountinfo() {
+        let mi = "\
+25 30 0:22 / /sys/fs/cgroup rw,relatime shared:9 - tmpfs tmpfs rw,mode=755
+26 25 0:23 / /sys/fs/cgroup/cpu rw,relatime shared:10 - cgroup cgroup rw,cpu
+27 25 0:24 / /sys/fs/cgroup/cpuacct rw,relatime shared:11 - cgroup cgroup rw,cpuacct
+28 25 0:25 / /sys/fs/cgroup/cpuset rw,relatime shared:12 - cgroup cgroup rw,cpuset
+29 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:13 - cgroup cgroup rw,cpu,cpuacct
+30 25 0:27 / /sys/fs/cgroup/unified rw,relatime shared:14 - cgroup2 cgroup2 rw
+31 30 0:28 / /proc rw - proc proc rw
+";
+        let m = cgroup_mounts(mi);
+        assert_eq!(
+            m,
+            vec![
+                CgroupMount {
+                    path: "/sys/fs/cgroup/cpu".into(),
+                    v2: false
+                },
+                CgroupMount {
+                    path: "/sys/fs/cgroup/cpu,cpuacct".into(),
+                    v2: false
+                },
+                CgroupMount {
+                    path: "/sys/fs/cgroup/unified".into(),
+                    v2: true
+                },
+            ]
+        );
+        assert!(cgroup_mounts("garbage\n1 2 3\n").is_empty());
+    }
+
+    // Expect the shares of a real `perf report` (captured on the development host) and no
+    // answer from a report without samples.
+    #[test]
+    fn perf_children_report() {
+        let rep = "\
+# Total Lost Samples: 0
+#
+# Samples: 997  of event 'cpu-clock'
+# Event count (approx.): 997997997
+#
+# Children      Self  Symbol
+# ........  ........  ...................................
+#
+    99.60%    99.60%  [k] pv_native_safe_halt
+    99.60%     0.00%  [k] do_idle
+     2.10%     0.00%  [k] schedule_idle
+     3.10%     0.20%  [k] __schedule
+     0.10%     0.00%  [k] schedule
+     0.10%     0.10%  [.] __schedule_user
+";
+        let (ev, sched, idle) = parse_perf_children(rep).unwrap();
+        assert_eq!(ev, 997_997_997);
+        assert!((sched - 0.031).abs() < 1e-9, "{sched}");
+        assert!((idle - 0.975).abs() < 1e-9, "{idle}");
+        assert_eq!(parse_perf_children("# Event count (approx.): 0\n"), None);
+        assert_eq!(
+            parse_perf_children("    1.00%  0.00%  [k] __schedule\n"),
+            None
+        );
     }
 }

@@ -18,12 +18,14 @@
 
 #![recursion_limit = "256"]
 
+mod host;
 mod rdhashd;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use lags_bench::*;
@@ -31,9 +33,33 @@ use lags_pid1::clock::{now_ns, sleep_until_ns};
 use lags_proto::{marker, path};
 
 const CG: &str = "/sys/fs/cgroup";
-const PARENT: &str = "/sys/fs/cgroup/bench";
 const SYSCTL_LAGS: &str = "/proc/sys/kernel/sched_lags";
 const BASE_SLICE: &str = "/sys/kernel/debug/sched/base_slice_ns";
+
+/// Where the function cgroups live: the guest's cgroup2 root, or on the host
+/// (`--host`) the hierarchy [`host::find_hierarchy`] found.
+struct Groups {
+    hierarchy: String,
+    parent: String,
+    v2: bool,
+    host: bool,
+}
+
+static GROUPS: OnceLock<Groups> = OnceLock::new();
+
+fn groups() -> &'static Groups {
+    GROUPS.get_or_init(|| Groups {
+        hierarchy: CG.into(),
+        parent: format!("{CG}/bench"),
+        v2: true,
+        host: false,
+    })
+}
+
+/// The parent of the function cgroups.
+fn parent() -> &'static str {
+    &groups().parent
+}
 
 // ---------------------------------------------------------------------------------------
 // Output
@@ -317,8 +343,10 @@ impl Fleet {
     /// Creates `n` function cgroups under the parent and one worker process in each.
     fn start(n: usize, shared: &Shared) -> Result<Fleet, String> {
         let mut workers = Vec::with_capacity(n);
+        // SAFETY: getpid has no preconditions.
+        let controller = unsafe { libc::getpid() };
         for i in 0..n {
-            let group = format!("{PARENT}/f{i:04}");
+            let group = format!("{}/f{i:04}", parent());
             fs::create_dir_all(&group).map_err(|e| format!("mkdir {group}: {e}"))?;
             let mut fds = [0i32; 2];
             // SAFETY: fds is a valid out-array.
@@ -332,6 +360,7 @@ impl Fleet {
                 return Err(format!("fork: {}", std::io::Error::last_os_error()));
             }
             if pid == 0 {
+                host::die_with_parent(controller);
                 // SAFETY: the write end is not needed in the worker.
                 unsafe { libc::close(fds[1]) };
                 worker_loop(fds[0], shared);
@@ -400,10 +429,21 @@ impl Fleet {
     }
 }
 
-/// Writes `cpu.lags` of every group.
+/// Writes `cpu.lags` of every group. Switching off is a no-op on a kernel without LAGS
+/// (`--host` on a stock kernel); switching on there is an error.
 fn set_lags(groups: &[String], on: bool) -> Result<(), String> {
     for g in groups {
-        write(&format!("{g}/cpu.lags"), if on { "1" } else { "0" })?;
+        let f = format!("{g}/cpu.lags");
+        if !on && fs::metadata(&f).is_err() {
+            continue;
+        }
+        write(&f, if on { "1" } else { "0" }).map_err(|e| {
+            if fs::metadata(&f).is_err() {
+                format!("{f} missing: the running kernel has no LAGS (configuration lags)")
+            } else {
+                e
+            }
+        })?;
     }
     Ok(())
 }
@@ -550,6 +590,12 @@ fn run_once(
     let mut late_max = 0u64;
     let mut msg = [0u8; MSG];
     for (i, r) in sched.iter().enumerate() {
+        if i % 64 == 0 && host::stopping() {
+            if plan.fifo_dispatch {
+                set_fifo(false);
+            }
+            return Err("interrupted by a signal".into());
+        }
         let due = t0 + r.t_ns;
         if now_ns() < due {
             sleep_until_ns(due);
@@ -682,7 +728,11 @@ fn run_once(
         ctxt,
         ctxt_per_req: per(ctxt as f64),
         sched_count: ss.sched_count,
-        schedule_per_req: per(ss.sched_count as f64),
+        schedule_per_req: if ss.cpus > 0 {
+            per(ss.sched_count as f64)
+        } else {
+            None
+        },
         ttwu: ss.ttwu_count,
         run_delay_ms: ss.run_delay_ns as f64 / 1e6,
         run_delay_ms_per_req: per(ss.run_delay_ns as f64 / 1e6),
@@ -965,13 +1015,29 @@ fn env_record(
         plan: plan.clone(),
         warnings: warnings.to_vec(),
         capacity_cpus: capacity,
+        cgroup: format!(
+            "{} {}",
+            if groups().v2 {
+                "cgroup2"
+            } else {
+                "cgroup v1 cpu"
+            },
+            groups().parent
+        ),
+        host_mode: groups().host,
     }
 }
 
 fn setup_cgroups() -> Result<(), String> {
-    write(&format!("{CG}/cgroup.subtree_control"), "+cpu")?;
-    fs::create_dir_all(PARENT).map_err(|e| format!("mkdir {PARENT}: {e}"))?;
-    write(&format!("{PARENT}/cgroup.subtree_control"), "+cpu")
+    let g = groups();
+    if g.v2 {
+        write(&format!("{}/cgroup.subtree_control", g.hierarchy), "+cpu")?;
+    }
+    fs::create_dir_all(&g.parent).map_err(|e| format!("mkdir {}: {e}", g.parent))?;
+    if g.v2 {
+        write(&format!("{}/cgroup.subtree_control", g.parent), "+cpu")?;
+    }
+    Ok(())
 }
 
 fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, String> {
@@ -1052,6 +1118,9 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         }
         if plan.has("density") {
             for &n in &plan.rd.funcs {
+                if host::stopping() {
+                    return Err("interrupted by a signal".into());
+                }
                 if let Err(e) = rdhashd::sweep(&mut ctx, out, n) {
                     errors += 1;
                     out.say(&format!("error: rdhashd F={n}: {e}"));
@@ -1060,7 +1129,7 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         }
         return Ok(errors);
     }
-    if plan.has("load") {
+    if plan.has("load") && !host::stopping() {
         if let Err(e) = sweep(&mut ctx, out, "load", plan.funcs, &plan.loads, 1) {
             errors += 1;
             out.say(&format!("error: load sweep: {e}"));
@@ -1068,6 +1137,9 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     }
     if plan.has("density") {
         for &n in &plan.density {
+            if host::stopping() {
+                return Err("interrupted by a signal".into());
+            }
             if let Err(e) = sweep(&mut ctx, out, "density", n, &[plan.density_load], 2) {
                 errors += 1;
                 out.say(&format!("error: density sweep F={n}: {e}"));
@@ -1077,30 +1149,113 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     Ok(errors)
 }
 
-fn main() {
+/// How the controller was started: PID 1 of the guest, or `--host` on a running system.
+struct Mode {
+    pid1: bool,
+    host: Option<host::HostArgs>,
+}
+
+/// Host mode's setup: the hierarchy, the removal of stale groups, the signal handlers.
+fn host_setup(out: &Out) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("--host needs root: it creates cgroups and writes scheduler tunables".into());
+    }
+    let h = host::find_hierarchy()?;
+    for name in host::remove_stale(&h.path) {
+        out.say(&format!(
+            "removed {}/{name}, left by a run that was killed",
+            h.path
+        ));
+    }
     // SAFETY: getpid has no preconditions.
-    let pid1 = unsafe { libc::getpid() } == 1;
+    let pid = unsafe { libc::getpid() };
+    let g = Groups {
+        parent: format!("{}/{}", h.path, host::parent_name(pid)),
+        hierarchy: h.path,
+        v2: h.v2,
+        host: true,
+    };
+    out.say(&format!(
+        "host mode: function groups under {} ({})",
+        g.parent,
+        if g.v2 {
+            "cgroup v2"
+        } else {
+            "cgroup v1, cpu controller"
+        }
+    ));
+    let _ = GROUPS.set(g);
+    if fs::metadata(BASE_SLICE).is_err() {
+        // The tuned baseline writes base_slice_ns; mounting debugfs is idempotent.
+        let _ = mount("debugfs", "/sys/kernel/debug", "debugfs");
+    }
+    host::install_signal_handlers();
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match host::parse_args(&args) {
+        Ok(host) => Mode {
+            // SAFETY: getpid has no preconditions.
+            pid1: host.is_none() && unsafe { libc::getpid() } == 1,
+            host,
+        },
+        Err(e) => {
+            eprintln!("lags-bench: {e}");
+            std::process::exit(2);
+        }
+    };
     let mut mount_errs = Vec::new();
-    if pid1 {
+    if mode.pid1 {
         mount_errs = mount_all();
     }
-    let _ = write("/proc/sys/kernel/printk_devkmsg", "on");
-    let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
-    let mut out = Out {
-        kmsg,
-        data: open_data_port(path::DATA_TTY),
+    let mut out = match &mode.host {
+        Some(h) => Out {
+            kmsg: None,
+            data: match File::create(&h.data) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    eprintln!("lags-bench: create {}: {e}", h.data);
+                    std::process::exit(2);
+                }
+            },
+        },
+        None => {
+            let _ = write("/proc/sys/kernel/printk_devkmsg", "on");
+            Out {
+                kmsg: OpenOptions::new().write(true).open("/dev/kmsg").ok(),
+                data: open_data_port(path::DATA_TTY),
+            }
+        }
     };
     out.line(&marker::bench_start());
     for e in &mount_errs {
         out.say(&format!("warning: {e}"));
     }
-    if out.data.is_none() {
+    if mode.host.is_none() && out.data.is_none() {
         out.say("warning: /dev/ttyS1 unavailable; results are only on the console");
     }
-    let (plan, warnings) = Plan::from_cmdline(&read("/proc/cmdline"));
+    let (plan, warnings) = match &mode.host {
+        Some(h) => Plan::from_cmdline(&h.params.join(" ")),
+        None => Plan::from_cmdline(&read("/proc/cmdline")),
+    };
+    let schedstats = read("/proc/sys/kernel/sched_schedstats");
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if mode.host.is_some() {
+            host_setup(&out)?;
+        }
         bench(&mut out, &plan, &warnings)
     }));
+    if mode.host.is_some() {
+        if let Some(g) = GROUPS.get() {
+            host::remove_tree(&g.parent);
+        }
+        if !schedstats.trim().is_empty() {
+            let _ = write("/proc/sys/kernel/sched_schedstats", schedstats.trim());
+        }
+    }
     let (status, errors) = match res {
         Ok(Ok(e)) => (if e == 0 { Status::Ok } else { Status::Errors }, e),
         Ok(Err(e)) => {
@@ -1118,16 +1273,21 @@ fn main() {
         }
     };
     out.record(&Record::Done(DoneRecord { status, errors }));
-    if let Some(d) = &out.data {
-        // SAFETY: valid fd.
-        unsafe { libc::tcdrain(d.as_raw_fd()) };
+    if mode.host.is_none() {
+        if let Some(d) = &out.data {
+            // SAFETY: valid fd.
+            unsafe { libc::tcdrain(d.as_raw_fd()) };
+        }
     }
     out.line(&format!(
         "{} status={} errors={errors}",
         marker::RUNNER_DONE,
         status.as_str()
     ));
-    if pid1 {
+    if mode.pid1 {
         power_off(&out);
+    }
+    if mode.host.is_some() {
+        std::process::exit(i32::from(status != Status::Ok));
     }
 }

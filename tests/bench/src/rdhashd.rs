@@ -22,7 +22,7 @@ use lags_bench::trace::{Trace, PROTOTYPE_SECONDS};
 use lags_bench::*;
 use lags_pid1::clock::{now_ns, sleep_until_ns};
 
-use crate::{snapshot, spin, Ctx, Out, PARENT};
+use crate::{host, parent, snapshot, spin, Ctx, Out};
 
 /// An anonymous shared mapping of `len` atomics of type `T` (`AtomicU64` or `AtomicU32`),
 /// zero-initialised, inherited by forked children.
@@ -84,7 +84,13 @@ const SLEEP_NS: usize = 8;
 const READY: usize = 9;
 const THREADS: usize = 10;
 const HIST0: usize = 11;
-const COUNTERS: usize = HIST0 + HIST_BINS;
+/// Per second of the window: completed, good, then the histogram ([`SEC_STRIDE`] slots),
+/// for the block bootstrap of the report's intervals.
+const SEC0: usize = HIST0 + HIST_BINS;
+const SEC_STRIDE: usize = 2 + HIST_BINS;
+/// Window seconds with their own counts; later seconds count only in the totals.
+const MAX_SECONDS: usize = 3600;
+const COUNTERS: usize = SEC0 + MAX_SECONDS * SEC_STRIDE;
 
 fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: u64) {
     let ts = libc::timespec {
@@ -166,11 +172,22 @@ fn request_loop(c: &Map<AtomicU64>, target: &AtomicU32, k: u32, seed: u64) -> ! 
             && t2 < at(WIN_END).load(Ordering::Acquire)
         {
             let lat = t2 - t1;
+            let good = lat < at(THRESHOLD_NS).load(Ordering::Relaxed);
+            let bin = hist_bin(lat as f64 / 1e3);
             at(COMPLETED).fetch_add(1, Ordering::Relaxed);
-            if lat < at(THRESHOLD_NS).load(Ordering::Relaxed) {
+            if good {
                 at(GOOD).fetch_add(1, Ordering::Relaxed);
             }
-            at(HIST0 + hist_bin(lat as f64 / 1e3)).fetch_add(1, Ordering::Relaxed);
+            at(HIST0 + bin).fetch_add(1, Ordering::Relaxed);
+            let sec = ((t2 - at(WIN_START).load(Ordering::Acquire)) / 1_000_000_000) as usize;
+            if sec < MAX_SECONDS {
+                let base = SEC0 + sec * SEC_STRIDE;
+                at(base).fetch_add(1, Ordering::Relaxed);
+                if good {
+                    at(base + 1).fetch_add(1, Ordering::Relaxed);
+                }
+                at(base + 2 + bin).fetch_add(1, Ordering::Relaxed);
+            }
         }
         at(INFLIGHT).fetch_sub(1, Ordering::AcqRel);
     }
@@ -185,8 +202,9 @@ fn function_main(
     target: &'static AtomicU32,
     seed: u64,
 ) -> ! {
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
+    // SAFETY: getpid/getppid have no preconditions.
+    let (pid, controller) = unsafe { (libc::getpid(), libc::getppid()) };
+    host::die_with_parent(controller);
     if fs::write(format!("{group}/cgroup.procs"), pid.to_string()).is_ok() {
         for k in 0..pool {
             let s = mix_seed(seed, &[u64::from(k)]);
@@ -239,7 +257,7 @@ fn start(
         groups: Vec::new(),
     };
     for (f, &pool) in pools.iter().enumerate() {
-        let group = format!("{PARENT}/f{f:04}");
+        let group = format!("{}/f{f:04}", parent());
         if let Err(e) = fs::create_dir_all(&group) {
             fleet.stop();
             return Err(format!("mkdir {group}: {e}"));
@@ -314,7 +332,11 @@ fn run_once(
     let total = warm + u64::from(rd.duration_s);
     let t0 = now_ns() + 10_000_000;
     let epoch = c.at(EPOCH).load(Ordering::Acquire) + 1;
-    for i in [COMPLETED, GOOD].into_iter().chain(HIST0..COUNTERS) {
+    let secs = (rd.duration_s as usize).min(MAX_SECONDS);
+    for i in [COMPLETED, GOOD]
+        .into_iter()
+        .chain(HIST0..SEC0 + secs * SEC_STRIDE)
+    {
         c.at(i).store(0, Ordering::Relaxed);
     }
     c.at(WIN_START)
@@ -332,10 +354,19 @@ fn run_once(
     c.at(EPOCH).store(epoch, Ordering::Release);
     let lags0 = lags_counters(&fleet.groups);
     let mut start_snap = None;
+    let mut profiler = None;
+    let mut stopped = false;
     for s in 0..total {
         sleep_until_ns(t0 + s * 1_000_000_000);
+        if host::stopping() {
+            stopped = true;
+            break;
+        }
         if s == warm {
             start_snap = Some(snapshot());
+            if rd.profile {
+                profiler = Some(Profiler::start(rd.duration_s));
+            }
         }
         for f in 0..n {
             let t = rt.targets[s as usize][f];
@@ -345,10 +376,24 @@ fn run_once(
             }
         }
     }
-    sleep_until_ns(t0 + total * 1_000_000_000);
+    if !stopped {
+        sleep_until_ns(t0 + total * 1_000_000_000);
+    }
     let end_snap = snapshot();
     for f in 0..n {
         targets.at(f).store(0, Ordering::Release);
+    }
+    let sched_profile = match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
+        Some(Err(e)) => {
+            out.say(&format!("warning: rdhashd: profile: {e}"));
+            None
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
+    if stopped {
+        drain(c, 10_000_000_000);
+        return Err("interrupted by a signal".into());
     }
     let start_snap = start_snap.unwrap_or_else(snapshot);
     let lags1 = lags_counters(&fleet.groups);
@@ -362,12 +407,23 @@ fn run_once(
 
     let completed = c.at(COMPLETED).load(Ordering::Acquire);
     let good = c.at(GOOD).load(Ordering::Acquire);
-    let hist = Hist {
+    let read_hist = |base: usize| Hist {
         bins: (0..HIST_BINS)
-            .map(|b| (b as u32, c.at(HIST0 + b).load(Ordering::Acquire)))
+            .map(|b| (b as u32, c.at(base + b).load(Ordering::Acquire)))
             .filter(|&(_, n)| n > 0)
             .collect(),
     };
+    let hist = read_hist(HIST0);
+    let per_second = (0..secs)
+        .map(|sec| {
+            let base = SEC0 + sec * SEC_STRIDE;
+            SecondCounts {
+                completed: c.at(base).load(Ordering::Acquire),
+                good: c.at(base + 1).load(Ordering::Acquire),
+                hist: read_hist(base + 2),
+            }
+        })
+        .collect();
     let window_s = (end_snap.0 - start_snap.0) as f64 / 1e9;
     let (util, _) = end_snap.1.util_since(&start_snap.1);
     let ctxt = end_snap.1.ctxt.saturating_sub(start_snap.1.ctxt);
@@ -403,9 +459,15 @@ fn run_once(
         ctxt,
         ctxt_per_req: per(ctxt),
         sched_count: ss.sched_count,
-        schedule_per_req: per(ss.sched_count),
+        schedule_per_req: if ss.cpus > 0 {
+            per(ss.sched_count)
+        } else {
+            None
+        },
         drain_s,
         lags,
+        sched_profile,
+        per_second,
     };
     ctx.runs_done += 1;
     let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.1}"));
@@ -422,6 +484,88 @@ fn run_once(
     ));
     out.record(&Record::Rdhashd(Box::new(rec)));
     Ok(())
+}
+
+/// `perf record -a -g -e cpu-clock` over a measured window, for the share of CPU time in
+/// `__schedule()` (the prototype measured it with the ftrace function profiler, which
+/// neither the bench kernels nor typical hosts enable; sampling needs only perf).
+struct Profiler {
+    child: std::process::Child,
+    data: String,
+}
+
+impl Profiler {
+    fn start(seconds: u32) -> Result<Profiler, String> {
+        // SAFETY: getpid has no preconditions.
+        let data = format!(
+            "{}/lags-bench.{}.perf.data",
+            std::env::temp_dir().display(),
+            unsafe { libc::getpid() }
+        );
+        let child = std::process::Command::new("perf")
+            .args([
+                "record",
+                "-a",
+                "-g",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "499",
+                "-q",
+                "-o",
+            ])
+            .arg(&data)
+            .args(["--", "sleep", &seconds.to_string()])
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("perf record: {e}"))?;
+        Ok(Profiler { child, data })
+    }
+
+    /// Waits for the recording and reads it; a stopped run only ends the recording.
+    fn finish(mut self, stopped: bool) -> Result<SchedProfile, String> {
+        if stopped {
+            let _ = self.child.kill();
+        }
+        let p = self;
+        let o = p
+            .child
+            .wait_with_output()
+            .map_err(|e| format!("perf record: {e}"))?;
+        if !o.status.success() {
+            let _ = fs::remove_file(&p.data);
+            return Err(format!(
+                "perf record failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        let r = crate::run_tool(
+            "perf",
+            &[
+                "report",
+                "-i",
+                &p.data,
+                "--stdio",
+                "--children",
+                "--sort",
+                "sym",
+                "-g",
+                "none",
+            ],
+        );
+        let _ = fs::remove_file(&p.data);
+        let (sampled_ns, schedule_share, idle_share) = parse_perf_children(&r?)
+            .ok_or("perf report: no samples or no event count in its output")?;
+        Ok(SchedProfile {
+            sampled_ns,
+            schedule_share,
+            idle_share,
+        })
+    }
 }
 
 /// The rdhashd runs at `n` functions: every configuration and repetition, interleaved as

@@ -12,7 +12,9 @@
 //! [`report`] (Markdown and JSON) and [`plot`] (PNG); this file holds the command and the
 //! boot loop.
 
+pub mod bootstrap;
 pub mod headline;
+pub mod host;
 pub mod plan;
 pub mod plot;
 pub mod records;
@@ -139,6 +141,17 @@ pub struct BenchArgs {
     /// Echo the whole guest console.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Run the workloads on the running kernel, not in a guest: real CPUs (bare metal or a
+    /// KVM guest). Needs root; creates its cgroups under the host's cpu hierarchy (cgroup v2
+    /// or the v1 cpu controller) and removes them, also when interrupted. Configurations the
+    /// kernel cannot run (lags without LAGS, tuned without a writable base_slice_ns) are
+    /// left out, and the report says so. `--rd-density` counts functions per host CPU.
+    #[arg(long)]
+    pub host: bool,
+    /// rdhashd: profile every measured window with `perf record -a -g` for the share of
+    /// CPU time in `__schedule()` (always on with --host).
+    #[arg(long)]
+    pub sched_profile: bool,
 }
 
 /// `--workload`: the contract's names.
@@ -180,7 +193,7 @@ pub(crate) fn verdict_word(v: Verdict) -> &'static str {
 }
 
 /// How the report names the load generator's scheduling class.
-fn dispatcher_name(fifo: bool) -> &'static str {
+pub(super) fn dispatcher_name(fifo: bool) -> &'static str {
     if fifo {
         "SCHED_FIFO 50 (--fifo-dispatch): wakeups of the workers bypass the fair wakeup path"
     } else {
@@ -201,9 +214,9 @@ pub fn silence_limit(silence_s: u64, workload: Workload, estimate_s: f64) -> u64
 }
 
 /// How the report names rdhashd's load generator.
-const RD_CONTROLLER: &str = "rdhashd: controller in the fair class (SCHED_OTHER, root cgroup) sets per-second in-flight targets; one thread per in-flight request in each function's cgroup";
+pub(super) const RD_CONTROLLER: &str = "rdhashd: controller in the fair class (SCHED_OTHER, root cgroup) sets per-second in-flight targets; one thread per in-flight request in each function's cgroup";
 
-fn host_cpu() -> String {
+pub(super) fn host_cpu() -> String {
     fs_err::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -215,14 +228,14 @@ fn host_cpu() -> String {
         .unwrap_or_default()
 }
 
-fn loadavg() -> String {
+pub(super) fn loadavg() -> String {
     fs_err::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
 
 /// Builds the static benchmark binary (like the guest runner: +crt-static).
-fn build_bench(paths: &Paths) -> Result<PathBuf> {
+pub(super) fn build_bench(paths: &Paths) -> Result<PathBuf> {
     Ok(crate::vmtest::build_static(paths, "lags-bench")?.join("lags-bench"))
 }
 
@@ -246,7 +259,7 @@ fn make_bench_initramfs(bench: &Path, programs: &[PathBuf], out: &Path) -> Resul
     Ok(missing)
 }
 
-fn progress(line: &str, verbose: bool) {
+pub(super) fn progress(line: &str, verbose: bool) {
     if verbose {
         eprintln!("  | {line}");
         return;
@@ -263,6 +276,34 @@ fn progress(line: &str, verbose: bool) {
 }
 
 impl BenchArgs {
+    /// The plan fields that are not sweep settings, and the `--param` extras.
+    fn base_plan(&self) -> Result<(Plan, Vec<String>)> {
+        let base = Plan {
+            seed: self.seed,
+            slo_mult: self.slo_mult,
+            slo_floor_ms: self.slo_floor_ms,
+            tuned_slice_ns: self.tuned_slice_ns,
+            fifo_dispatch: self.fifo_dispatch,
+            rd: RdPlan {
+                sleep_ms: self.rd_sleep_ms,
+                burst_ms: self.rd_burst_ms,
+                threshold_ms: self.rd_threshold_ms,
+                trace_seed: self.seed,
+                profile: self.sched_profile || self.host,
+                ..RdPlan::default()
+            },
+            ..Plan::default()
+        };
+        let mut common = Vec::new();
+        for p in &self.params {
+            if !p.starts_with("lb.") || !p.contains('=') {
+                bail!("--param {p:?}: expected lb.KEY=VALUE");
+            }
+            common.push(p.clone());
+        }
+        Ok((base, common))
+    }
+
     pub fn run(&self, paths: &Paths) -> Result<()> {
         if let Some(dir) = &self.report_only {
             let (env, recs) = load_dir(dir)?;
@@ -270,6 +311,9 @@ impl BenchArgs {
             return ok
                 .then_some(())
                 .ok_or_else(|| failure(Exit::TestsFailed, "incomplete results"));
+        }
+        if self.host {
+            return host::run(self, paths);
         }
         let settings = Settings::from_args(self)?;
         if settings.reps < 3 {
@@ -299,28 +343,7 @@ impl BenchArgs {
         for w in make_bench_initramfs(&bench, &programs, &initrd)? {
             eprintln!("[bench] WARNING: {w}");
         }
-        let base = Plan {
-            seed: self.seed,
-            slo_mult: self.slo_mult,
-            slo_floor_ms: self.slo_floor_ms,
-            tuned_slice_ns: self.tuned_slice_ns,
-            fifo_dispatch: self.fifo_dispatch,
-            rd: RdPlan {
-                sleep_ms: self.rd_sleep_ms,
-                burst_ms: self.rd_burst_ms,
-                threshold_ms: self.rd_threshold_ms,
-                trace_seed: self.seed,
-                ..RdPlan::default()
-            },
-            ..Plan::default()
-        };
-        let mut common = Vec::new();
-        for p in &self.params {
-            if !p.starts_with("lb.") || !p.contains('=') {
-                bail!("--param {p:?}: expected lb.KEY=VALUE");
-            }
-            common.push(p.clone());
-        }
+        let (base, common) = self.base_plan()?;
         let max_boot = if self.single_boot {
             f64::INFINITY
         } else {

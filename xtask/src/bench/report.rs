@@ -7,6 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::bootstrap::{comparisons, Comparison, Interval, ITERATIONS};
 use super::headline::{headline, Headline};
 use super::plan::Settings;
 use super::plot::plots;
@@ -72,7 +73,7 @@ pub struct BootInfo {
 }
 
 /// The rdhashd section: one row per (function count, configuration). Pure.
-pub fn render_rdhashd(rd: &[RdPoint], cpus: u32) -> String {
+pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32) -> String {
     let mut md = String::new();
     let thr = rd.first().map_or(0.0, |p| p.threshold_ms);
     md.push_str(&format!(
@@ -106,6 +107,68 @@ pub fn render_rdhashd(rd: &[RdPoint], cpus: u32) -> String {
         ));
     }
     md.push_str("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed.\n");
+    md.push_str(&render_rd_intervals(rd, cmp));
+    md
+}
+
+fn fmt_ci(ci: Option<Interval>, prec: usize) -> String {
+    ci.map_or("–".into(), |c| {
+        format!("[{:.*}, {:.*}]", prec, c.lo, prec, c.hi)
+    })
+}
+
+/// The rdhashd intervals, the comparison with stock and the profile. Pure.
+pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison]) -> String {
+    let mut md = String::new();
+    if rd.iter().any(|p| p.ci.is_some()) {
+        md.push_str(&format!(
+            "\n### 95% intervals\n\nBlock bootstrap ({ITERATIONS} resamples) over the seconds of the measured windows: each repetition's seconds are resampled in circular blocks of ⌈n^⅓⌉ seconds and the repetitions pooled.\n\n| F | config | seconds | block s | goodput /s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n"
+        ));
+        for p in rd {
+            if let Some(ci) = &p.ci {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} |\n",
+                    p.funcs,
+                    p.config,
+                    ci.seconds,
+                    ci.block_s,
+                    fmt_ci(ci.goodput, 1),
+                    fmt_ci(ci.p50, 1),
+                    fmt_ci(ci.p99, 1),
+                ));
+            }
+        }
+    }
+    if !cmp.is_empty() {
+        md.push_str("\n### Against stock\n\nRatios configuration / stock at the same function count, paired: the same repetitions, resampled with the same blocks (same trace segment and seed). An interval that contains 1 is **no difference**.\n\n| F | config | reps | goodput ratio | 95% CI | goodput | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|\n");
+        for c in cmp {
+            md.push_str(&format!(
+                "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+                c.funcs,
+                c.config,
+                c.reps,
+                c.goodput_ratio,
+                fmt_ci(c.goodput_ratio_ci, 3),
+                c.goodput_verdict(),
+                c.p99_ratio.map_or("–".into(), |r| format!("{r:.3}")),
+                fmt_ci(c.p99_ratio_ci, 3),
+                c.p99_verdict(),
+            ));
+        }
+    }
+    if rd.iter().any(|p| p.sched_share.is_some()) {
+        md.push_str("\n### Where the CPU time went\n\n`perf record -a -g -e cpu-clock` (499 Hz) over each measured window: the share of samples inside `__schedule()` and its callees, of all CPU time and of the busy (non-idle) time, and that time per context switch of the window (`/proc/stat` ctxt). Sampling in place of the prototype's ftrace function profiler, which neither the bench kernels nor typical hosts enable; samples that fall in interrupts-off sections are taken when interrupts return, inside `__schedule()`'s tail.\n\n| F | config | __schedule share % | of busy time % | µs per switch |\n|---|---|---|---|---|\n");
+        for p in rd {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                p.funcs,
+                p.config,
+                fmt_spread(&p.sched_share, 100.0, 2),
+                fmt_spread(&p.sched_busy_share, 100.0, 2),
+                fmt_spread(&p.sched_us_per_switch, 1.0, 2),
+            ));
+        }
+    }
     md
 }
 
@@ -117,14 +180,27 @@ pub fn render_markdown(
     ov: &[OverheadRow],
     h: &Headline,
     rd: &[RdPoint],
+    cmp: &[Comparison],
 ) -> String {
     let rd_only = pts.is_empty() && !rd.is_empty();
     let mut md = String::new();
     md.push_str("# LAGS benchmark results\n\n");
     md.push_str(&format!(
-        "- Command: `{}`\n- Accelerator: **{}** ({}); {} vCPUs, {} MiB\n- Kernel: {} (series {}, config {})\n- Host: {} ({} CPUs); {}\n",
-        env.command, env.accel, env.accel_reason, env.cpus, env.mem_mib, env.kernel_release,
-        env.series_hash, env.config_hash, env.host_cpu, env.host_cpus, env.qemu,
+        "- Command: `{}`\n- Accelerator: **{}** ({}); {}\n- Kernel: {} (series {}, config {})\n- Host: {} ({} CPUs); {}\n",
+        env.command,
+        env.accel,
+        env.accel_reason,
+        if env.accel == "host" {
+            format!("{} CPUs of the host, no guest", env.cpus)
+        } else {
+            format!("{} vCPUs, {} MiB", env.cpus, env.mem_mib)
+        },
+        env.kernel_release,
+        env.series_hash,
+        env.config_hash,
+        env.host_cpu,
+        env.host_cpus,
+        env.qemu,
     ));
     if rd_only {
         md.push_str(&format!("- Seed {}; {}\n", env.seed, env.slo));
@@ -226,7 +302,7 @@ pub fn render_markdown(
         table(&mut md, "density");
     }
     if !rd.is_empty() {
-        md.push_str(&render_rdhashd(rd, env.cpus));
+        md.push_str(&render_rdhashd(rd, cmp, env.cpus));
     }
     if !ov.is_empty() {
         md.push_str("\n## Overhead of having LAGS\n\n| probe | unit | off | on, no LAGS groups | baseline kernel | on vs off | off vs baseline | noise (off, max−min) |\n|---|---|---|---|---|---|---|---|\n");
@@ -272,7 +348,8 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
     let ov = overhead_rows(&recs.overhead);
     let h = headline(&pts, &ov, target);
     let rd = rd_points(&recs.rd);
-    let md = render_markdown(&env, &pts, &ov, &h, &rd);
+    let cmp = comparisons(&recs.rd);
+    let md = render_markdown(&env, &pts, &ov, &h, &rd, &cmp);
     util::write(&dir.join("summary.md"), &md)?;
     let doc = json!({
         "env": env_v,
@@ -281,6 +358,7 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
         "points": pts,
         "overhead": ov,
         "rdhashd": rd,
+        "rdhashd_vs_stock": cmp,
         "records": recs.raw,
     });
     util::write(
@@ -427,7 +505,7 @@ mod tests {
             command: "cargo xtask bench --quick".into(),
             ..Default::default()
         };
-        let md = render_markdown(&env, &pts, &ov, &h, &[]);
+        let md = render_markdown(&env, &pts, &ov, &h, &[], &[]);
         assert!(md.contains("**tcg**"), "{md}");
         assert!(md.contains("| lags | ≥ 0.700 |"), "{md}");
         assert!(md.contains("fewer machines"));
@@ -479,7 +557,7 @@ mod tests {
             ..Default::default()
         };
         let h = headline(&[], &[], 0.99);
-        let md = render_markdown(&env, &[], &[], &h, &rd);
+        let md = render_markdown(&env, &[], &[], &h, &rd, &[]);
         assert!(
             !md.contains("## Headline") && !md.contains("Plots:"),
             "{md}"

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use lags_proto::bench::RdhashdRecord;
 
+use super::bootstrap::{point_ci, PointCi};
 use super::records::{OverheadRec, Run};
 
 /// Median with the spread (min, max) of the repetitions.
@@ -179,6 +180,14 @@ pub struct RdPoint {
     /// Window seconds, summed over the repetitions, in which the thread cap bit.
     pub capped_seconds: u64,
     pub threshold_ms: f64,
+    /// Block-bootstrap 95% intervals over the repetitions' seconds.
+    pub ci: Option<PointCi>,
+    /// Share of all CPU time (idle included) inside `__schedule()`, from `perf` samples.
+    pub sched_share: Option<Spread>,
+    /// The same share of the busy (non-idle) CPU time.
+    pub sched_busy_share: Option<Spread>,
+    /// µs inside `__schedule()` per context switch of the window.
+    pub sched_us_per_switch: Option<Spread>,
 }
 
 /// Aggregates rdhashd runs into points, ordered by function count, then configuration.
@@ -203,6 +212,14 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
         .into_iter()
         .map(|((funcs, config), rs)| {
             let sp = |f: &dyn Fn(&RdhashdRecord) -> Option<f64>| spread(rs.iter().map(|r| f(r)));
+            // A quantity no run measured (no schedstats, no profile) is unknown, not ∞.
+            let known = |f: &dyn Fn(&RdhashdRecord) -> Option<f64>| {
+                if rs.iter().any(|r| f(r).is_some()) {
+                    sp(f)
+                } else {
+                    None
+                }
+            };
             let best = stock_best(funcs);
             let min_completed = rs.iter().map(|r| r.completed).min().unwrap_or(0);
             RdPoint {
@@ -217,8 +234,19 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                 p99: sp(&|r| r.p99_ms),
                 p999: sp(&|r| r.p999_ms),
                 ctx_per_req: sp(&|r| r.ctxt_per_req),
-                schedule_per_req: sp(&|r| r.schedule_per_req),
+                schedule_per_req: known(&|r| r.schedule_per_req),
                 util: sp(&|r| Some(r.cpu_util)),
+                ci: point_ci(&rs),
+                sched_share: known(&|r| r.sched_profile.as_ref().map(|p| p.schedule_share)),
+                sched_busy_share: known(&|r| {
+                    let p = r.sched_profile.as_ref()?;
+                    (p.idle_share < 1.0).then(|| p.schedule_share / (1.0 - p.idle_share))
+                }),
+                sched_us_per_switch: known(&|r| {
+                    let p = r.sched_profile.as_ref()?;
+                    (r.ctxt > 0)
+                        .then(|| p.schedule_share * p.sampled_ns as f64 / r.ctxt as f64 / 1e3)
+                }),
                 inflight_target: sp(&|r| Some(r.inflight_target_mean)),
                 capped_seconds: rs.iter().map(|r| r.capped_seconds).sum(),
                 threshold_ms: rs.first().map_or(0.0, |r| r.threshold_ms),

@@ -1,0 +1,355 @@
+//! Bootstrap 95% intervals for the rdhashd points and for each configuration against stock.
+//!
+//! The unit of resampling is a second of a run's measured window (`per_second` of the
+//! record), not a request: requests of one second share the load of that second, and the
+//! trace's busy stretches last several seconds, so seconds are resampled in circular blocks
+//! of `ceil(n^(1/3))` seconds (moving-block bootstrap). Each run is a stratum: its seconds
+//! are resampled among themselves, and the repetitions are pooled. A comparison is paired:
+//! the configurations of one repetition ran the same trace segment with the same seed, so
+//! both are resampled with the same blocks, and the interval is the one of the ratio. A
+//! ratio whose interval contains 1 is "no difference".
+
+use serde::Serialize;
+
+use lags_pid1::rng::SplitMix64;
+use lags_proto::bench::{dense_quantile_ms, RdhashdRecord, HIST_BINS};
+
+/// Resamples per interval.
+pub const ITERATIONS: usize = 2000;
+/// Fixed seed: the same records always give the same report.
+const SEED: u64 = 0x1a65_b007;
+
+/// A 95% percentile interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Interval {
+    /// The 2.5th and 97.5th percentiles of `v`; `None` without values. Sorts `v`.
+    fn of(v: &mut [f64]) -> Option<Interval> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+        Some(Interval {
+            lo: at(0.025),
+            hi: at(0.975),
+        })
+    }
+
+    /// Which side of `x` the interval lies on: `Some(true)` above, `Some(false)` below,
+    /// `None` when it contains `x` (no difference).
+    pub fn beyond(&self, x: f64) -> Option<bool> {
+        if self.lo > x {
+            Some(true)
+        } else if self.hi < x {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// One run's window, second by second, with dense histograms.
+struct Series {
+    good: Vec<u64>,
+    hist: Vec<Vec<u64>>,
+}
+
+impl Series {
+    fn of(r: &RdhashdRecord) -> Option<Series> {
+        if r.per_second.is_empty() {
+            return None;
+        }
+        Some(Series {
+            good: r.per_second.iter().map(|s| s.good).collect(),
+            hist: r
+                .per_second
+                .iter()
+                .map(|s| {
+                    let mut d = vec![0u64; HIST_BINS];
+                    for &(b, c) in &s.hist.bins {
+                        if let Some(x) = d.get_mut(b as usize) {
+                            *x += c;
+                        }
+                    }
+                    d
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Goodput (requests under the threshold per second), p50 and p99 (ms) of pooled seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stat {
+    goodput: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+/// The statistic over the chosen seconds of each run (`idx[k]` indexes run `k`'s seconds).
+fn stat(runs: &[&Series], idx: &[Vec<usize>]) -> Stat {
+    let mut good = 0u64;
+    let mut secs = 0usize;
+    let mut hist = vec![0u64; HIST_BINS];
+    for (s, ix) in runs.iter().zip(idx) {
+        for &i in ix {
+            good += s.good[i];
+            secs += 1;
+            for (h, &c) in hist.iter_mut().zip(&s.hist[i]) {
+                *h += c;
+            }
+        }
+    }
+    let bins = || hist.iter().enumerate().map(|(b, &c)| (b as u32, c));
+    Stat {
+        goodput: if secs > 0 {
+            good as f64 / secs as f64
+        } else {
+            0.0
+        },
+        p50: dense_quantile_ms(bins(), 0.50),
+        p99: dense_quantile_ms(bins(), 0.99),
+    }
+}
+
+/// Block length for `n` seconds.
+pub fn block_len(n: usize) -> usize {
+    ((n as f64).cbrt().ceil() as usize).clamp(1, n.max(1))
+}
+
+/// `n` indices of circular blocks of `block_len(n)` seconds with random starts.
+fn resample(n: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    let l = block_len(n);
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        let start = (rng.next_u64() % n as u64) as usize;
+        v.extend((0..l).map(|j| (start + j) % n).take(n - v.len()));
+    }
+    v
+}
+
+/// Intervals of one (configuration, function count) point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointCi {
+    pub goodput: Option<Interval>,
+    pub p50: Option<Interval>,
+    pub p99: Option<Interval>,
+    /// Seconds resampled, over all repetitions, and the block length.
+    pub seconds: usize,
+    pub block_s: usize,
+}
+
+/// The intervals of a point from its runs; `None` when a run has no per-second counts
+/// (records from before them).
+pub fn point_ci(recs: &[&RdhashdRecord]) -> Option<PointCi> {
+    let series: Vec<Series> = recs.iter().map(|r| Series::of(r)).collect::<Option<_>>()?;
+    let runs: Vec<&Series> = series.iter().collect();
+    let mut rng = SplitMix64::new(SEED);
+    let (mut g, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ITERATIONS {
+        let idx: Vec<Vec<usize>> = runs
+            .iter()
+            .map(|s| resample(s.good.len(), &mut rng))
+            .collect();
+        let st = stat(&runs, &idx);
+        g.push(st.goodput);
+        p50.extend(st.p50);
+        p99.extend(st.p99);
+    }
+    Some(PointCi {
+        goodput: Interval::of(&mut g),
+        p50: Interval::of(&mut p50),
+        p99: Interval::of(&mut p99),
+        seconds: runs.iter().map(|s| s.good.len()).sum(),
+        block_s: runs
+            .iter()
+            .map(|s| block_len(s.good.len()))
+            .max()
+            .unwrap_or(1),
+    })
+}
+
+/// A configuration against stock at one function count: ratios with paired intervals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub funcs: usize,
+    pub config: String,
+    /// Repetitions present in both.
+    pub reps: usize,
+    pub goodput_ratio: f64,
+    pub goodput_ratio_ci: Option<Interval>,
+    pub p99_ratio: Option<f64>,
+    pub p99_ratio_ci: Option<Interval>,
+}
+
+impl Comparison {
+    /// "higher", "lower" or "no difference" for the goodput ratio.
+    pub fn goodput_verdict(&self) -> &'static str {
+        verdict(self.goodput_ratio_ci)
+    }
+
+    pub fn p99_verdict(&self) -> &'static str {
+        verdict(self.p99_ratio_ci)
+    }
+}
+
+fn verdict(ci: Option<Interval>) -> &'static str {
+    match ci.map(|c| c.beyond(1.0)) {
+        Some(Some(true)) => "higher",
+        Some(Some(false)) => "lower",
+        Some(None) => "no difference",
+        None => "–",
+    }
+}
+
+/// Every non-stock configuration against stock, per function count, paired by repetition.
+pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
+    let mut keys: Vec<(usize, String)> = recs
+        .iter()
+        .filter(|r| r.config != "stock")
+        .map(|r| (r.funcs, r.config.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for (funcs, config) in keys {
+        let find = |cfg: &str, rep: usize| {
+            recs.iter()
+                .find(|r| r.funcs == funcs && r.config == cfg && r.rep == rep)
+        };
+        let mut pairs = Vec::new();
+        for r in recs
+            .iter()
+            .filter(|r| r.funcs == funcs && r.config == config)
+        {
+            let Some(s) = find("stock", r.rep) else {
+                continue;
+            };
+            if let (Some(a), Some(b)) = (Series::of(r), Series::of(s)) {
+                pairs.push((a, b));
+            }
+        }
+        if pairs.is_empty() {
+            continue;
+        }
+        // Paired seconds: the shorter window of the two.
+        let n: Vec<usize> = pairs
+            .iter()
+            .map(|(a, b)| a.good.len().min(b.good.len()))
+            .collect();
+        let (xs, ys): (Vec<&Series>, Vec<&Series>) = pairs.iter().map(|(a, b)| (a, b)).unzip();
+        let full: Vec<Vec<usize>> = n.iter().map(|&k| (0..k).collect()).collect();
+        let (x0, y0) = (stat(&xs, &full), stat(&ys, &full));
+        let ratio = |x: f64, y: f64| (y > 0.0).then(|| x / y);
+        let mut rng = SplitMix64::new(SEED ^ funcs as u64);
+        let (mut g, mut p99) = (Vec::new(), Vec::new());
+        for _ in 0..ITERATIONS {
+            let idx: Vec<Vec<usize>> = n.iter().map(|&k| resample(k, &mut rng)).collect();
+            let (x, y) = (stat(&xs, &idx), stat(&ys, &idx));
+            g.extend(ratio(x.goodput, y.goodput));
+            if let (Some(a), Some(b)) = (x.p99, y.p99) {
+                p99.extend(ratio(a, b));
+            }
+        }
+        out.push(Comparison {
+            funcs,
+            reps: pairs.len(),
+            goodput_ratio: ratio(x0.goodput, y0.goodput).unwrap_or(f64::NAN),
+            goodput_ratio_ci: Interval::of(&mut g),
+            p99_ratio: x0.p99.zip(y0.p99).and_then(|(a, b)| ratio(a, b)),
+            p99_ratio_ci: Interval::of(&mut p99),
+            config,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lags_proto::bench::{Hist, SecondCounts};
+
+    /// A run whose second `i` completed `good[i]` requests, all in histogram bin `bin`.
+    fn run(config: &str, rep: usize, good: &[u64], bin: u32) -> RdhashdRecord {
+        RdhashdRecord {
+            config: config.into(),
+            funcs: 8,
+            rep,
+            per_second: good
+                .iter()
+                .map(|&g| SecondCounts {
+                    completed: g,
+                    good: g,
+                    hist: Hist {
+                        bins: vec![(bin, g)],
+                    },
+                })
+                .collect(),
+            ..RdhashdRecord::default()
+        }
+    }
+
+    // Expect blocks of ceil(n^(1/3)) seconds and resamples of the run's own length.
+    #[test]
+    fn blocks() {
+        assert_eq!(
+            [1, 8, 9, 20, 110].map(block_len),
+            [1, 2, 3, 3, 5],
+            "block lengths"
+        );
+        let mut rng = SplitMix64::new(1);
+        let r = resample(20, &mut rng);
+        assert_eq!(r.len(), 20);
+        assert!(r.iter().all(|&i| i < 20));
+    }
+
+    // Expect a clear win, a clear loss and equal runs to be told apart, and the interval to
+    // contain the point estimate.
+    #[test]
+    fn paired_comparisons() {
+        let noisy: Vec<u64> = (0..30).map(|i| 100 + (i * 37 % 23)).collect();
+        let doubled: Vec<u64> = noisy.iter().map(|g| g * 2).collect();
+        let recs = vec![
+            run("stock", 0, &noisy, 80),
+            run("stock", 1, &noisy[5..], 80),
+            run("lags", 0, &doubled, 60),
+            run("lags", 1, &doubled[5..], 60),
+            run("tuned", 0, &noisy, 80),
+            run("tuned", 1, &noisy[5..], 80),
+        ];
+        let c = comparisons(&recs);
+        assert_eq!(c.len(), 2);
+        let lags = c.iter().find(|c| c.config == "lags").unwrap();
+        assert_eq!(lags.reps, 2);
+        assert!((lags.goodput_ratio - 2.0).abs() < 1e-9);
+        let ci = lags.goodput_ratio_ci.unwrap();
+        assert!(ci.lo <= 2.0 && ci.hi >= 2.0, "{ci:?}");
+        assert_eq!(lags.goodput_verdict(), "higher");
+        assert_eq!(lags.p99_verdict(), "lower", "bin 60 is below bin 80");
+        let tuned = c.iter().find(|c| c.config == "tuned").unwrap();
+        assert_eq!(tuned.goodput_verdict(), "no difference");
+        assert_eq!(tuned.p99_verdict(), "no difference");
+    }
+
+    // Expect the interval of a noisy point to contain its mean and be wider than zero, and
+    // no interval for records without per-second counts.
+    #[test]
+    fn point_intervals() {
+        let noisy: Vec<u64> = (0..40).map(|i| 50 + (i * 17 % 31)).collect();
+        let mean = noisy.iter().sum::<u64>() as f64 / noisy.len() as f64;
+        let r = run("stock", 0, &noisy, 70);
+        let ci = point_ci(&[&r]).unwrap();
+        let g = ci.goodput.unwrap();
+        assert!(g.lo < mean && mean < g.hi && g.hi - g.lo > 1.0, "{g:?} vs {mean}");
+        assert_eq!(ci.seconds, 40);
+        let old = RdhashdRecord::default();
+        assert_eq!(point_ci(&[&r, &old]), None);
+        assert_eq!(Interval { lo: 0.9, hi: 1.1 }.beyond(1.0), None);
+        assert_eq!(Interval { lo: 1.2, hi: 1.3 }.beyond(1.0), Some(true));
+    }
+}
