@@ -365,7 +365,7 @@ fn run_once(
         if s == warm {
             start_snap = Some(snapshot());
             if rd.profile {
-                profiler = Some(Profiler::start(rd.duration_s));
+                profiler = Some(Profiler::start());
             }
         }
         for f in 0..n {
@@ -495,7 +495,8 @@ struct Profiler {
 }
 
 impl Profiler {
-    fn start(seconds: u32) -> Result<Profiler, String> {
+    /// Starts `perf record -a`; it records until [`Profiler::finish`] interrupts it.
+    fn start() -> Result<Profiler, String> {
         // SAFETY: getpid has no preconditions.
         let data = format!(
             "{}/lags-bench.{}.perf.data",
@@ -515,7 +516,6 @@ impl Profiler {
                 "-o",
             ])
             .arg(&data)
-            .args(["--", "sleep", &seconds.to_string()])
             .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -525,17 +525,23 @@ impl Profiler {
         Ok(Profiler { child, data })
     }
 
-    /// Waits for the recording and reads it; a stopped run only ends the recording.
-    fn finish(mut self, stopped: bool) -> Result<SchedProfile, String> {
-        if stopped {
-            let _ = self.child.kill();
-        }
+    /// Ends the recording (SIGINT, as at a terminal: perf writes its data and exits) and
+    /// reads it; a stopped run only ends the recording.
+    fn finish(self, stopped: bool) -> Result<SchedProfile, String> {
+        // SAFETY: signalling our own unreaped child (its pid cannot be reused yet).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         let p = self;
         let o = p
             .child
             .wait_with_output()
             .map_err(|e| format!("perf record: {e}"))?;
-        if !o.status.success() {
+        if stopped {
+            let _ = fs::remove_file(&p.data);
+            return Err("run stopped".into());
+        }
+        // perf record ends with status 0, or by SIGINT itself when it had not yet set up
+        // its handler.
+        if !o.status.success() && !fs::metadata(&p.data).is_ok_and(|m| m.len() > 0) {
             let _ = fs::remove_file(&p.data);
             return Err(format!(
                 "perf record failed ({}): {}",
