@@ -345,7 +345,10 @@ mod tests {
         let r = run("stock", 0, &noisy, 70);
         let ci = point_ci(&[&r]).unwrap();
         let g = ci.goodput.unwrap();
-        assert!(g.lo < mean && mean < g.hi && g.hi - g.lo > 1.0, "{g:?} vs {mean}");
+        assert!(
+            g.lo < mean && mean < g.hi && g.hi - g.lo > 1.0,
+            "{g:?} vs {mean}"
+        );
         assert_eq!(ci.seconds, 40);
         let old = RdhashdRecord::default();
         assert_eq!(point_ci(&[&r, &old]), None);

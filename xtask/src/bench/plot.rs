@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::records::{Hist, HistExt, Run};
-use super::stats::{Point, Spread};
+use super::stats::{Point, RdPoint, Spread};
 
 fn register_font() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -242,10 +242,138 @@ fn plot_ctx(path: &Path, pts: &[Point], accel: &str) -> PlotResult {
     Ok(())
 }
 
+/// The prototype's figures for rdhashd: goodput normalised to stock's highest goodput over
+/// the sweep (its "normalised to the CFS maximum"), with the bootstrap intervals as error
+/// bars (the repetitions' range where a point has none), and the share of CPU time inside
+/// `__schedule()`, against functions per CPU.
+pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> PlotResult {
+    use plotters::prelude::*;
+    let per_cpu = |p: &RdPoint| p.funcs as f64 / f64::from(cpus.max(1));
+    let stock_max = rd
+        .iter()
+        .filter(|p| p.config == "stock")
+        .filter_map(|p| p.goodput.map(|g| g.median))
+        .fold(0.0f64, f64::max);
+    if rd.is_empty() || stock_max <= 0.0 {
+        return Ok(());
+    }
+    let good = |p: &RdPoint| -> Option<(f64, f64, f64)> {
+        let g = p.goodput?;
+        let (lo, hi) = match p.ci.as_ref().and_then(|c| c.goodput) {
+            Some(i) => (i.lo, i.hi),
+            None => (g.min, g.max),
+        };
+        Some((lo / stock_max, g.median / stock_max, hi / stock_max))
+    };
+    let xmin = rd.iter().map(per_cpu).fold(f64::MAX, f64::min);
+    let xmax = rd.iter().map(per_cpu).fold(0.0f64, f64::max);
+    let gmax = rd
+        .iter()
+        .filter_map(good)
+        .map(|g| g.2)
+        .fold(1.1f64, f64::max)
+        * 1.1;
+    let smax = rd
+        .iter()
+        .filter_map(|p| p.sched_share.map(|s| s.max * 100.0))
+        .fold(0.0f64, f64::max);
+    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, if smax > 0.0 { 2 } else { 1 }));
+    let configs: std::collections::BTreeSet<&str> = rd.iter().map(|p| p.config.as_str()).collect();
+    let xr = || (xmin * 0.8..xmax * 1.25).log_scale();
+    let mut c = ChartBuilder::on(&panels[0])
+        .caption(
+            format!("rdhashd goodput vs density ({accel})"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(xr(), 0f64..gmax)?;
+    c.configure_mesh()
+        .x_desc("functions per CPU (log)")
+        .y_desc("goodput / stock's highest (95% CI)")
+        .draw()?;
+    for cfg in &configs {
+        let col = color(cfg);
+        let mut xs: Vec<(f64, (f64, f64, f64))> = rd
+            .iter()
+            .filter(|p| p.config == *cfg)
+            .filter_map(|p| good(p).map(|g| (per_cpu(p), g)))
+            .collect();
+        xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        c.draw_series(LineSeries::new(
+            xs.iter().map(|(x, g)| (*x, g.1)),
+            col.stroke_width(2),
+        ))?
+        .label(*cfg)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+        c.draw_series(
+            xs.iter()
+                .map(|(x, g)| ErrorBar::new_vertical(*x, g.0, g.1, g.2, col.filled(), 8)),
+        )?;
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    if smax > 0.0 {
+        let mut c = ChartBuilder::on(&panels[1])
+            .caption(
+                format!("CPU time inside __schedule() ({accel})"),
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(xr(), 0f64..smax * 1.2)?;
+        c.configure_mesh()
+            .x_desc("functions per CPU (log)")
+            .y_desc("share of all CPU time (%, perf samples)")
+            .draw()?;
+        for cfg in &configs {
+            let col = color(cfg);
+            let mut xs: Vec<(f64, Spread)> = rd
+                .iter()
+                .filter(|p| p.config == *cfg)
+                .filter_map(|p| p.sched_share.map(|s| (per_cpu(p), s)))
+                .collect();
+            xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            c.draw_series(LineSeries::new(
+                xs.iter().map(|(x, s)| (*x, s.median * 100.0)),
+                col.stroke_width(2),
+            ))?
+            .label(*cfg)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+            c.draw_series(xs.iter().map(|(x, s)| {
+                ErrorBar::new_vertical(
+                    *x,
+                    s.min * 100.0,
+                    s.median * 100.0,
+                    s.max * 100.0,
+                    col.filled(),
+                    8,
+                )
+            }))?;
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 pub(super) fn plots(
     dir: &Path,
     runs: &[Run],
     pts: &[Point],
+    rd: &[RdPoint],
+    cpus: u32,
     accel: &str,
     target: f64,
 ) -> Vec<String> {
@@ -274,6 +402,14 @@ pub(super) fn plots(
         let name = format!("cdf-load-{l:.2}.png");
         check(name.clone(), plot_cdf(&dir.join(&name), runs, l, accel));
     }
-    check("ctx.png".into(), plot_ctx(&dir.join("ctx.png"), pts, accel));
+    if !pts.is_empty() {
+        check("ctx.png".into(), plot_ctx(&dir.join("ctx.png"), pts, accel));
+    }
+    if !rd.is_empty() {
+        check(
+            "rdhashd.png".into(),
+            plot_rd(&dir.join("rdhashd.png"), rd, cpus, accel),
+        );
+    }
     warnings
 }

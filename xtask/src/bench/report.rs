@@ -79,7 +79,7 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32) -> String {
     md.push_str(&format!(
         "\n## rdhashd workload\n\nClosed loop, one thread per in-flight request, per-second in-flight targets from the synthetic trace. Goodput = requests with latency < {thr} ms per second of the measured window; normalised per repetition to stock's best repetition at the same density. Medians over the repetitions, [min–max] in brackets. **underpowered**: a repetition completed fewer than {RD_MIN_REQUESTS} requests, too few to decide a difference.\n"
     ));
-    md.push_str("\n| F | F/vCPU | config | requests | goodput /s | goodput / stock best | p50 ms | p99 ms | ctx/req | schedule()/req | in-flight target | capped s | power |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("\n| F | F/CPU | config | requests | goodput /s | goodput / stock best | p50 ms | p99 ms | ctx/req | schedule()/req | in-flight target | capped s | power |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for p in rd {
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -365,11 +365,8 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
         &dir.join("results.json"),
         serde_json::to_string_pretty(&doc)?,
     )?;
-    // rdhashd has no plots yet; zipf-open's would be empty.
-    if !recs.runs.is_empty() || recs.rd.is_empty() {
-        for w in plots(dir, &recs.runs, &pts, &env.accel, target) {
-            eprintln!("[bench] WARNING: {w}");
-        }
+    for w in plots(dir, &recs.runs, &pts, &rd, env.cpus, &env.accel, target) {
+        eprintln!("[bench] WARNING: {w}");
     }
     eprintln!("\n{}", md.split("\n## Load sweep").next().unwrap_or(&md));
     Ok(!recs.runs.is_empty() || !recs.overhead.is_empty() || !recs.rd.is_empty())
