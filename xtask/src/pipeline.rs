@@ -9,6 +9,7 @@ use crate::build::{self, ProfileArgs};
 use crate::config::{self, Profile};
 use crate::fetch::FetchArgs;
 use crate::patch::PatchArgs;
+use crate::qemu::MachineArgs;
 use crate::series::CheckSeriesArgs;
 use crate::util::{self, Paths};
 use crate::vmtest::QemuTestArgs;
@@ -98,7 +99,7 @@ impl CiArgs {
                 secs: None,
                 seed: None,
                 no_build: false,
-                accel: self.run.test.accel,
+                accel: self.run.test.machine.accel,
                 cpus: 2,
                 timeout: None,
                 verbose: false,
@@ -179,9 +180,11 @@ pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
     let out = dir.join("out");
     let vm = |command: &[&str]| VmArgs {
         profile: base.profile.clone(),
-        accel: base.accel,
-        cpus: 2,
-        mem: 1024,
+        machine: MachineArgs {
+            accel: base.machine.accel,
+            cpus: 2,
+            mem: 1024,
+        },
         with: Vec::new(),
         cmdline: Vec::new(),
         script: None,

@@ -207,6 +207,21 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
     v
 }
 
+/// The guest machine options of every command that boots a kernel of its own (`qemu-test`,
+/// `vm`, `bench`; `robustness` fixes the memory), one definition for their flags.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct MachineArgs {
+    /// Accelerator; default: KVM if a probe boot works, else TCG.
+    #[arg(long, value_enum, env = "LAGS_ACCEL")]
+    pub accel: Option<Accel>,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub mem: u32,
+}
+
 /// The QEMU binary.
 pub fn qemu_binary() -> &'static str {
     "qemu-system-x86_64"

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::build::{self, ProfileArgs};
 use crate::config::{self, Profile};
 use crate::ktap::{Status, TestCase};
-use crate::qemu::Accel;
+use crate::qemu::{Accel, MachineArgs};
 use crate::util::{self, failure, Exit, Paths};
 use crate::vmtest::{BootResult, QemuTestArgs, Verdict};
 
@@ -265,9 +265,11 @@ impl RobustnessArgs {
                 debug: false,
             },
             suites: Some(SUITES.into()),
-            accel: self.accel,
-            cpus: self.cpus,
-            mem: 2048,
+            machine: MachineArgs {
+                accel: self.accel,
+                cpus: self.cpus,
+                mem: 2048,
+            },
             timeout: Some(self.timeout.unwrap_or(600 + 8 * secs)),
             silence: 120,
             with: Vec::new(),

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::build::{self, ProfileArgs};
 use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, Terminal, VmSpec};
+use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, Terminal, VmSpec};
 use crate::util::{self, failure, Exit, Paths};
 use crate::vmtest::{self, Verdict};
 use lags_proto::marker;
@@ -56,15 +56,8 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 pub struct VmArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
-    /// Accelerator; default: KVM if a probe boot works, else TCG.
-    #[arg(long, value_enum, env = "LAGS_ACCEL")]
-    pub accel: Option<Accel>,
-    /// Virtual CPUs.
-    #[arg(long, default_value_t = 2)]
-    pub cpus: u32,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 2048)]
-    pub mem: u32,
+    #[command(flatten)]
+    pub machine: MachineArgs,
     /// Host programs to carry into the guest with their shared libraries (repeatable).
     #[arg(long = "with", value_name = "PROGRAM")]
     pub with: Vec<PathBuf>,
@@ -519,12 +512,13 @@ impl VmArgs {
             kernel,
             initrd,
             extra_cmdline: Vec::new(),
-            cpus: self.cpus,
-            mem_mib: self.mem,
+            cpus: self.machine.cpus,
+            mem_mib: self.machine.mem,
             accel: Accel::Tcg,
             data_out: self.out.as_ref().map(|_| data.clone()),
         };
-        let (accel, why) = qemu::apply_accel(self.accel, &mut spec, &paths.kvm_probe(), "vm")?;
+        let (accel, why) =
+            qemu::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "vm")?;
         spec.extra_cmdline = self.kernel_params();
         let log = dir.join("vm.console.log");
         let limits = self.limits(&job);
@@ -807,7 +801,7 @@ mod tests {
     #[test]
     fn command_is_quoted_word_by_word() {
         let a = parse(&["--cpus", "1", "--", "sh", "-c", "exit 7"]);
-        assert_eq!(a.cpus, 1);
+        assert_eq!(a.machine.cpus, 1);
         assert_eq!(a.command, ["sh", "-c", "exit 7"]);
         let Job::Command { cmd, script } = a.job(false).unwrap() else {
             panic!("not a command job");
@@ -852,7 +846,7 @@ mod tests {
             "true",
         ]);
         assert_eq!(a.profile.profile(), crate::config::Profile::Debug);
-        assert_eq!(a.mem, 512);
+        assert_eq!(a.machine.mem, 512);
         assert_eq!(a.with, [PathBuf::from("/usr/bin/perf")]);
         assert_eq!(a.kernel_params(), ["lags.vm=1", "sched_lags=off", "nosmt"]);
         assert_eq!(a.out.as_deref(), Some(Path::new("res")));

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::build::{self, ProfileArgs};
 use crate::config::Profile;
 use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, VmSpec};
+use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 use crate::util::{self, failure, Exit, Paths};
 use crate::{console, ktap};
 
@@ -30,15 +30,8 @@ pub struct QemuTestArgs {
     /// Comma-separated guest suites to run (default: all the runner knows).
     #[arg(long)]
     pub suites: Option<String>,
-    /// Accelerator; default: KVM if a probe boot works, else TCG.
-    #[arg(long, value_enum, env = "LAGS_ACCEL")]
-    pub accel: Option<Accel>,
-    /// Virtual CPUs.
-    #[arg(long, default_value_t = 2)]
-    pub cpus: u32,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 2048)]
-    pub mem: u32,
+    #[command(flatten)]
+    pub machine: MachineArgs,
     /// Hard time limit per boot, seconds (default 300 under TCG, 120 under KVM).
     #[arg(long)]
     pub timeout: Option<u64>,
@@ -334,13 +327,17 @@ impl QemuTestArgs {
             kernel,
             initrd,
             extra_cmdline: base.clone(),
-            cpus: self.cpus,
-            mem_mib: self.mem,
+            cpus: self.machine.cpus,
+            mem_mib: self.machine.mem,
             accel: Accel::Tcg,
             data_out: None,
         };
-        let (accel, why) =
-            qemu::apply_accel(self.accel, &mut spec, &paths.kvm_probe(), "qemu-test")?;
+        let (accel, why) = qemu::apply_accel(
+            self.machine.accel,
+            &mut spec,
+            &paths.kvm_probe(),
+            "qemu-test",
+        )?;
         let hard = Duration::from_secs(self.timeout.unwrap_or(if accel == Accel::Kvm {
             120
         } else {
@@ -360,14 +357,18 @@ impl QemuTestArgs {
             None => {}
         }
         main.extend(self.cmdline.iter().cloned());
-        boots.push(("main".into(), main, self.cpus));
+        boots.push(("main".into(), main, self.machine.cpus));
         if default_run && has_lags {
             // One vCPU: under single-threaded TCG a second vCPU's activity freezes the
             // first in wall-clock time, which shows up as latency spikes in the A/B.
             let mut t = base.clone();
             t.push(runner::suites_param(TIMING_SUITES));
             t.extend(self.cmdline.iter().cloned());
-            let cpus = if accel == Accel::Tcg { 1 } else { self.cpus };
+            let cpus = if accel == Accel::Tcg {
+                1
+            } else {
+                self.machine.cpus
+            };
             boots.push(("behaviour".into(), t, cpus));
         }
         if default_run && has_lags && !self.no_bootflag_run {
@@ -377,7 +378,7 @@ impl QemuTestArgs {
                 ..opts.clone()
             }
             .to_cmdline();
-            boots.push(("bootflag-off".into(), b, self.cpus));
+            boots.push(("bootflag-off".into(), b, self.machine.cpus));
         }
         let mut results = Vec::new();
         for (name, cmdline, cpus) in boots {

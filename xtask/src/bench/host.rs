@@ -204,12 +204,12 @@ pub fn run(a: &BenchArgs, paths: &Paths) -> Result<()> {
             "bench --host needs root: it creates cgroups, writes scheduler tunables and runs perf -a",
         ));
     }
-    if a.baseline_kernel.is_some() || a.accel.is_some() {
+    if a.baseline_kernel.is_some() || a.machine.accel.is_some() {
         bail!("--host runs on the running kernel: --baseline-kernel and --accel do not apply");
     }
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut args = a.clone();
-    args.cpus = host_cpus as u32;
+    args.machine.cpus = host_cpus as u32;
     let mut settings = Settings::from_args(&args)?;
     let kernel = HostKernel::probe();
     let (configs, notes) = runnable_configs(&settings.configs, kernel);

@@ -30,7 +30,7 @@ use lags_proto::bench::{Plan, RdPlan, Status, Workload};
 use crate::build::{self, ProfileArgs};
 use crate::console;
 use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, VmSpec};
+use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 use crate::util::{self, failure, Exit, Fnv, Paths};
 use crate::vmtest::{self, Verdict};
 use plan::{plan_boots, Settings};
@@ -46,15 +46,8 @@ pub struct BenchArgs {
     /// short runs; rdhashd: 4 s windows).
     #[arg(long)]
     pub quick: bool,
-    /// Accelerator; default: KVM if a probe boot works, else TCG.
-    #[arg(long, value_enum, env = "LAGS_ACCEL")]
-    pub accel: Option<Accel>,
-    /// Virtual CPUs.
-    #[arg(long, default_value_t = 2)]
-    pub cpus: u32,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 2048)]
-    pub mem: u32,
+    #[command(flatten)]
+    pub machine: MachineArgs,
     /// Function cgroups of the load sweep.
     #[arg(long)]
     pub funcs: Option<usize>,
@@ -361,12 +354,13 @@ impl BenchArgs {
             kernel: kernel.clone(),
             initrd: initrd.clone(),
             extra_cmdline: vec![],
-            cpus: self.cpus,
-            mem_mib: self.mem,
+            cpus: self.machine.cpus,
+            mem_mib: self.machine.mem,
             accel: Accel::Tcg,
             data_out: None,
         };
-        let (accel, why) = qemu::apply_accel(self.accel, &mut spec, &paths.kvm_probe(), "bench")?;
+        let (accel, why) =
+            qemu::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "bench")?;
         let files = crate::patch::series(&paths.patches())?;
         let mut env = Env {
             command: format!(
@@ -377,8 +371,8 @@ impl BenchArgs {
             .to_string(),
             accel: accel.name().into(),
             accel_reason: why,
-            cpus: self.cpus,
-            mem_mib: self.mem,
+            cpus: self.machine.cpus,
+            mem_mib: self.machine.mem,
             seed: self.seed,
             kernel_release: crate::fetch::makefile_version(&paths.src()).unwrap_or_default(),
             series_hash: crate::patch::series_hash(&files).unwrap_or_default(),

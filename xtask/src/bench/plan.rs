@@ -127,7 +127,7 @@ impl Settings {
             if per_cpu.is_empty() || per_cpu.iter().any(|&x| !(x > 0.0 && x <= 1000.0)) {
                 bail!("--rd-density: functions per vCPU, each in (0, 1000]");
             }
-            s.rd_funcs = rd_funcs(per_cpu, a.cpus);
+            s.rd_funcs = rd_funcs(per_cpu, a.machine.cpus);
             if let Some(v) = a.duration {
                 s.rd_duration_s = v.ceil().max(1.0) as u32;
             }

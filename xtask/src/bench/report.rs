@@ -13,7 +13,8 @@ use super::plan::Settings;
 use super::plot::plots;
 use super::records::Records;
 use super::stats::{
-    overhead_rows, points, rd_points, OverheadRow, Point, RdPoint, Spread, RD_MIN_REQUESTS,
+    overhead_rows, points, rd_capacity, rd_points, OverheadRow, Point, RdPoint, Spread,
+    RD_MIN_REQUESTS,
 };
 use crate::util;
 
@@ -73,7 +74,7 @@ pub struct BootInfo {
 }
 
 /// The rdhashd section: one row per (function count, configuration). Pure.
-pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32) -> String {
+pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64) -> String {
     let mut md = String::new();
     let thr = rd.first().map_or(0.0, |p| p.threshold_ms);
     md.push_str(&format!(
@@ -108,6 +109,40 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32) -> String {
     }
     md.push_str("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed.\n");
     md.push_str(&render_rd_intervals(rd, cmp));
+    let caps = rd_capacity(rd, target);
+    if !caps.is_empty() {
+        md.push_str(&format!(
+            "\n### Capacity\n\nThe most functions at which the median fraction of completed requests under the threshold is ≥ {:.1}% (and at every smaller tested count). The tested counts are coarse: a capacity is a lower bound up to the next tested count.\n\n| config | capacity (functions) |\n|---|---|\n",
+            target * 100.0
+        ));
+        for (c, cap, all) in &caps {
+            md.push_str(&format!(
+                "| {c} | {} |\n",
+                match (cap, all) {
+                    (Some(f), true) => format!("≥ {f} (held at every tested count)"),
+                    (Some(f), false) => f.to_string(),
+                    (None, _) => "below the smallest tested count".into(),
+                }
+            ));
+        }
+        let get = |name: &str| caps.iter().find(|c| c.0 == name);
+        if let (Some((_, Some(s), sa)), Some((_, Some(l), la))) = (get("stock"), get("lags")) {
+            let r = *l as f64 / *s as f64;
+            md.push_str(&match (sa, la) {
+                (true, true) => {
+                    "\nCapacity ratio LAGS/stock: both held at every tested count, no ratio.\n"
+                        .to_string()
+                }
+                (true, false) => format!(
+                    "\nCapacity ratio LAGS/stock ≤ {r:.2} (stock held at every tested count).\n"
+                ),
+                (false, true) => format!(
+                    "\nCapacity ratio LAGS/stock ≥ {r:.2} (LAGS held at every tested count).\n"
+                ),
+                (false, false) => format!("\nCapacity ratio LAGS/stock {r:.2}.\n"),
+            });
+        }
+    }
     md
 }
 
@@ -302,7 +337,7 @@ pub fn render_markdown(
         table(&mut md, "density");
     }
     if !rd.is_empty() {
-        md.push_str(&render_rdhashd(rd, cmp, env.cpus));
+        md.push_str(&render_rdhashd(rd, cmp, env.cpus, h.slo_target));
     }
     if !ov.is_empty() {
         md.push_str("\n## Overhead of having LAGS\n\n| probe | unit | off | on, no LAGS groups | baseline kernel | on vs off | off vs baseline | noise (off, max−min) |\n|---|---|---|---|---|---|---|---|\n");

@@ -182,6 +182,8 @@ pub struct RdPoint {
     pub threshold_ms: f64,
     /// Block-bootstrap 95% intervals over the repetitions' seconds.
     pub ci: Option<PointCi>,
+    /// Completed requests under the threshold, as a fraction of the completed ones.
+    pub good_fraction: Option<Spread>,
     /// Share of all CPU time (idle included) inside `__schedule()`, from `perf` samples.
     pub sched_share: Option<Spread>,
     /// The same share of the busy (non-idle) CPU time.
@@ -237,6 +239,9 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                 schedule_per_req: known(&|r| r.schedule_per_req),
                 util: sp(&|r| Some(r.cpu_util)),
                 ci: point_ci(&rs),
+                good_fraction: sp(&|r| {
+                    (r.completed > 0).then(|| r.good as f64 / r.completed as f64)
+                }),
                 sched_share: known(&|r| r.sched_profile.as_ref().map(|p| p.schedule_share)),
                 sched_busy_share: known(&|r| {
                     let p = r.sched_profile.as_ref()?;
@@ -253,6 +258,25 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                 config,
                 funcs,
             }
+        })
+        .collect()
+}
+
+/// rdhashd capacity of one configuration: the most functions at which the median fraction
+/// of requests under the threshold reaches `target`, provided it held at every smaller tested
+/// function count too (`None`: it held nowhere), and whether it held at the largest tested.
+/// Pure.
+pub fn rd_capacity(rd: &[RdPoint], target: f64) -> Vec<(String, Option<usize>, bool)> {
+    let configs: std::collections::BTreeSet<&str> = rd.iter().map(|p| p.config.as_str()).collect();
+    configs
+        .into_iter()
+        .map(|c| {
+            let mut ps: Vec<&RdPoint> = rd.iter().filter(|p| p.config == c).collect();
+            ps.sort_by_key(|p| p.funcs);
+            let holds = |p: &RdPoint| p.good_fraction.is_some_and(|g| g.median >= target);
+            let cap = ps.iter().take_while(|p| holds(p)).last().map(|p| p.funcs);
+            let all = !ps.is_empty() && ps.iter().all(|p| holds(p));
+            (c.to_string(), cap, all)
         })
         .collect()
 }
@@ -389,5 +413,32 @@ mod tests {
         assert!(lags.underpowered && lags.min_completed == 9_999);
         // No stock run at 8 functions: nothing to normalise to.
         assert!(p[2].goodput_norm.is_none() && p[2].goodput.is_some());
+    }
+
+    // Expect capacity to stop at the first count where fewer than the target met the
+    // threshold (a later recovery does not count), and to say when the target held at every
+    // tested count or at none.
+    #[test]
+    fn rdhashd_capacity() {
+        let recs = [
+            rd("stock", 2, 1000, 1000),
+            rd("stock", 8, 995, 1000),
+            rd("stock", 16, 900, 1000),
+            rd("stock", 38, 995, 1000),
+            rd("lags", 2, 1000, 1000),
+            rd("lags", 8, 1000, 1000),
+            rd("lags", 16, 999, 1000),
+            rd("lags", 38, 990, 1000),
+            rd("tuned", 2, 980, 1000),
+        ];
+        let caps = rd_capacity(&rd_points(&recs), 0.99);
+        assert_eq!(
+            caps,
+            vec![
+                ("lags".to_string(), Some(38), true),
+                ("stock".to_string(), Some(8), false),
+                ("tuned".to_string(), None, false),
+            ]
+        );
     }
 }
