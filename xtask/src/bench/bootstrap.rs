@@ -1,13 +1,14 @@
 //! Bootstrap 95% intervals for the rdhashd points and for each configuration against stock.
 //!
-//! The unit of resampling is a second of a run's measured window (`per_second` of the
-//! record), not a request: requests of one second share the load of that second, and the
-//! trace's busy stretches last several seconds, so seconds are resampled in circular blocks
-//! of `ceil(n^(1/3))` seconds (moving-block bootstrap). Each run is a stratum: its seconds
-//! are resampled among themselves, and the repetitions are pooled. A comparison is paired:
-//! the configurations of one repetition ran the same trace segment with the same seed, so
-//! both are resampled with the same blocks, and the interval is the one of the ratio. A
-//! ratio whose interval contains 1 is "no difference".
+//! Two stages. First the repetitions are drawn with replacement, which carries the
+//! variation between runs (another trace segment and seed, another state of the host) into
+//! the interval. Then each drawn run's measured window is resampled by seconds
+//! (`per_second` of the record), not by request: requests of one second share its load, and
+//! the trace's busy stretches last several seconds, so seconds go in circular blocks of
+//! `ceil(n^(1/3))` (moving-block bootstrap). A comparison is paired: the configurations of
+//! one repetition ran the same trace segment with the same seed, so both are resampled with
+//! the same draws, and the interval is the one of the ratio. A ratio whose interval contains
+//! 1 is "no difference".
 
 use serde::Serialize;
 
@@ -133,6 +134,25 @@ fn resample(n: usize, rng: &mut SplitMix64) -> Vec<usize> {
     v
 }
 
+/// One two-stage resample of runs with `lens[k]` seconds each: the runs themselves drawn
+/// with replacement (between-repetition variation: the trace segment, the host's state),
+/// then each drawn run's seconds in blocks. Returns (run, its second indices) pairs.
+fn draw(lens: &[usize], rng: &mut SplitMix64) -> Vec<(usize, Vec<usize>)> {
+    (0..lens.len())
+        .map(|_| {
+            let k = (rng.next_u64() % lens.len() as u64) as usize;
+            (k, resample(lens[k], rng))
+        })
+        .collect()
+}
+
+/// [`stat`] over a [`draw`].
+fn stat_of_draw(runs: &[&Series], d: &[(usize, Vec<usize>)]) -> Stat {
+    let chosen: Vec<&Series> = d.iter().map(|(k, _)| runs[*k]).collect();
+    let idx: Vec<Vec<usize>> = d.iter().map(|(_, ix)| ix.clone()).collect();
+    stat(&chosen, &idx)
+}
+
 /// Intervals of one (configuration, function count) point.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PointCi {
@@ -152,11 +172,8 @@ pub fn point_ci(recs: &[&RdhashdRecord]) -> Option<PointCi> {
     let mut rng = SplitMix64::new(SEED);
     let (mut g, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ITERATIONS {
-        let idx: Vec<Vec<usize>> = runs
-            .iter()
-            .map(|s| resample(s.good.len(), &mut rng))
-            .collect();
-        let st = stat(&runs, &idx);
+        let lens: Vec<usize> = runs.iter().map(|s| s.good.len()).collect();
+        let st = stat_of_draw(&runs, &draw(&lens, &mut rng));
         g.push(st.goodput);
         p50.extend(st.p50);
         p99.extend(st.p99);
@@ -249,8 +266,8 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
         let mut rng = SplitMix64::new(SEED ^ funcs as u64);
         let (mut g, mut p99) = (Vec::new(), Vec::new());
         for _ in 0..ITERATIONS {
-            let idx: Vec<Vec<usize>> = n.iter().map(|&k| resample(k, &mut rng)).collect();
-            let (x, y) = (stat(&xs, &idx), stat(&ys, &idx));
+            let d = draw(&n, &mut rng);
+            let (x, y) = (stat_of_draw(&xs, &d), stat_of_draw(&ys, &d));
             g.extend(ratio(x.goodput, y.goodput));
             if let (Some(a), Some(b)) = (x.p99, y.p99) {
                 p99.extend(ratio(a, b));
@@ -350,6 +367,11 @@ mod tests {
             "{g:?} vs {mean}"
         );
         assert_eq!(ci.seconds, 40);
+        // Two runs, each steady but at different levels (the host was busier during one):
+        // the interval must show that spread, not only the (zero) variation within runs.
+        let (a, b) = (run("stock", 0, &[100; 30], 70), run("stock", 1, &[200; 30], 70));
+        let g = point_ci(&[&a, &b]).unwrap().goodput.unwrap();
+        assert!(g.lo <= 100.0 + 1e-9 && g.hi >= 200.0 - 1e-9, "{g:?}");
         let old = RdhashdRecord::default();
         assert_eq!(point_ci(&[&r, &old]), None);
         assert_eq!(Interval { lo: 0.9, hi: 1.1 }.beyond(1.0), None);

@@ -157,7 +157,7 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison]) -> String {
     let mut md = String::new();
     if rd.iter().any(|p| p.ci.is_some()) {
         md.push_str(&format!(
-            "\n### 95% intervals\n\nBlock bootstrap ({ITERATIONS} resamples) over the seconds of the measured windows: each repetition's seconds are resampled in circular blocks of ⌈n^⅓⌉ seconds and the repetitions pooled.\n\n| F | config | seconds | block s | goodput /s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n"
+            "\n### 95% intervals\n\nTwo-stage bootstrap ({ITERATIONS} resamples): the repetitions drawn with replacement (run-to-run variation), then each drawn repetition's measured seconds in circular blocks of ⌈n^⅓⌉ seconds.\n\n| F | config | seconds | block s | goodput /s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n"
         ));
         for p in rd {
             if let Some(ci) = &p.ci {
@@ -175,7 +175,7 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison]) -> String {
         }
     }
     if !cmp.is_empty() {
-        md.push_str("\n### Against stock\n\nRatios configuration / stock at the same function count, paired: the same repetitions, resampled with the same blocks (same trace segment and seed). An interval that contains 1 is **no difference**.\n\n| F | config | reps | goodput ratio | 95% CI | goodput | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("\n### Against stock\n\nRatios configuration / stock at the same function count, paired: both resampled with the same draws of repetitions and blocks (a repetition runs every configuration on the same trace segment and seed). An interval that contains 1 is **no difference**.\n\n| F | config | reps | goodput ratio | 95% CI | goodput | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|\n");
         for c in cmp {
             md.push_str(&format!(
                 "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
