@@ -101,6 +101,11 @@ pub struct RdPlan {
     /// time inside `__schedule()` (`lb.rd_prof`); plans recorded before it existed: off.
     #[serde(default)]
     pub profile: bool,
+    /// Directory of per-function concurrency traces in the prototype's CSV format to replay
+    /// (`lb.rd_trace`): F functions are its first F files in name order. Empty: the seeded
+    /// synthetic trace (and in plans recorded before the option).
+    #[serde(default)]
+    pub trace: String,
 }
 
 impl Default for RdPlan {
@@ -115,6 +120,7 @@ impl Default for RdPlan {
             trace_seed: 42,
             max_threads: 1024,
             profile: false,
+            trace: String::new(),
         }
     }
 }
@@ -258,6 +264,10 @@ impl Plan {
                 "rd_trace_seed" => v.parse().map(|x| p.rd.trace_seed = x).is_ok(),
                 "rd_max_threads" => v.parse().map(|x| p.rd.max_threads = x).is_ok(),
                 "rd_prof" => flag(v).map(|x| p.rd.profile = x).is_some(),
+                "rd_trace" => {
+                    p.rd.trace = v.to_string();
+                    true
+                }
                 _ => {
                     warnings.push(format!("ignoring unknown parameter {param:?}"));
                     true
@@ -308,6 +318,7 @@ impl Plan {
             format!("lb.rd_trace_seed={}", self.rd.trace_seed),
             format!("lb.rd_max_threads={}", self.rd.max_threads),
             format!("lb.rd_prof={}", u8::from(self.rd.profile)),
+            format!("lb.rd_trace={}", self.rd.trace),
         ]
     }
 
@@ -714,6 +725,7 @@ mod tests {
                 trace_seed: 11,
                 max_threads: 64,
                 profile: true,
+                trace: "/traces".into(),
             },
         };
         let line = p.to_cmdline().join(" ");

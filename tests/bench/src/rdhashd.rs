@@ -579,7 +579,14 @@ impl Profiler {
 pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out, n: usize) -> Result<(), String> {
     let plan = ctx.plan;
     let rd = &plan.rd;
-    let trace = Trace::synthetic(n, PROTOTYPE_SECONDS, mix_seed(rd.trace_seed, &[n as u64]));
+    let trace = if rd.trace.is_empty() {
+        Trace::synthetic(n, PROTOTYPE_SECONDS, mix_seed(rd.trace_seed, &[n as u64]))
+    } else {
+        Trace::from_csv_dir(std::path::Path::new(&rd.trace))
+            .map_err(|e| format!("lb.rd_trace: {e}"))?
+            .first(n)
+            .map_err(|e| format!("lb.rd_trace={}: {e}", rd.trace))?
+    };
     let seconds = u64::from(rd.warmup_s) + u64::from(rd.duration_s);
     let offsets: Vec<u64> = (0..plan.reps)
         .map(|rep| {

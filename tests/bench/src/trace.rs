@@ -308,6 +308,20 @@ impl Trace {
         Ok(Trace { functions })
     }
 
+    /// The trace of the first `n` functions (file-name order for a directory), as a replay
+    /// at `n` functions uses it; an error names how many there are when fewer.
+    pub fn first(&self, n: usize) -> Result<Trace, String> {
+        if n > self.functions.len() || n == 0 {
+            return Err(format!(
+                "the trace has {} functions; {n} asked for",
+                self.functions.len()
+            ));
+        }
+        Ok(Trace {
+            functions: self.functions[..n].to_vec(),
+        })
+    }
+
     /// Longest function trace, in seconds.
     pub fn seconds(&self) -> usize {
         self.functions
@@ -1383,6 +1397,11 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.stats(), t.stats());
+        // A replay at F functions takes the first F files in name order.
+        let five = back.first(5).unwrap();
+        assert_eq!(five.functions, t.functions[..5].to_vec());
+        assert!(back.first(21).unwrap_err().contains("has 20 functions"));
+        assert!(back.first(0).is_err());
     }
 
     // Diagnostic, not run by default: how many of 1000 seeds fail which check, and the range

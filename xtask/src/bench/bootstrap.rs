@@ -369,7 +369,10 @@ mod tests {
         assert_eq!(ci.seconds, 40);
         // Two runs, each steady but at different levels (the host was busier during one):
         // the interval must show that spread, not only the (zero) variation within runs.
-        let (a, b) = (run("stock", 0, &[100; 30], 70), run("stock", 1, &[200; 30], 70));
+        let (a, b) = (
+            run("stock", 0, &[100; 30], 70),
+            run("stock", 1, &[200; 30], 70),
+        );
         let g = point_ci(&[&a, &b]).unwrap().goodput.unwrap();
         assert!(g.lo <= 100.0 + 1e-9 && g.hi >= 200.0 - 1e-9, "{g:?}");
         let old = RdhashdRecord::default();

@@ -128,6 +128,11 @@ pub struct BenchArgs {
     /// rdhashd: goodput counts requests with latency (end of sleep to completion) below this, ms.
     #[arg(long, default_value_t = 1000.0)]
     pub rd_threshold_ms: f64,
+    /// rdhashd: replay these per-function concurrency traces (the prototype's CSV format,
+    /// `,seconds,concurrency`, one `*.csv` per function) instead of the synthetic trace;
+    /// F functions use the first F files in name order. Copied into the guest image.
+    #[arg(long, value_name = "DIR")]
+    pub rd_trace: Option<PathBuf>,
     /// Only re-render the report of an existing results directory.
     #[arg(long, value_name = "DIR")]
     pub report_only: Option<PathBuf>,
@@ -232,11 +237,50 @@ pub(super) fn build_bench(paths: &Paths) -> Result<PathBuf> {
     Ok(crate::vmtest::build_static(paths, "lags-bench")?.join("lags-bench"))
 }
 
-/// The benchmark's own initramfs: busybox, lags-bench, perf, stress-ng (+ --with).
-fn make_bench_initramfs(bench: &Path, programs: &[PathBuf], out: &Path) -> Result<Vec<String>> {
+/// Where `--rd-trace`'s files are in the guest.
+const GUEST_TRACES: &str = "/traces";
+
+/// The `*.csv` files of a `--rd-trace` directory, in name order; an error when there are
+/// none or (on the host, where the path goes into an `lb.` parameter) the path has spaces.
+pub(super) fn trace_files(dir: &Path, host: bool) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = fs_err::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    if v.is_empty() {
+        bail!("--rd-trace {}: no *.csv files", dir.display());
+    }
+    if host && dir.display().to_string().contains(char::is_whitespace) {
+        bail!(
+            "--rd-trace {}: the path must not contain spaces",
+            dir.display()
+        );
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// The benchmark's own initramfs: busybox, lags-bench, perf, stress-ng (+ --with), and the
+/// `--rd-trace` files under [`GUEST_TRACES`].
+fn make_bench_initramfs(
+    bench: &Path,
+    programs: &[PathBuf],
+    traces: &[PathBuf],
+    out: &Path,
+) -> Result<Vec<String>> {
     let mut fs = Initramfs::new();
     fs.busybox(Path::new("/bin/busybox"))?;
     fs.host_file("/bin/lags-bench", bench)?;
+    if !traces.is_empty() {
+        fs.dir(GUEST_TRACES);
+    }
+    for t in traces {
+        let name = t
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        fs.host_file(&format!("{GUEST_TRACES}/{name}"), t)?;
+    }
     let mut missing = Vec::new();
     for p in programs {
         if p.is_absolute() && !p.exists() {
@@ -271,6 +315,9 @@ pub(super) fn progress(line: &str, verbose: bool) {
 impl BenchArgs {
     /// The plan fields that are not sweep settings, and the `--param` extras.
     fn base_plan(&self) -> Result<(Plan, Vec<String>)> {
+        if let Some(d) = &self.rd_trace {
+            trace_files(d, self.host)?;
+        }
         let base = Plan {
             seed: self.seed,
             slo_mult: self.slo_mult,
@@ -283,6 +330,11 @@ impl BenchArgs {
                 threshold_ms: self.rd_threshold_ms,
                 trace_seed: self.seed,
                 profile: self.sched_profile || self.host,
+                trace: match (&self.rd_trace, self.host) {
+                    (None, _) => String::new(),
+                    (Some(d), true) => d.display().to_string(),
+                    (Some(_), false) => GUEST_TRACES.into(),
+                },
                 ..RdPlan::default()
             },
             ..Plan::default()
@@ -333,7 +385,11 @@ impl BenchArgs {
         let mut programs: Vec<PathBuf> = vec!["/usr/bin/perf".into(), "/usr/bin/stress-ng".into()];
         programs.extend(self.with.iter().cloned());
         let initrd = dir.join("initramfs.cpio");
-        for w in make_bench_initramfs(&bench, &programs, &initrd)? {
+        let traces = match &self.rd_trace {
+            Some(d) => trace_files(d, false)?,
+            None => Vec::new(),
+        };
+        for w in make_bench_initramfs(&bench, &programs, &traces, &initrd)? {
             eprintln!("[bench] WARNING: {w}");
         }
         let (base, common) = self.base_plan()?;

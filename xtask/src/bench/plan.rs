@@ -113,6 +113,9 @@ impl Settings {
             s.mean_ms = v;
         }
         s.workload = a.workload;
+        if a.rd_trace.is_some() && s.workload != Workload::Rdhashd {
+            bail!("--rd-trace is an rdhashd option: add --workload rdhashd");
+        }
         if s.workload == Workload::Rdhashd {
             if a.parts.is_none() {
                 s.parts = vec!["density".into()];
@@ -128,6 +131,15 @@ impl Settings {
                 bail!("--rd-density: functions per vCPU, each in (0, 1000]");
             }
             s.rd_funcs = rd_funcs(per_cpu, a.machine.cpus);
+            if let Some(d) = &a.rd_trace {
+                let have = super::trace_files(d, a.host)?.len();
+                if let Some(&f) = s.rd_funcs.iter().find(|&&f| f > have) {
+                    bail!(
+                        "--rd-trace {} has {have} functions, the density sweep asks for {f}: lower --rd-density",
+                        d.display()
+                    );
+                }
+            }
             if let Some(v) = a.duration {
                 s.rd_duration_s = v.ceil().max(1.0) as u32;
             }
