@@ -354,7 +354,10 @@ fn golden_bench_runs() {
         let h = bench::headline::headline(&pts, &ov, target);
         let rd = bench::stats::rd_points(&recs.rd);
         let cmp = bench::bootstrap::comparisons(&recs.rd);
-        let md = bench::report::render_markdown(&env, &pts, &ov, &h, &rd, &cmp);
+        let kn_runs: Vec<_> = recs.kn.iter().map(|k| k.run.clone()).collect();
+        let knp = bench::stats::rd_points(&kn_runs);
+        let kcmp = bench::bootstrap::comparisons(&kn_runs);
+        let md = bench::report::render_markdown(&env, &pts, &ov, &h, &rd, &cmp, &knp, &kcmp);
         let json = serde_json::to_string_pretty(&serde_json::json!({
             "boots": boots,
             "records": recs.raw.len(),

@@ -74,6 +74,46 @@ pub struct Plan {
     /// read as the defaults (unused by their `zipf-open` runs).
     #[serde(default)]
     pub rd: RdPlan,
+    /// Parameters of the `knative` workload (`lb.kn_*`); plans recorded before it existed
+    /// read as the defaults.
+    #[serde(default)]
+    pub kn: KnPlan,
+}
+
+/// The `knative` workload (issue 11, workload 2): the prototype's node experiment. Closed
+/// loop users with a think time pick a pod uniformly; each pod is a cgroup with a container
+/// child whose worker splits every request over `intra_op` threads and joins them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnPlan {
+    /// User counts of the sweep, the workload's scale (`lb.kn_users`).
+    pub users: Vec<usize>,
+    /// Pod cgroups (`lb.kn_pods`).
+    pub pods: usize,
+    /// Threads each request is split over (`lb.kn_k`).
+    pub intra_op: u32,
+    /// CPU work of one request, ms of calibrated CPU, over all its threads (`lb.kn_work_ms`).
+    pub work_ms: f64,
+    /// Think time of a user between requests, uniform in [min, max] ms (`lb.kn_think_min_ms`,
+    /// `lb.kn_think_max_ms`).
+    pub think_min_ms: f64,
+    pub think_max_ms: f64,
+    /// Requests count as good below this latency, ms (`lb.kn_threshold_ms`).
+    pub threshold_ms: f64,
+}
+
+impl Default for KnPlan {
+    fn default() -> Self {
+        KnPlan {
+            users: vec![50, 100, 150],
+            pods: 100,
+            intra_op: 3,
+            work_ms: 30.0,
+            think_min_ms: 1000.0,
+            think_max_ms: 3000.0,
+            threshold_ms: 1000.0,
+        }
+    }
 }
 
 /// The `rdhashd` workload: a closed loop per function, one thread per in-flight request,
@@ -136,16 +176,20 @@ pub enum Workload {
     /// The prototype's closed loop: per-function in-flight targets from a synthetic trace,
     /// one thread per in-flight request.
     Rdhashd,
+    /// The node experiment: closed-loop users with think time, pods with a container child,
+    /// intra-op parallel requests.
+    Knative,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 2] = [Workload::ZipfOpen, Workload::Rdhashd];
+    pub const ALL: [Workload; 3] = [Workload::ZipfOpen, Workload::Rdhashd, Workload::Knative];
 
     /// The name `lb.workload`, the command line and the report use.
     pub fn name(self) -> &'static str {
         match self {
             Workload::ZipfOpen => "zipf-open",
             Workload::Rdhashd => "rdhashd",
+            Workload::Knative => "knative",
         }
     }
 
@@ -183,6 +227,7 @@ impl Default for Plan {
             ov_switch_s: 3,
             workload: Workload::ZipfOpen,
             rd: RdPlan::default(),
+            kn: KnPlan::default(),
         }
     }
 }
@@ -264,6 +309,13 @@ impl Plan {
                 "rd_trace_seed" => v.parse().map(|x| p.rd.trace_seed = x).is_ok(),
                 "rd_max_threads" => v.parse().map(|x| p.rd.max_threads = x).is_ok(),
                 "rd_prof" => flag(v).map(|x| p.rd.profile = x).is_some(),
+                "kn_users" => list(v).map(|x| p.kn.users = x).is_some(),
+                "kn_pods" => v.parse().map(|x| p.kn.pods = x).is_ok(),
+                "kn_k" => v.parse().map(|x| p.kn.intra_op = x).is_ok(),
+                "kn_work_ms" => v.parse().map(|x| p.kn.work_ms = x).is_ok(),
+                "kn_think_min_ms" => v.parse().map(|x| p.kn.think_min_ms = x).is_ok(),
+                "kn_think_max_ms" => v.parse().map(|x| p.kn.think_max_ms = x).is_ok(),
+                "kn_threshold_ms" => v.parse().map(|x| p.kn.threshold_ms = x).is_ok(),
                 "rd_trace" => {
                     p.rd.trace = v.to_string();
                     true
@@ -319,6 +371,13 @@ impl Plan {
             format!("lb.rd_max_threads={}", self.rd.max_threads),
             format!("lb.rd_prof={}", u8::from(self.rd.profile)),
             format!("lb.rd_trace={}", self.rd.trace),
+            format!("lb.kn_users={}", join(&self.kn.users)),
+            format!("lb.kn_pods={}", self.kn.pods),
+            format!("lb.kn_k={}", self.kn.intra_op),
+            format!("lb.kn_work_ms={}", self.kn.work_ms),
+            format!("lb.kn_think_min_ms={}", self.kn.think_min_ms),
+            format!("lb.kn_think_max_ms={}", self.kn.think_max_ms),
+            format!("lb.kn_threshold_ms={}", self.kn.threshold_ms),
         ]
     }
 
@@ -650,6 +709,22 @@ pub enum Record {
     Overhead(OverheadRecord),
     Done(DoneRecord),
     Rdhashd(Box<RdhashdRecord>),
+    Knative(Box<KnativeRecord>),
+}
+
+/// One knative run. `run` holds what every closed-loop run measures, with `run.funcs` the
+/// user count (the workload's scale, so the host aggregates it as it does rdhashd's
+/// function counts) and the latency from a user's request to its last thread's join.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnativeRecord {
+    pub users: usize,
+    pub pods: usize,
+    pub intra_op: u32,
+    pub work_ms: f64,
+    /// Completed requests per second of the window.
+    pub rps: f64,
+    pub run: RdhashdRecord,
 }
 
 #[cfg(test)]
@@ -727,6 +802,15 @@ mod tests {
                 profile: true,
                 trace: "/traces".into(),
             },
+            kn: KnPlan {
+                users: vec![10, 20],
+                pods: 7,
+                intra_op: 2,
+                work_ms: 12.0,
+                think_min_ms: 100.0,
+                think_max_ms: 900.0,
+                threshold_ms: 500.0,
+            },
         };
         let line = p.to_cmdline().join(" ");
         let (q, w) = Plan::from_cmdline(&line);
@@ -790,6 +874,19 @@ mod tests {
                 status: Status::Errors,
                 errors: 2,
             }),
+            Record::Knative(Box::new(KnativeRecord {
+                users: 100,
+                pods: 100,
+                intra_op: 3,
+                work_ms: 30.0,
+                rps: 41.5,
+                run: RdhashdRecord {
+                    config: "stock".into(),
+                    funcs: 100,
+                    completed: 2490,
+                    ..RdhashdRecord::default()
+                },
+            })),
             Record::Rdhashd(Box::new(RdhashdRecord {
                 config: "lags".into(),
                 funcs: 19,
@@ -837,13 +934,18 @@ mod tests {
         // On the wire (records, results.json) the workload is its name.
         let json = serde_json::to_value(Plan::from_cmdline("lb.workload=rdhashd").0).unwrap();
         assert_eq!(json["workload"], "rdhashd");
-        let (p, w) = Plan::from_cmdline("lb.workload=knative lb.rd_funcs=1,x");
+        assert_eq!(
+            Plan::from_cmdline("lb.workload=knative").0.workload,
+            Workload::Knative
+        );
+        let (p, w) = Plan::from_cmdline("lb.workload=bogus lb.rd_funcs=1,x");
         assert_eq!(p, Plan::default());
         assert_eq!(w.len(), 2, "{w:?}");
         let mut old = serde_json::to_value(Plan::default()).unwrap();
         let o = old.as_object_mut().unwrap();
         o.remove("workload");
         o.remove("rd");
+        o.remove("kn");
         assert_eq!(
             serde_json::from_value::<Plan>(old).unwrap(),
             Plan::default()

@@ -15,9 +15,9 @@ use serde::Serialize;
 // Plan and records: the contract with the host, in `qemu/proto`
 
 pub use lags_proto::bench::{
-    DoneRecord, EnvRecord, Function, FunctionsRecord, Hist, LagsCounters, OverheadRecord, Plan,
-    RdPlan, RdhashdRecord, Record, RunRecord, SchedProfile, SecondCounts, Status, Summary, Uname,
-    Workload, BINS_PER_DECADE, HIST_BINS,
+    DoneRecord, EnvRecord, Function, FunctionsRecord, Hist, KnPlan, KnativeRecord, LagsCounters,
+    OverheadRecord, Plan, RdPlan, RdhashdRecord, Record, RunRecord, SchedProfile, SecondCounts,
+    Status, Summary, Uname, Workload, BINS_PER_DECADE, HIST_BINS,
 };
 
 // ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #![recursion_limit = "256"]
 
 mod host;
+mod knative;
 mod rdhashd;
 
 use std::fs::{self, File, OpenOptions};
@@ -1070,18 +1071,22 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     ))));
 
     let rdhashd = plan.workload == Workload::Rdhashd;
+    let knative = plan.workload == Workload::Knative;
     let mut runs_total = 0;
     let mut max_rate: f64 = 0.0;
     if rdhashd && plan.has("density") {
         runs_total += plan.rd.funcs.len() * plan.reps * plan.configs.len();
     }
-    if !rdhashd && plan.has("load") {
+    if knative && plan.has("density") {
+        runs_total += plan.kn.users.len() * plan.reps * plan.configs.len();
+    }
+    if !rdhashd && !knative && plan.has("load") {
         runs_total += plan.loads.len() * plan.reps * plan.configs.len();
         for &l in &plan.loads {
             max_rate = max_rate.max(rate_for_load(l, capacity, plan.mean_ms));
         }
     }
-    if !rdhashd && plan.has("density") {
+    if !rdhashd && !knative && plan.has("density") {
         runs_total += plan.density.len() * plan.reps * plan.configs.len();
         max_rate = max_rate.max(rate_for_load(plan.density_load, capacity, plan.mean_ms));
     }
@@ -1110,6 +1115,19 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     }
     if plan.has("load") || plan.has("density") {
         setup_cgroups()?;
+    }
+    if knative {
+        if plan.has("load") {
+            errors += 1;
+            out.say("error: the load part belongs to the zipf-open workload; knative has none");
+        }
+        if plan.has("density") {
+            if let Err(e) = knative::sweep(&mut ctx, out) {
+                errors += 1;
+                out.say(&format!("error: knative: {e}"));
+            }
+        }
+        return Ok(errors);
     }
     if rdhashd {
         if plan.has("load") {

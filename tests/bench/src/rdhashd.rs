@@ -26,13 +26,13 @@ use crate::{host, parent, snapshot, spin, Ctx, Out};
 
 /// An anonymous shared mapping of `len` atomics of type `T` (`AtomicU64` or `AtomicU32`),
 /// zero-initialised, inherited by forked children.
-struct Map<T> {
+pub(crate) struct Map<T> {
     ptr: *mut T,
     len: usize,
 }
 
 impl<T> Map<T> {
-    fn new(len: usize) -> Result<Map<T>, String> {
+    pub(crate) fn new(len: usize) -> Result<Map<T>, String> {
         let bytes = len.max(1) * std::mem::size_of::<T>();
         // SAFETY: anonymous shared mapping; checked for failure.
         let p = unsafe {
@@ -51,7 +51,7 @@ impl<T> Map<T> {
         Ok(Map { ptr: p.cast(), len })
     }
 
-    fn at(&self, i: usize) -> &T {
+    pub(crate) fn at(&self, i: usize) -> &T {
         assert!(i < self.len);
         // SAFETY: in bounds of the mapping, which lives until `drop`; the atomics have the
         // layout of their integers, and the mapping is zeroed and page-aligned.
@@ -92,7 +92,7 @@ const SEC_STRIDE: usize = 2 + HIST_BINS;
 const MAX_SECONDS: usize = 3600;
 const COUNTERS: usize = SEC0 + MAX_SECONDS * SEC_STRIDE;
 
-fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: u64) {
+pub(crate) fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: u64) {
     let ts = libc::timespec {
         tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
@@ -112,7 +112,7 @@ fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: u64) {
     };
 }
 
-fn futex_wake_all(word: &AtomicU32) {
+pub(crate) fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: as in futex_wait; waking has no memory preconditions.
     unsafe {
         libc::syscall(
@@ -127,7 +127,7 @@ fn futex_wake_all(word: &AtomicU32) {
     };
 }
 
-fn sleep_ns(ns: u64) {
+pub(crate) fn sleep_ns(ns: u64) {
     let mut ts = libc::timespec {
         tv_sec: (ns / 1_000_000_000) as libc::time_t,
         tv_nsec: (ns % 1_000_000_000) as libc::c_long,
@@ -489,14 +489,14 @@ fn run_once(
 /// `perf record -a -g -e cpu-clock` over a measured window, for the share of CPU time in
 /// `__schedule()` (the prototype measured it with the ftrace function profiler, which
 /// neither the bench kernels nor typical hosts enable; sampling needs only perf).
-struct Profiler {
+pub(crate) struct Profiler {
     child: std::process::Child,
     data: String,
 }
 
 impl Profiler {
     /// Starts `perf record -a`; it records until [`Profiler::finish`] interrupts it.
-    fn start() -> Result<Profiler, String> {
+    pub(crate) fn start() -> Result<Profiler, String> {
         // SAFETY: getpid has no preconditions.
         let data = format!(
             "{}/lags-bench.{}.perf.data",
@@ -527,7 +527,7 @@ impl Profiler {
 
     /// Ends the recording (SIGINT, as at a terminal: perf writes its data and exits) and
     /// reads it; a stopped run only ends the recording.
-    fn finish(self, stopped: bool) -> Result<SchedProfile, String> {
+    pub(crate) fn finish(self, stopped: bool) -> Result<SchedProfile, String> {
         // SAFETY: signalling our own unreaped child (its pid cannot be reused yet).
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         let p = self;

@@ -22,10 +22,9 @@ use lags_proto::bench::Status;
 use super::plan::{plan_boots, Settings};
 use super::records::Records;
 use super::report::{self, BootInfo, Env};
-use super::{progress, verdict_word, BenchArgs, RD_CONTROLLER};
+use super::{progress, verdict_word, BenchArgs};
 use crate::util::{self, failure, Exit, Paths};
 use crate::vmtest::Verdict;
-use lags_proto::bench::Workload;
 
 const SYSCTL_LAGS: &str = "/proc/sys/kernel/sched_lags";
 const BASE_SLICE: &str = "/sys/kernel/debug/sched/base_slice_ns";
@@ -265,22 +264,8 @@ pub fn run(a: &BenchArgs, paths: &Paths) -> Result<()> {
         qemu: String::new(),
         host_cpu: super::host_cpu(),
         host_cpus,
-        slo: if a.workload == Workload::Rdhashd {
-            format!(
-                "goodput: requests with latency (end of sleep to completion) < {} ms",
-                a.rd_threshold_ms
-            )
-        } else {
-            format!(
-                "response ≤ max({}× service time, {} ms)",
-                a.slo_mult, a.slo_floor_ms
-            )
-        },
-        dispatcher: if a.workload == Workload::Rdhashd {
-            RD_CONTROLLER.into()
-        } else {
-            super::dispatcher_name(a.fifo_dispatch).into()
-        },
+        slo: a.slo_text(),
+        dispatcher: a.dispatcher_text(),
         settings: Some(settings.clone()),
         boots: vec![],
     };

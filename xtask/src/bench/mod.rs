@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use lags_proto::bench::{Plan, RdPlan, Status, Workload};
+use lags_proto::bench::{KnPlan, Plan, RdPlan, Status, Workload};
 
 use crate::build::{self, ProfileArgs};
 use crate::console;
@@ -133,6 +133,18 @@ pub struct BenchArgs {
     /// F functions use the first F files in name order. Copied into the guest image.
     #[arg(long, value_name = "DIR")]
     pub rd_trace: Option<PathBuf>,
+    /// knative: user counts of the sweep, comma-separated (default 50,100,150; quick 20,60).
+    #[arg(long, value_delimiter = ',')]
+    pub kn_users: Option<Vec<usize>>,
+    /// knative: pod cgroups (each with a container child).
+    #[arg(long, default_value_t = 100)]
+    pub kn_pods: usize,
+    /// knative: threads each request is split over (intra-op parallelism).
+    #[arg(long, default_value_t = 3)]
+    pub kn_k: u32,
+    /// knative: CPU work of one request over all its threads, ms of calibrated CPU.
+    #[arg(long, default_value_t = 30.0)]
+    pub kn_work_ms: f64,
     /// Only re-render the report of an existing results directory.
     #[arg(long, value_name = "DIR")]
     pub report_only: Option<PathBuf>,
@@ -207,7 +219,7 @@ pub(super) fn dispatcher_name(fifo: bool) -> &'static str {
 pub fn silence_limit(silence_s: u64, workload: Workload, estimate_s: f64) -> u64 {
     match workload {
         Workload::ZipfOpen => silence_s,
-        Workload::Rdhashd => silence_s.max((estimate_s + 120.0).ceil() as u64),
+        Workload::Rdhashd | Workload::Knative => silence_s.max((estimate_s + 120.0).ceil() as u64),
     }
 }
 
@@ -313,6 +325,36 @@ pub(super) fn progress(line: &str, verbose: bool) {
 }
 
 impl BenchArgs {
+    /// What the report calls the SLO of the workload.
+    pub(super) fn slo_text(&self) -> String {
+        match self.workload {
+            Workload::Rdhashd => format!(
+                "goodput: requests with latency (end of sleep to completion) < {} ms",
+                self.rd_threshold_ms
+            ),
+            Workload::Knative => format!(
+                "goodput: requests with latency (user's send to its wake-up by the response) < {} ms",
+                self.rd_threshold_ms
+            ),
+            Workload::ZipfOpen => format!(
+                "response ≤ max({}× service time, {} ms)",
+                self.slo_mult, self.slo_floor_ms
+            ),
+        }
+    }
+
+    /// What the report says about the load generator.
+    pub(super) fn dispatcher_text(&self) -> String {
+        match self.workload {
+            Workload::Rdhashd => RD_CONTROLLER.into(),
+            Workload::Knative => format!(
+                "knative: closed-loop users (threads of the controller, root cgroup, fair class), think time uniform 1–3 s, a uniformly chosen pod of {} (each a cgroup with a container child), each request {} ms of CPU split over {} threads and joined",
+                self.kn_pods, self.kn_work_ms, self.kn_k
+            ),
+            Workload::ZipfOpen => dispatcher_name(self.fifo_dispatch).into(),
+        }
+    }
+
     /// The plan fields that are not sweep settings, and the `--param` extras.
     fn base_plan(&self) -> Result<(Plan, Vec<String>)> {
         if let Some(d) = &self.rd_trace {
@@ -336,6 +378,13 @@ impl BenchArgs {
                     (Some(_), false) => GUEST_TRACES.into(),
                 },
                 ..RdPlan::default()
+            },
+            kn: KnPlan {
+                pods: self.kn_pods,
+                intra_op: self.kn_k,
+                work_ms: self.kn_work_ms,
+                threshold_ms: self.rd_threshold_ms,
+                ..KnPlan::default()
             },
             ..Plan::default()
         };
@@ -443,22 +492,8 @@ impl BenchArgs {
                 .to_string(),
             host_cpu: host_cpu(),
             host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            slo: if self.workload == Workload::Rdhashd {
-                format!(
-                    "goodput: requests with latency (end of sleep to completion) < {} ms",
-                    self.rd_threshold_ms
-                )
-            } else {
-                format!(
-                    "response ≤ max({}× service time, {} ms)",
-                    self.slo_mult, self.slo_floor_ms
-                )
-            },
-            dispatcher: if self.workload == Workload::Rdhashd {
-                RD_CONTROLLER.into()
-            } else {
-                dispatcher_name(self.fifo_dispatch).into()
-            },
+            slo: self.slo_text(),
+            dispatcher: self.dispatcher_text(),
             settings: Some(settings.clone()),
             boots: vec![],
         };

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use lags_proto::bench::{Plan, RdPlan, Workload};
+use lags_proto::bench::{KnPlan, Plan, RdPlan, Workload};
 use serde::Serialize;
 
 use super::BenchArgs;
@@ -33,6 +33,10 @@ pub struct Settings {
     /// rdhashd: measured and warm-up seconds per run.
     pub rd_duration_s: u32,
     pub rd_warmup_s: u32,
+    /// knative: user counts of its sweep (its windows are rdhashd's).
+    pub kn_users: Vec<usize>,
+    /// knative: longest think time, ms (the warm-up covers it).
+    pub kn_think_max_ms: f64,
 }
 
 /// rdhashd's default densities, in functions per vCPU (the prototype: 1 to 19 per core).
@@ -59,6 +63,8 @@ impl Settings {
                 rd_funcs: rd_funcs(&RD_PER_CPU, 1),
                 rd_duration_s: 4,
                 rd_warmup_s: 1,
+                kn_users: vec![20, 60],
+                kn_think_max_ms: 3000.0,
             }
         } else {
             Settings {
@@ -79,6 +85,8 @@ impl Settings {
                 rd_funcs: rd_funcs(&RD_PER_CPU, 1),
                 rd_duration_s: 20,
                 rd_warmup_s: 2,
+                kn_users: vec![50, 100, 150],
+                kn_think_max_ms: 3000.0,
             }
         }
     }
@@ -115,6 +123,31 @@ impl Settings {
         s.workload = a.workload;
         if a.rd_trace.is_some() && s.workload != Workload::Rdhashd {
             bail!("--rd-trace is an rdhashd option: add --workload rdhashd");
+        }
+        if s.workload == Workload::Knative {
+            if a.parts.is_none() {
+                s.parts = vec!["density".into()];
+            }
+            if s.parts.iter().any(|p| p == "load") {
+                bail!("--workload knative has no load part: its sweep is the density part (user counts)");
+            }
+            if a.fifo_dispatch {
+                bail!(
+                    "--fifo-dispatch is a zipf-open option: knative's users run in the fair class"
+                );
+            }
+            if let Some(u) = &a.kn_users {
+                if u.is_empty() || u.contains(&0) {
+                    bail!("--kn-users: user counts, each at least 1");
+                }
+                s.kn_users = u.clone();
+            }
+            if a.kn_pods == 0 || a.kn_k == 0 || a.kn_work_ms.is_nan() || a.kn_work_ms <= 0.0 {
+                bail!("--kn-pods, --kn-k and --kn-work-ms must be positive");
+            }
+            if let Some(v) = a.duration {
+                s.rd_duration_s = v.ceil().max(1.0) as u32;
+            }
         }
         if s.workload == Workload::Rdhashd {
             if a.parts.is_none() {
@@ -168,7 +201,11 @@ impl Settings {
     /// Estimated guest seconds of the density part (zipf-open's or rdhashd's).
     fn density_s(&self) -> f64 {
         let runs = |points: usize| points as f64 * self.reps as f64 * self.configs.len() as f64;
-        if self.rdhashd() {
+        if self.workload == Workload::Knative {
+            // The warm-up covers the longest think time; the pods start once.
+            let warm = f64::from(self.rd_warmup_s).max((self.kn_think_max_ms / 1e3).ceil() + 1.0);
+            runs(self.kn_users.len()) * (warm + f64::from(self.rd_duration_s) + 2.0) + 10.0
+        } else if self.rdhashd() {
             // Settle, warm-up, window and drain per run; starting the threads per density.
             runs(self.rd_funcs.len()) * (f64::from(self.rd_warmup_s + self.rd_duration_s) + 1.5)
                 + self.rd_funcs.len() as f64 * 3.0
@@ -246,6 +283,10 @@ pub fn plan_boots(
                 duration_s: s.rd_duration_s,
                 warmup_s: s.rd_warmup_s,
                 ..base.rd.clone()
+            },
+            kn: KnPlan {
+                users: s.kn_users.clone(),
+                ..base.kn.clone()
             },
             ..base.clone()
         };
@@ -403,5 +444,62 @@ mod tests {
             b[0].estimate_s
         );
         assert!(b[0].estimate_s < 300.0);
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings> {
+        use clap::Parser;
+        let a = Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .expect("valid arguments")
+            .bench;
+        Settings::from_args(&a)
+    }
+
+    // Expect knative's defaults (its sweep is the density part, over user counts), its
+    // options to reach the guest plan, and bad combinations refused before any boot.
+    #[test]
+    fn knative_settings() {
+        let s = settings(&["--workload", "knative", "--quick"]).unwrap();
+        assert_eq!(s.parts, vec!["density"]);
+        assert_eq!(s.kn_users, vec![20, 60]);
+        let s = settings(&[
+            "--workload",
+            "knative",
+            "--kn-users",
+            "10,40",
+            "--duration",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!((s.kn_users.clone(), s.rd_duration_s), (vec![10, 40], 30));
+        let b = plan_boots(&s, Path::new("/k"), None, &seed1(), &[], f64::INFINITY);
+        let (p, w) = Plan::from_cmdline(&b[0].params.join(" "));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            (p.workload, p.kn.users.clone()),
+            (Workload::Knative, vec![10, 40])
+        );
+        // 2 user counts x 3 configurations x 3 repetitions of (4 s warm-up covering the 3 s
+        // think time + 30 s + 2 s), and the pods' start.
+        assert!(
+            (b[0].estimate_s - (18.0 * 36.0 + 10.0)).abs() < 1e-9,
+            "{}",
+            b[0].estimate_s
+        );
+        for bad in [
+            &["--workload", "knative", "--parts", "load"][..],
+            &["--workload", "knative", "--kn-users", "0,10"],
+            &["--workload", "knative", "--kn-k", "0"],
+            &["--workload", "knative", "--kn-work-ms=-1"],
+            &["--workload", "knative", "--fifo-dispatch"],
+            &["--workload", "zipf-open", "--rd-trace", "/tmp"],
+        ] {
+            assert!(settings(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

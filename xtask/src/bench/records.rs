@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use lags_proto::bench::{DoneRecord, OverheadRecord, RdhashdRecord, Record, RunRecord, Status};
+use lags_proto::bench::{
+    DoneRecord, KnativeRecord, OverheadRecord, RdhashdRecord, Record, RunRecord, Status,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -143,6 +145,8 @@ pub struct Records {
     pub overhead: Vec<OverheadRec>,
     /// The rdhashd runs, as the guest wrote them.
     pub rd: Vec<RdhashdRecord>,
+    /// The knative runs.
+    pub kn: Vec<KnativeRecord>,
     /// The guests' environment records, with `boot` added.
     pub env: Vec<Value>,
     /// The end record of each boot.
@@ -177,6 +181,7 @@ impl Records {
                 Record::Env(_) => self.env.push(v.clone()),
                 Record::Done(d) => self.done.push((boot.to_string(), d)),
                 Record::Rdhashd(r) => self.rd.push(*r),
+                Record::Knative(r) => self.kn.push(*r),
                 Record::Functions(_) => {}
             }
             self.raw.push(v);

@@ -108,11 +108,18 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64
         ));
     }
     md.push_str("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed.\n");
-    md.push_str(&render_rd_intervals(rd, cmp));
+    md.push_str(&render_rd_intervals(rd, cmp, "F"));
+    md.push_str(&render_capacity(rd, target, "functions"));
+    md
+}
+
+/// The capacity table of a closed-loop workload, `unit` naming its scale. Pure.
+pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str) -> String {
+    let mut md = String::new();
     let caps = rd_capacity(rd, target);
     if !caps.is_empty() {
         md.push_str(&format!(
-            "\n### Capacity\n\nThe most functions at which the median fraction of completed requests under the threshold is ≥ {:.1}% (and at every smaller tested count). The tested counts are coarse: a capacity is a lower bound up to the next tested count.\n\n| config | capacity (functions) |\n|---|---|\n",
+            "\n### Capacity\n\nThe most {unit} at which the median fraction of completed requests under the threshold is ≥ {:.1}% (and at every smaller tested count). The tested counts are coarse: a capacity is a lower bound up to the next tested count.\n\n| config | capacity ({unit}) |\n|---|---|\n",
             target * 100.0
         ));
         for (c, cap, all) in &caps {
@@ -146,6 +153,40 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64
     md
 }
 
+/// The knative section: one row per (user count, configuration), then the intervals,
+/// the comparison with stock and the capacity in users. Pure.
+pub fn render_knative(kn: &[RdPoint], cmp: &[Comparison], target: f64) -> String {
+    let mut md = String::new();
+    let thr = kn.first().map_or(0.0, |p| p.threshold_ms);
+    md.push_str(&format!(
+        "\n## knative workload\n\nClosed-loop users (think time, then one request to a uniformly chosen pod, then wait for it); each pod a cgroup with a container child whose worker splits every request over its threads and joins them. Goodput = requests with latency < {thr} ms per second of the window. Medians over the repetitions, [min–max] in brackets; **underpowered**: a repetition completed fewer than {RD_MIN_REQUESTS} requests.\n\n| users | config | requests | RPS | goodput /s | p50 ms | p99 ms | ctx/req | schedule()/req | in flight | util % | power |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    ));
+    for p in kn {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.funcs,
+            p.config,
+            fmt_spread(&p.completed, 1.0, 0),
+            fmt_spread(&p.rps, 1.0, 1),
+            fmt_spread(&p.goodput, 1.0, 1),
+            fmt_spread(&p.p50, 1.0, 1),
+            fmt_spread(&p.p99, 1.0, 1),
+            fmt_spread(&p.ctx_per_req, 1.0, 2),
+            fmt_spread(&p.schedule_per_req, 1.0, 2),
+            fmt_spread(&p.inflight_target, 1.0, 1),
+            fmt_spread(&p.util, 100.0, 0),
+            if p.underpowered {
+                format!("**underpowered** (min {})", p.min_completed)
+            } else {
+                "ok".into()
+            },
+        ));
+    }
+    md.push_str(&render_rd_intervals(kn, cmp, "users"));
+    md.push_str(&render_capacity(kn, target, "users"));
+    md
+}
+
 fn fmt_ci(ci: Option<Interval>, prec: usize) -> String {
     ci.map_or("–".into(), |c| {
         format!("[{:.*}, {:.*}]", prec, c.lo, prec, c.hi)
@@ -153,11 +194,11 @@ fn fmt_ci(ci: Option<Interval>, prec: usize) -> String {
 }
 
 /// The rdhashd intervals, the comparison with stock and the profile. Pure.
-pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison]) -> String {
+pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison], scale: &str) -> String {
     let mut md = String::new();
     if rd.iter().any(|p| p.ci.is_some()) {
         md.push_str(&format!(
-            "\n### 95% intervals\n\nTwo-stage bootstrap ({ITERATIONS} resamples): the repetitions drawn with replacement (run-to-run variation), then each drawn repetition's measured seconds in circular blocks of ⌈n^⅓⌉ seconds.\n\n| F | config | seconds | block s | goodput /s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n"
+            "\n### 95% intervals\n\nTwo-stage bootstrap ({ITERATIONS} resamples): the repetitions drawn with replacement (run-to-run variation), then each drawn repetition's measured seconds in circular blocks of ⌈n^⅓⌉ seconds.\n\n| {scale} | config | seconds | block s | goodput /s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n"
         ));
         for p in rd {
             if let Some(ci) = &p.ci {
@@ -175,7 +216,7 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison]) -> String {
         }
     }
     if !cmp.is_empty() {
-        md.push_str("\n### Against stock\n\nRatios configuration / stock at the same function count, paired: both resampled with the same draws of repetitions and blocks (a repetition runs every configuration on the same trace segment and seed). An interval that contains 1 is **no difference**.\n\n| F | config | reps | goodput ratio | 95% CI | goodput | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str(&format!("\n### Against stock\n\nRatios configuration / stock at the same {scale}, paired: both resampled with the same draws of repetitions and blocks (a repetition runs every configuration back to back, on the same trace segment and seed where the workload has them). An interval that contains 1 is **no difference**.\n\n| {scale} | config | reps | goodput ratio | 95% CI | goodput | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|\n"));
         for c in cmp {
             md.push_str(&format!(
                 "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
@@ -192,7 +233,7 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison]) -> String {
         }
     }
     if rd.iter().any(|p| p.sched_share.is_some()) {
-        md.push_str("\n### Where the CPU time went\n\n`perf record -a -g -e cpu-clock` (499 Hz) over each measured window: the share of samples inside `__schedule()` and its callees, of all CPU time and of the busy (non-idle) time, and that time per context switch of the window (`/proc/stat` ctxt). Sampling in place of the prototype's ftrace function profiler, which neither the bench kernels nor typical hosts enable; samples that fall in interrupts-off sections are taken when interrupts return, inside `__schedule()`'s tail.\n\n| F | config | __schedule share % | of busy time % | µs per switch |\n|---|---|---|---|---|\n");
+        md.push_str(&format!("\n### Where the CPU time went\n\n`perf record -a -g -e cpu-clock` (499 Hz) over each measured window: the share of samples inside `__schedule()` and its callees, of all CPU time and of the busy (non-idle) time, and that time per context switch of the window (`/proc/stat` ctxt). Sampling in place of the prototype's ftrace function profiler, which neither the bench kernels nor typical hosts enable; samples that fall in interrupts-off sections are taken when interrupts return, inside `__schedule()`'s tail.\n\n| {scale} | config | __schedule share % | of busy time % | µs per switch |\n|---|---|---|---|---|\n"));
         for p in rd {
             md.push_str(&format!(
                 "| {} | {} | {} | {} | {} |\n",
@@ -207,8 +248,10 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison]) -> String {
     md
 }
 
-/// The whole report; `rd` adds the rdhashd section, and a report with rdhashd runs but no
-/// zipf-open runs leaves out zipf-open's capacity headline. Pure.
+/// The whole report; `rd` and `kn` add the rdhashd and knative sections (each with its
+/// comparisons against stock), and a report with closed-loop runs but no zipf-open runs
+/// leaves out zipf-open's capacity headline. Pure.
+#[allow(clippy::too_many_arguments)]
 pub fn render_markdown(
     env: &Env,
     pts: &[Point],
@@ -216,8 +259,10 @@ pub fn render_markdown(
     h: &Headline,
     rd: &[RdPoint],
     cmp: &[Comparison],
+    kn: &[RdPoint],
+    kcmp: &[Comparison],
 ) -> String {
-    let rd_only = pts.is_empty() && !rd.is_empty();
+    let rd_only = pts.is_empty() && (!rd.is_empty() || !kn.is_empty());
     let mut md = String::new();
     md.push_str("# LAGS benchmark results\n\n");
     md.push_str(&format!(
@@ -339,6 +384,9 @@ pub fn render_markdown(
     if !rd.is_empty() {
         md.push_str(&render_rdhashd(rd, cmp, env.cpus, h.slo_target));
     }
+    if !kn.is_empty() {
+        md.push_str(&render_knative(kn, kcmp, h.slo_target));
+    }
     if !ov.is_empty() {
         md.push_str("\n## Overhead of having LAGS\n\n| probe | unit | off | on, no LAGS groups | baseline kernel | on vs off | off vs baseline | noise (off, max−min) |\n|---|---|---|---|---|---|---|---|\n");
         for r in ov {
@@ -384,7 +432,10 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
     let h = headline(&pts, &ov, target);
     let rd = rd_points(&recs.rd);
     let cmp = comparisons(&recs.rd);
-    let md = render_markdown(&env, &pts, &ov, &h, &rd, &cmp);
+    let kn_runs: Vec<_> = recs.kn.iter().map(|k| k.run.clone()).collect();
+    let knp = rd_points(&kn_runs);
+    let kcmp = comparisons(&kn_runs);
+    let md = render_markdown(&env, &pts, &ov, &h, &rd, &cmp, &knp, &kcmp);
     util::write(&dir.join("summary.md"), &md)?;
     let doc = json!({
         "env": env_v,
@@ -394,6 +445,8 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
         "overhead": ov,
         "rdhashd": rd,
         "rdhashd_vs_stock": cmp,
+        "knative": knp,
+        "knative_vs_stock": kcmp,
         "records": recs.raw,
     });
     util::write(
@@ -537,7 +590,7 @@ mod tests {
             command: "cargo xtask bench --quick".into(),
             ..Default::default()
         };
-        let md = render_markdown(&env, &pts, &ov, &h, &[], &[]);
+        let md = render_markdown(&env, &pts, &ov, &h, &[], &[], &[], &[]);
         assert!(md.contains("**tcg**"), "{md}");
         assert!(md.contains("| lags | ≥ 0.700 |"), "{md}");
         assert!(md.contains("fewer machines"));
@@ -589,7 +642,7 @@ mod tests {
             ..Default::default()
         };
         let h = headline(&[], &[], 0.99);
-        let md = render_markdown(&env, &[], &[], &h, &rd, &[]);
+        let md = render_markdown(&env, &[], &[], &h, &rd, &[], &[], &[]);
         assert!(
             !md.contains("## Headline") && !md.contains("Plots:"),
             "{md}"

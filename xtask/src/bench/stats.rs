@@ -167,6 +167,8 @@ pub struct RdPoint {
     pub underpowered: bool,
     /// Requests under the threshold per second.
     pub goodput: Option<Spread>,
+    /// Completed requests per second.
+    pub rps: Option<Spread>,
     /// Goodput over stock's best repetition at the same function count.
     pub goodput_norm: Option<Spread>,
     pub p50: Option<Spread>,
@@ -230,6 +232,7 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                 min_completed,
                 underpowered: min_completed < RD_MIN_REQUESTS,
                 goodput: sp(&|r| goodput(r)),
+                rps: sp(&|r| (r.window_s > 0.0).then(|| r.completed as f64 / r.window_s)),
                 goodput_norm: best.and_then(|b| sp(&|r| goodput(r).map(|g| g / b))),
                 p50: sp(&|r| r.p50_ms),
                 p90: sp(&|r| r.p90_ms),

@@ -1,0 +1,533 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The `knative` workload (issue 11, workload 2): the prototype's node experiment
+//! (`benchmark-anchors.md` §2).
+//!
+//! * **Pods:** `lb.kn_pods` cgroups `pNNNN` under the bench parent, each with one container
+//!   child `pNNNN/c` holding one process: a handler thread and `intra_op - 1` helpers. A
+//!   request's CPU work is split over the `intra_op` threads, which run at once and are
+//!   joined before the response (intra-op parallelism, as a PyTorch pod's). Requests to one
+//!   pod are served one at a time, oldest first.
+//! * **Users:** threads of the controller (root cgroup, fair class). Each thinks for a
+//!   uniform 1–3 s, sends a request to a uniformly chosen pod, and waits for the response:
+//!   a closed loop, like the prototype's locust users. The user count is the scale
+//!   (`lb.kn_users`, swept).
+//! * **Latency:** from sending to the user's wake-up by the response.
+//!
+//! Everything shared lives in two anonymous shared mappings (`rdhashd::Map`), inherited
+//! by the forked pods; waits are futexes on them.
+
+use std::fs;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use lags_bench::closed_loop::hist_quantile_ms;
+use lags_bench::*;
+use lags_pid1::clock::{now_ns, sleep_until_ns};
+
+use crate::rdhashd::{futex_wait, futex_wake_all, sleep_ns, Map, Profiler};
+use crate::{groups, host, parent, snapshot, spin, Ctx, Out};
+
+// u64 slots.
+const EPOCH: usize = 0;
+const WIN_START: usize = 1;
+const WIN_END: usize = 2;
+const THRESHOLD_NS: usize = 3;
+const COMPLETED: usize = 4;
+const GOOD: usize = 5;
+const ITERS: usize = 6;
+const READY: usize = 7;
+const THREADS: usize = 8;
+const PENDING: usize = 9;
+const HIST0: usize = 10;
+const SEC0: usize = HIST0 + HIST_BINS;
+const SEC_STRIDE: usize = 2 + HIST_BINS;
+const MAX_SECONDS: usize = 3600;
+/// Then one send time per user.
+const USER_T0: usize = SEC0 + MAX_SECONDS * SEC_STRIDE;
+
+// u32 words: the active user count, the end flag, then 4 per pod, then 2 per user.
+const ACTIVE: usize = 0;
+const QUIT: usize = 1;
+const POD0: usize = 2;
+
+/// The request states of a user slot.
+const IDLE: u32 = 0;
+const SENT: u32 = 1;
+const TAKEN: u32 = 2;
+const ANSWERED: u32 = 3;
+
+struct Layout {
+    pods: usize,
+}
+
+impl Layout {
+    /// Bumped by a user who sent this pod a request (the handler's futex).
+    fn arrivals(&self, p: usize) -> usize {
+        POD0 + p * 4
+    }
+    /// Bumped by the handler when a request's work is ready for the helpers.
+    fn work(&self, p: usize) -> usize {
+        POD0 + p * 4 + 1
+    }
+    /// Helpers still working on the current request (the handler's join futex).
+    fn left(&self, p: usize) -> usize {
+        POD0 + p * 4 + 2
+    }
+    fn user_pod(&self, u: usize) -> usize {
+        POD0 + self.pods * 4 + u * 2
+    }
+    fn user_state(&self, u: usize) -> usize {
+        POD0 + self.pods * 4 + u * 2 + 1
+    }
+    fn words(&self, users: usize) -> usize {
+        POD0 + self.pods * 4 + users * 2
+    }
+}
+
+fn wait_while(word: &AtomicU32, mut busy: impl FnMut(u32) -> bool) {
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if !busy(v) {
+            return;
+        }
+        futex_wait(word, v, 1_000_000_000);
+    }
+}
+
+/// A helper thread of pod `p`: runs its share of each request and counts itself done.
+fn helper(c: &Map<AtomicU64>, w: &Map<AtomicU32>, l: &Layout, p: usize) -> ! {
+    let mut seen = w.at(l.work(p)).load(Ordering::Acquire);
+    loop {
+        wait_while(w.at(l.work(p)), |g| g == seen);
+        seen = w.at(l.work(p)).load(Ordering::Acquire);
+        std::hint::black_box(spin(c.at(ITERS).load(Ordering::Relaxed)));
+        if w.at(l.left(p)).fetch_sub(1, Ordering::AcqRel) == 1 {
+            futex_wake_all(w.at(l.left(p)));
+        }
+    }
+}
+
+/// The pod process: joins its container cgroup, starts the helpers, and serves requests.
+fn pod_main(
+    group: &str,
+    p: usize,
+    k: u32,
+    users: usize,
+    c: &'static Map<AtomicU64>,
+    w: &'static Map<AtomicU32>,
+    l: &'static Layout,
+) -> ! {
+    // SAFETY: getpid/getppid have no preconditions.
+    let (pid, controller) = unsafe { (libc::getpid(), libc::getppid()) };
+    host::die_with_parent(controller);
+    if fs::write(format!("{group}/cgroup.procs"), pid.to_string()).is_err() {
+        loop {
+            // SAFETY: pause has no preconditions; the controller notices the missing READY.
+            unsafe { libc::pause() };
+        }
+    }
+    for _ in 1..k {
+        let ok = std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || helper(c, w, l, p))
+            .is_ok();
+        if ok {
+            c.at(THREADS).fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    c.at(THREADS).fetch_add(1, Ordering::AcqRel);
+    c.at(READY).fetch_add(1, Ordering::AcqRel);
+    loop {
+        let gen = w.at(l.arrivals(p)).load(Ordering::Acquire);
+        // The oldest request sent to this pod.
+        let mut best: Option<(u64, usize)> = None;
+        for u in 0..users {
+            if w.at(l.user_state(u)).load(Ordering::Acquire) == SENT
+                && w.at(l.user_pod(u)).load(Ordering::Acquire) as usize == p
+            {
+                let t0 = c.at(USER_T0 + u).load(Ordering::Acquire);
+                if best.is_none_or(|(t, _)| t0 < t) {
+                    best = Some((t0, u));
+                }
+            }
+        }
+        let Some((_, u)) = best else {
+            futex_wait(w.at(l.arrivals(p)), gen, 1_000_000_000);
+            continue;
+        };
+        if w.at(l.user_state(u))
+            .compare_exchange(SENT, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            continue;
+        }
+        if k > 1 {
+            w.at(l.left(p)).store(k - 1, Ordering::Release);
+            w.at(l.work(p)).fetch_add(1, Ordering::AcqRel);
+            futex_wake_all(w.at(l.work(p)));
+        }
+        std::hint::black_box(spin(c.at(ITERS).load(Ordering::Relaxed)));
+        wait_while(w.at(l.left(p)), |left| left > 0);
+        w.at(l.user_state(u)).store(ANSWERED, Ordering::Release);
+        futex_wake_all(w.at(l.user_state(u)));
+    }
+}
+
+/// A user: think, send, wait for the answer, count it.
+fn user(u: usize, c: &Map<AtomicU64>, w: &Map<AtomicU32>, l: &Layout, kn: &KnPlan, seed: u64) {
+    let mut rng = Rng::new(seed);
+    loop {
+        if w.at(QUIT).load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let active = w.at(ACTIVE).load(Ordering::Acquire) as usize;
+        if u >= active {
+            futex_wait(w.at(ACTIVE), active as u32, 1_000_000_000);
+            continue;
+        }
+        let think = kn.think_min_ms + (kn.think_max_ms - kn.think_min_ms) * rng.uniform();
+        sleep_ns((think * 1e6) as u64);
+        if u >= w.at(ACTIVE).load(Ordering::Acquire) as usize {
+            continue;
+        }
+        let epoch = c.at(EPOCH).load(Ordering::Acquire);
+        let pod = (rng.next_u64() % l.pods as u64) as usize;
+        let t0 = now_ns();
+        c.at(PENDING).fetch_add(1, Ordering::AcqRel);
+        c.at(USER_T0 + u).store(t0, Ordering::Release);
+        w.at(l.user_pod(u)).store(pod as u32, Ordering::Release);
+        w.at(l.user_state(u)).store(SENT, Ordering::Release);
+        w.at(l.arrivals(pod)).fetch_add(1, Ordering::AcqRel);
+        futex_wake_all(w.at(l.arrivals(pod)));
+        wait_while(w.at(l.user_state(u)), |s| s != ANSWERED);
+        let t2 = now_ns();
+        w.at(l.user_state(u)).store(IDLE, Ordering::Release);
+        c.at(PENDING).fetch_sub(1, Ordering::AcqRel);
+        let start = c.at(WIN_START).load(Ordering::Acquire);
+        if c.at(EPOCH).load(Ordering::Acquire) == epoch
+            && t2 >= start
+            && t2 < c.at(WIN_END).load(Ordering::Acquire)
+        {
+            let lat = t2 - t0;
+            let good = lat < c.at(THRESHOLD_NS).load(Ordering::Relaxed);
+            let bin = hist_bin(lat as f64 / 1e3);
+            c.at(COMPLETED).fetch_add(1, Ordering::Relaxed);
+            if good {
+                c.at(GOOD).fetch_add(1, Ordering::Relaxed);
+            }
+            c.at(HIST0 + bin).fetch_add(1, Ordering::Relaxed);
+            let sec = ((t2 - start) / 1_000_000_000) as usize;
+            if sec < MAX_SECONDS {
+                let base = SEC0 + sec * SEC_STRIDE;
+                c.at(base).fetch_add(1, Ordering::Relaxed);
+                if good {
+                    c.at(base + 1).fetch_add(1, Ordering::Relaxed);
+                }
+                c.at(base + 2 + bin).fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+struct Pods {
+    pids: Vec<i32>,
+    /// The pod groups (the LAGS siblings), each with its container child.
+    groups: Vec<String>,
+}
+
+impl Pods {
+    fn stop(self) {
+        for &pid in &self.pids {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for &pid in &self.pids {
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+        }
+        for g in &self.groups {
+            let _ = fs::remove_dir(format!("{g}/c"));
+            let _ = fs::remove_dir(g);
+        }
+    }
+}
+
+fn start_pods(
+    kn: &KnPlan,
+    users: usize,
+    c: &'static Map<AtomicU64>,
+    w: &'static Map<AtomicU32>,
+    l: &'static Layout,
+) -> Result<Pods, String> {
+    let mut pods = Pods {
+        pids: Vec::new(),
+        groups: Vec::new(),
+    };
+    for p in 0..kn.pods {
+        let group = format!("{}/p{p:04}", parent());
+        let made = fs::create_dir_all(&group)
+            .and_then(|()| {
+                if groups().v2 {
+                    fs::write(format!("{group}/cgroup.subtree_control"), "+cpu")?;
+                }
+                fs::create_dir_all(format!("{group}/c"))
+            })
+            .map_err(|e| format!("pod cgroup {group}: {e}"));
+        pods.groups.push(group.clone());
+        if let Err(e) = made {
+            pods.stop();
+            return Err(e);
+        }
+        // SAFETY: the controller is single-threaded here (the users start after the pods);
+        // the child joins its cgroup, starts its threads and never returns.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            pods.stop();
+            return Err(format!("fork: {e}"));
+        }
+        if pid == 0 {
+            pod_main(&format!("{group}/c"), p, kn.intra_op.max(1), users, c, w, l);
+        }
+        pods.pids.push(pid);
+    }
+    let deadline = now_ns() + 60_000_000_000;
+    while c.at(READY).load(Ordering::Acquire) < kn.pods as u64 {
+        if now_ns() > deadline {
+            let ready = c.at(READY).load(Ordering::Acquire);
+            pods.stop();
+            return Err(format!("only {ready} of {} pods started", kn.pods));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(pods)
+}
+
+/// One run: `users` active users under configuration `cfg`.
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    ctx: &mut Ctx,
+    out: &mut Out,
+    pods: &Pods,
+    c: &Map<AtomicU64>,
+    w: &Map<AtomicU32>,
+    users: usize,
+    cfg: &str,
+    rep: usize,
+    seed: u64,
+) -> Result<(), String> {
+    let plan = ctx.plan;
+    let kn = &plan.kn;
+    ctx.knobs.apply(cfg, &pods.groups)?;
+    std::thread::sleep(Duration::from_millis(300));
+    // Users think for up to think_max: the warm-up lets every one of them enter the loop.
+    let warm = u64::from(plan.rd.warmup_s).max((kn.think_max_ms / 1e3).ceil() as u64 + 1);
+    let total = warm + u64::from(plan.rd.duration_s);
+    let secs = (plan.rd.duration_s as usize).min(MAX_SECONDS);
+    let k = kn.intra_op.max(1);
+    for i in [COMPLETED, GOOD]
+        .into_iter()
+        .chain(HIST0..SEC0 + secs * SEC_STRIDE)
+    {
+        c.at(i).store(0, Ordering::Relaxed);
+    }
+    let t0 = now_ns() + 10_000_000;
+    c.at(WIN_START)
+        .store(t0 + warm * 1_000_000_000, Ordering::Relaxed);
+    c.at(WIN_END)
+        .store(t0 + total * 1_000_000_000, Ordering::Relaxed);
+    c.at(THRESHOLD_NS)
+        .store((kn.threshold_ms * 1e6) as u64, Ordering::Relaxed);
+    c.at(ITERS).store(
+        (kn.work_ms / f64::from(k) * 1e6 * ctx.iters_per_ns) as u64,
+        Ordering::Relaxed,
+    );
+    c.at(EPOCH).fetch_add(1, Ordering::AcqRel);
+    let lags0 = crate::lags_counters_of(pods.groups.iter().map(String::as_str));
+    w.at(ACTIVE).store(users as u32, Ordering::Release);
+    futex_wake_all(w.at(ACTIVE));
+    let mut start_snap = None;
+    let mut profiler = None;
+    let mut stopped = false;
+    let mut pending_sum = 0u64;
+    for s in 0..total {
+        sleep_until_ns(t0 + s * 1_000_000_000);
+        if host::stopping() {
+            stopped = true;
+            break;
+        }
+        if s == warm {
+            start_snap = Some(snapshot());
+            if plan.rd.profile {
+                profiler = Some(Profiler::start());
+            }
+        }
+        if s >= warm {
+            pending_sum += c.at(PENDING).load(Ordering::Acquire);
+        }
+    }
+    if !stopped {
+        sleep_until_ns(t0 + total * 1_000_000_000);
+    }
+    let end_snap = snapshot();
+    w.at(ACTIVE).store(0, Ordering::Release);
+    let sched_profile = match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
+        Some(Err(e)) => {
+            out.say(&format!("warning: knative: profile: {e}"));
+            None
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
+    let lags1 = crate::lags_counters_of(pods.groups.iter().map(String::as_str));
+    let t = now_ns();
+    while c.at(PENDING).load(Ordering::Acquire) > 0 && now_ns() - t < 10_000_000_000 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let drain_s = (now_ns() - t) as f64 / 1e9;
+    if stopped {
+        return Err("interrupted by a signal".into());
+    }
+    let completed = c.at(COMPLETED).load(Ordering::Acquire);
+    let good = c.at(GOOD).load(Ordering::Acquire);
+    let read_hist = |base: usize| Hist {
+        bins: (0..HIST_BINS)
+            .map(|b| (b as u32, c.at(base + b).load(Ordering::Acquire)))
+            .filter(|&(_, n)| n > 0)
+            .collect(),
+    };
+    let hist = read_hist(HIST0);
+    let per_second = (0..secs)
+        .map(|sec| {
+            let base = SEC0 + sec * SEC_STRIDE;
+            SecondCounts {
+                completed: c.at(base).load(Ordering::Acquire),
+                good: c.at(base + 1).load(Ordering::Acquire),
+                hist: read_hist(base + 2),
+            }
+        })
+        .collect();
+    let start_snap = start_snap.unwrap_or_else(snapshot);
+    let window_s = (end_snap.0 - start_snap.0) as f64 / 1e9;
+    let (util, _) = end_snap.1.util_since(&start_snap.1);
+    let ctxt = end_snap.1.ctxt.saturating_sub(start_snap.1.ctxt);
+    let ss = end_snap.2.delta(&start_snap.2);
+    let per = |x: u64| (completed > 0).then(|| x as f64 / completed as f64);
+    let rps = completed as f64 / window_s.max(1e-9);
+    let run = RdhashdRecord {
+        config: cfg.to_string(),
+        funcs: users,
+        rep,
+        seed,
+        trace_offset_s: 0,
+        cpus: ctx.cpus,
+        capacity_cpus: ctx.capacity,
+        window_s,
+        completed,
+        good,
+        threshold_ms: kn.threshold_ms,
+        burst_ms: kn.work_ms,
+        sleep_ms: (kn.think_min_ms + kn.think_max_ms) / 2.0,
+        p50_ms: hist_quantile_ms(&hist, 0.50),
+        p90_ms: hist_quantile_ms(&hist, 0.90),
+        p99_ms: hist_quantile_ms(&hist, 0.99),
+        p999_ms: hist_quantile_ms(&hist, 0.999),
+        hist,
+        inflight_target_mean: pending_sum as f64 / plan.rd.duration_s.max(1) as f64,
+        inflight_target_max: users as u64,
+        threads: c.at(THREADS).load(Ordering::Acquire) as usize + users,
+        capped_seconds: 0,
+        cpu_util: util,
+        ctxt,
+        ctxt_per_req: per(ctxt),
+        sched_count: ss.sched_count,
+        schedule_per_req: if ss.cpus > 0 {
+            per(ss.sched_count)
+        } else {
+            None
+        },
+        drain_s,
+        lags: crate::lags_delta(lags0, lags1),
+        sched_profile,
+        per_second,
+    };
+    ctx.runs_done += 1;
+    let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.1}"));
+    out.say(&format!(
+        "run {}/{} knative users={users} {cfg} rep={rep}: {completed} requests, {rps:.1}/s, p50={}ms p99={}ms ctx/req={:.2} in flight {:.1} util={:.0}%",
+        ctx.runs_done,
+        ctx.runs_total,
+        f(run.p50_ms),
+        f(run.p99_ms),
+        run.ctxt_per_req.unwrap_or(0.0),
+        run.inflight_target_mean,
+        util * 100.0,
+    ));
+    out.record(&Record::Knative(Box::new(KnativeRecord {
+        users,
+        pods: kn.pods,
+        intra_op: k,
+        work_ms: kn.work_ms,
+        rps,
+        run,
+    })));
+    Ok(())
+}
+
+/// The knative part: the pods once, then every user count, repetition and configuration,
+/// interleaved as the other sweeps are.
+pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
+    let plan = ctx.plan;
+    let kn = &plan.kn;
+    let max_users = kn.users.iter().copied().max().unwrap_or(0);
+    if kn.pods == 0 || max_users == 0 {
+        return Err("lb.kn_pods and lb.kn_users must be positive".into());
+    }
+    if kn.think_max_ms < kn.think_min_ms || kn.think_min_ms < 0.0 {
+        return Err("lb.kn_think_min_ms must be in [0, lb.kn_think_max_ms]".into());
+    }
+    out.say(&format!(
+        "knative: starting {} pods ({} threads per request) for up to {max_users} users ...",
+        kn.pods, kn.intra_op
+    ));
+    let l: &'static Layout = Box::leak(Box::new(Layout { pods: kn.pods }));
+    let c: &'static Map<AtomicU64> = Box::leak(Box::new(Map::new(USER_T0 + max_users)?));
+    let w: &'static Map<AtomicU32> = Box::leak(Box::new(Map::new(l.words(max_users))?));
+    let pods = start_pods(kn, max_users, c, w, l)?;
+    let kn_static: &'static KnPlan = Box::leak(Box::new(kn.clone()));
+    let user_threads: Vec<_> = (0..max_users)
+        .map(|u| {
+            let seed = mix_seed(plan.seed, &[5, u as u64]);
+            std::thread::Builder::new()
+                .stack_size(128 << 10)
+                .spawn(move || user(u, c, w, l, kn_static, seed))
+        })
+        .collect();
+    let mut result = Ok(());
+    let n = plan.configs.len();
+    'outer: for &users in &kn.users {
+        for rep in 0..plan.reps {
+            let seed = mix_seed(plan.seed, &[6, users as u64, rep as u64]);
+            for i in 0..n {
+                let cfg = plan.configs[(i + rep) % n].clone();
+                if let Err(e) = run_once(ctx, out, &pods, c, w, users, &cfg, rep, seed) {
+                    result = Err(e);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    w.at(ACTIVE).store(0, Ordering::Release);
+    w.at(QUIT).store(1, Ordering::Release);
+    futex_wake_all(w.at(ACTIVE));
+    ctx.knobs.restore();
+    let _ = crate::set_lags(&pods.groups, false);
+    // The users end after their current think time and request; the pods must still run
+    // until then.
+    for t in user_threads.into_iter().flatten() {
+        let _ = t.join();
+    }
+    pods.stop();
+    result
+}
