@@ -54,6 +54,12 @@ impl SplitMix64 {
         SplitMix64(seed ^ 0x853c_49e6_748f_ea9b)
     }
 
+    /// The generator in a given state, for a user that keys its seeds its own way (the
+    /// benchmark's trace model).
+    pub fn from_state(state: u64) -> SplitMix64 {
+        SplitMix64(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
