@@ -234,6 +234,12 @@ pub fn qemu_binary() -> &'static str {
 /// The signal follows the spawning *thread*, not the process: spawn from a thread that lives
 /// as long as the child is needed (every caller spawns from the thread that then waits).
 pub fn die_with_parent(cmd: &mut Command) {
+    signal_on_parent_death(cmd, libc::SIGKILL);
+}
+
+/// As [`die_with_parent`], with the signal of the caller's choice (the host benchmark gets
+/// SIGTERM, which it handles by removing its cgroups).
+pub fn signal_on_parent_death(cmd: &mut Command, sig: libc::c_int) {
     use std::os::unix::process::CommandExt;
     // SAFETY: getpid is async-signal-safe and touches no memory.
     let parent = unsafe { libc::getpid() };
@@ -241,7 +247,7 @@ pub fn die_with_parent(cmd: &mut Command) {
     // async-signal-safe functions prctl, getppid and _exit; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died between fork and prctl; then nobody would send

@@ -20,30 +20,23 @@ use std::fs;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use lags_bench::closed_loop::hist_quantile_ms;
 use lags_bench::*;
 use lags_pid1::clock::{now_ns, sleep_until_ns};
 
 use crate::rdhashd::{futex_wait, futex_wake_all, sleep_ns, Map, Profiler};
+use crate::window::{self, end_profile, Window};
 use crate::{groups, host, parent, snapshot, spin, Ctx, Out};
 
 // u64 slots.
 const EPOCH: usize = 0;
-const WIN_START: usize = 1;
-const WIN_END: usize = 2;
-const THRESHOLD_NS: usize = 3;
-const COMPLETED: usize = 4;
-const GOOD: usize = 5;
-const ITERS: usize = 6;
-const READY: usize = 7;
-const THREADS: usize = 8;
-const PENDING: usize = 9;
-const HIST0: usize = 10;
-const SEC0: usize = HIST0 + HIST_BINS;
-const SEC_STRIDE: usize = 2 + HIST_BINS;
-const MAX_SECONDS: usize = 3600;
+const ITERS: usize = 1;
+const READY: usize = 2;
+const THREADS: usize = 3;
+const PENDING: usize = 4;
+/// The measured window's counts.
+const WIN: Window = Window { base: 5 };
 /// Then one send time per user.
-const USER_T0: usize = SEC0 + MAX_SECONDS * SEC_STRIDE;
+const USER_T0: usize = 5 + Window::LEN;
 
 // u32 words: the active user count, the end flag, then 4 per pod, then 2 per user.
 const ACTIVE: usize = 0;
@@ -203,28 +196,8 @@ fn user(u: usize, c: &Map<AtomicU64>, w: &Map<AtomicU32>, l: &Layout, kn: &KnPla
         let t2 = now_ns();
         w.at(l.user_state(u)).store(IDLE, Ordering::Release);
         c.at(PENDING).fetch_sub(1, Ordering::AcqRel);
-        let start = c.at(WIN_START).load(Ordering::Acquire);
-        if c.at(EPOCH).load(Ordering::Acquire) == epoch
-            && t2 >= start
-            && t2 < c.at(WIN_END).load(Ordering::Acquire)
-        {
-            let lat = t2 - t0;
-            let good = lat < c.at(THRESHOLD_NS).load(Ordering::Relaxed);
-            let bin = hist_bin(lat as f64 / 1e3);
-            c.at(COMPLETED).fetch_add(1, Ordering::Relaxed);
-            if good {
-                c.at(GOOD).fetch_add(1, Ordering::Relaxed);
-            }
-            c.at(HIST0 + bin).fetch_add(1, Ordering::Relaxed);
-            let sec = ((t2 - start) / 1_000_000_000) as usize;
-            if sec < MAX_SECONDS {
-                let base = SEC0 + sec * SEC_STRIDE;
-                c.at(base).fetch_add(1, Ordering::Relaxed);
-                if good {
-                    c.at(base + 1).fetch_add(1, Ordering::Relaxed);
-                }
-                c.at(base + 2 + bin).fetch_add(1, Ordering::Relaxed);
-            }
+        if c.at(EPOCH).load(Ordering::Acquire) == epoch {
+            WIN.count(c, t2, t2 - t0);
         }
     }
 }
@@ -324,21 +297,16 @@ fn run_once(
     // Users think for up to think_max: the warm-up lets every one of them enter the loop.
     let warm = u64::from(plan.rd.warmup_s).max((kn.think_max_ms / 1e3).ceil() as u64 + 1);
     let total = warm + u64::from(plan.rd.duration_s);
-    let secs = (plan.rd.duration_s as usize).min(MAX_SECONDS);
+    let secs = plan.rd.duration_s as usize;
     let k = kn.intra_op.max(1);
-    for i in [COMPLETED, GOOD]
-        .into_iter()
-        .chain(HIST0..SEC0 + secs * SEC_STRIDE)
-    {
-        c.at(i).store(0, Ordering::Relaxed);
-    }
     let t0 = now_ns() + 10_000_000;
-    c.at(WIN_START)
-        .store(t0 + warm * 1_000_000_000, Ordering::Relaxed);
-    c.at(WIN_END)
-        .store(t0 + total * 1_000_000_000, Ordering::Relaxed);
-    c.at(THRESHOLD_NS)
-        .store((kn.threshold_ms * 1e6) as u64, Ordering::Relaxed);
+    WIN.open(
+        c,
+        t0 + warm * 1_000_000_000,
+        t0 + total * 1_000_000_000,
+        (kn.threshold_ms * 1e6) as u64,
+        secs,
+    );
     c.at(ITERS).store(
         (kn.work_ms / f64::from(k) * 1e6 * ctx.iters_per_ns) as u64,
         Ordering::Relaxed,
@@ -372,14 +340,7 @@ fn run_once(
     }
     let end_snap = snapshot();
     w.at(ACTIVE).store(0, Ordering::Release);
-    let sched_profile = match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
-        Some(Err(e)) => {
-            out.say(&format!("warning: knative: profile: {e}"));
-            None
-        }
-        Some(Ok(p)) => Some(p),
-        None => None,
-    };
+    let sched_profile = end_profile(profiler, stopped, out, "knative");
     let lags1 = crate::lags_counters_of(pods.groups.iter().map(String::as_str));
     let t = now_ns();
     while c.at(PENDING).load(Ordering::Acquire) > 0 && now_ns() - t < 10_000_000_000 {
@@ -389,69 +350,29 @@ fn run_once(
     if stopped {
         return Err("interrupted by a signal".into());
     }
-    let completed = c.at(COMPLETED).load(Ordering::Acquire);
-    let good = c.at(GOOD).load(Ordering::Acquire);
-    let read_hist = |base: usize| Hist {
-        bins: (0..HIST_BINS)
-            .map(|b| (b as u32, c.at(base + b).load(Ordering::Acquire)))
-            .filter(|&(_, n)| n > 0)
-            .collect(),
-    };
-    let hist = read_hist(HIST0);
-    let per_second = (0..secs)
-        .map(|sec| {
-            let base = SEC0 + sec * SEC_STRIDE;
-            SecondCounts {
-                completed: c.at(base).load(Ordering::Acquire),
-                good: c.at(base + 1).load(Ordering::Acquire),
-                hist: read_hist(base + 2),
-            }
-        })
-        .collect();
     let start_snap = start_snap.unwrap_or_else(snapshot);
-    let window_s = (end_snap.0 - start_snap.0) as f64 / 1e9;
-    let (util, _) = end_snap.1.util_since(&start_snap.1);
-    let ctxt = end_snap.1.ctxt.saturating_sub(start_snap.1.ctxt);
-    let ss = end_snap.2.delta(&start_snap.2);
-    let per = |x: u64| (completed > 0).then(|| x as f64 / completed as f64);
-    let rps = completed as f64 / window_s.max(1e-9);
     let run = RdhashdRecord {
-        config: cfg.to_string(),
-        funcs: users,
-        rep,
-        seed,
-        trace_offset_s: 0,
-        cpus: ctx.cpus,
-        capacity_cpus: ctx.capacity,
-        window_s,
-        completed,
-        good,
-        threshold_ms: kn.threshold_ms,
         burst_ms: kn.work_ms,
         sleep_ms: (kn.think_min_ms + kn.think_max_ms) / 2.0,
-        p50_ms: hist_quantile_ms(&hist, 0.50),
-        p90_ms: hist_quantile_ms(&hist, 0.90),
-        p99_ms: hist_quantile_ms(&hist, 0.99),
-        p999_ms: hist_quantile_ms(&hist, 0.999),
-        hist,
         inflight_target_mean: pending_sum as f64 / plan.rd.duration_s.max(1) as f64,
         inflight_target_max: users as u64,
         threads: c.at(THREADS).load(Ordering::Acquire) as usize + users,
-        capped_seconds: 0,
-        cpu_util: util,
-        ctxt,
-        ctxt_per_req: per(ctxt),
-        sched_count: ss.sched_count,
-        schedule_per_req: if ss.cpus > 0 {
-            per(ss.sched_count)
-        } else {
-            None
-        },
         drain_s,
         lags: crate::lags_delta(lags0, lags1),
         sched_profile,
-        per_second,
+        ..window::record(
+            ctx,
+            cfg,
+            users,
+            rep,
+            seed,
+            WIN.read(c, secs),
+            (&start_snap, &end_snap),
+            kn.threshold_ms,
+        )
     };
+    let (completed, util) = (run.completed, run.cpu_util);
+    let rps = completed as f64 / run.window_s.max(1e-9);
     ctx.runs_done += 1;
     let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.1}"));
     out.say(&format!(

@@ -21,6 +21,7 @@
 mod host;
 mod knative;
 mod rdhashd;
+mod window;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

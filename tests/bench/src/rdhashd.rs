@@ -15,13 +15,12 @@ use std::fs;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use lags_bench::closed_loop::{
-    hist_quantile_ms, max_targets, pools, slot_runs, start_offset, RunTargets,
-};
+use lags_bench::closed_loop::{max_targets, pools, slot_runs, start_offset, RunTargets};
 use lags_bench::trace::{Trace, PROTOTYPE_SECONDS};
 use lags_bench::*;
 use lags_pid1::clock::{now_ns, sleep_until_ns};
 
+use crate::window::{self, end_profile, Window};
 use crate::{host, parent, snapshot, spin, Ctx, Out};
 
 /// An anonymous shared mapping of `len` atomics of type `T` (`AtomicU64` or `AtomicU32`),
@@ -73,24 +72,14 @@ unsafe impl<T: Send> Send for Map<T> {}
 
 // Counter slots.
 const EPOCH: usize = 0;
-const WIN_START: usize = 1;
-const WIN_END: usize = 2;
-const THRESHOLD_NS: usize = 3;
-const COMPLETED: usize = 4;
-const GOOD: usize = 5;
-const INFLIGHT: usize = 6;
-const ITERS: usize = 7;
-const SLEEP_NS: usize = 8;
-const READY: usize = 9;
-const THREADS: usize = 10;
-const HIST0: usize = 11;
-/// Per second of the window: completed, good, then the histogram ([`SEC_STRIDE`] slots),
-/// for the block bootstrap of the report's intervals.
-const SEC0: usize = HIST0 + HIST_BINS;
-const SEC_STRIDE: usize = 2 + HIST_BINS;
-/// Window seconds with their own counts; later seconds count only in the totals.
-const MAX_SECONDS: usize = 3600;
-const COUNTERS: usize = SEC0 + MAX_SECONDS * SEC_STRIDE;
+const INFLIGHT: usize = 1;
+const ITERS: usize = 2;
+const SLEEP_NS: usize = 3;
+const READY: usize = 4;
+const THREADS: usize = 5;
+/// The measured window's counts (for the totals and the report's block bootstrap).
+const WIN: Window = Window { base: 6 };
+const COUNTERS: usize = 6 + Window::LEN;
 
 pub(crate) fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: u64) {
     let ts = libc::timespec {
@@ -167,27 +156,8 @@ fn request_loop(c: &Map<AtomicU64>, target: &AtomicU32, k: u32, seed: u64) -> ! 
         let t1 = now_ns();
         std::hint::black_box(spin(at(ITERS).load(Ordering::Relaxed)));
         let t2 = now_ns();
-        if at(EPOCH).load(Ordering::Acquire) == epoch
-            && t2 >= at(WIN_START).load(Ordering::Acquire)
-            && t2 < at(WIN_END).load(Ordering::Acquire)
-        {
-            let lat = t2 - t1;
-            let good = lat < at(THRESHOLD_NS).load(Ordering::Relaxed);
-            let bin = hist_bin(lat as f64 / 1e3);
-            at(COMPLETED).fetch_add(1, Ordering::Relaxed);
-            if good {
-                at(GOOD).fetch_add(1, Ordering::Relaxed);
-            }
-            at(HIST0 + bin).fetch_add(1, Ordering::Relaxed);
-            let sec = ((t2 - at(WIN_START).load(Ordering::Acquire)) / 1_000_000_000) as usize;
-            if sec < MAX_SECONDS {
-                let base = SEC0 + sec * SEC_STRIDE;
-                at(base).fetch_add(1, Ordering::Relaxed);
-                if good {
-                    at(base + 1).fetch_add(1, Ordering::Relaxed);
-                }
-                at(base + 2 + bin).fetch_add(1, Ordering::Relaxed);
-            }
+        if at(EPOCH).load(Ordering::Acquire) == epoch {
+            WIN.count(c, t2, t2 - t1);
         }
         at(INFLIGHT).fetch_sub(1, Ordering::AcqRel);
     }
@@ -332,19 +302,14 @@ fn run_once(
     let total = warm + u64::from(rd.duration_s);
     let t0 = now_ns() + 10_000_000;
     let epoch = c.at(EPOCH).load(Ordering::Acquire) + 1;
-    let secs = (rd.duration_s as usize).min(MAX_SECONDS);
-    for i in [COMPLETED, GOOD]
-        .into_iter()
-        .chain(HIST0..SEC0 + secs * SEC_STRIDE)
-    {
-        c.at(i).store(0, Ordering::Relaxed);
-    }
-    c.at(WIN_START)
-        .store(t0 + warm * 1_000_000_000, Ordering::Relaxed);
-    c.at(WIN_END)
-        .store(t0 + total * 1_000_000_000, Ordering::Relaxed);
-    c.at(THRESHOLD_NS)
-        .store((rd.threshold_ms * 1e6) as u64, Ordering::Relaxed);
+    let secs = rd.duration_s as usize;
+    WIN.open(
+        c,
+        t0 + warm * 1_000_000_000,
+        t0 + total * 1_000_000_000,
+        (rd.threshold_ms * 1e6) as u64,
+        secs,
+    );
     c.at(SLEEP_NS)
         .store((rd.sleep_ms * 1e6) as u64, Ordering::Relaxed);
     c.at(ITERS).store(
@@ -383,14 +348,7 @@ fn run_once(
     for f in 0..n {
         targets.at(f).store(0, Ordering::Release);
     }
-    let sched_profile = match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
-        Some(Err(e)) => {
-            out.say(&format!("warning: rdhashd: profile: {e}"));
-            None
-        }
-        Some(Ok(p)) => Some(p),
-        None => None,
-    };
+    let sched_profile = end_profile(profiler, stopped, out, "rdhashd");
     if stopped {
         drain(c, 10_000_000_000);
         return Err("interrupted by a signal".into());
@@ -405,70 +363,31 @@ fn run_once(
         ));
     }
 
-    let completed = c.at(COMPLETED).load(Ordering::Acquire);
-    let good = c.at(GOOD).load(Ordering::Acquire);
-    let read_hist = |base: usize| Hist {
-        bins: (0..HIST_BINS)
-            .map(|b| (b as u32, c.at(base + b).load(Ordering::Acquire)))
-            .filter(|&(_, n)| n > 0)
-            .collect(),
-    };
-    let hist = read_hist(HIST0);
-    let per_second = (0..secs)
-        .map(|sec| {
-            let base = SEC0 + sec * SEC_STRIDE;
-            SecondCounts {
-                completed: c.at(base).load(Ordering::Acquire),
-                good: c.at(base + 1).load(Ordering::Acquire),
-                hist: read_hist(base + 2),
-            }
-        })
-        .collect();
-    let window_s = (end_snap.0 - start_snap.0) as f64 / 1e9;
-    let (util, _) = end_snap.1.util_since(&start_snap.1);
-    let ctxt = end_snap.1.ctxt.saturating_sub(start_snap.1.ctxt);
-    let ss = end_snap.2.delta(&start_snap.2);
-    let per = |x: u64| (completed > 0).then(|| x as f64 / completed as f64);
     let measured = warm as usize..total as usize;
-    let lags = crate::lags_delta(lags0, lags1);
     let rec = RdhashdRecord {
-        config: cfg.to_string(),
-        funcs: n,
-        rep,
-        seed,
         trace_offset_s: offset,
-        cpus: ctx.cpus,
-        capacity_cpus: ctx.capacity,
-        window_s,
-        completed,
-        good,
-        threshold_ms: rd.threshold_ms,
         burst_ms: rd.burst_ms,
         sleep_ms: rd.sleep_ms,
-        p50_ms: hist_quantile_ms(&hist, 0.50),
-        p90_ms: hist_quantile_ms(&hist, 0.90),
-        p99_ms: hist_quantile_ms(&hist, 0.99),
-        p999_ms: hist_quantile_ms(&hist, 0.999),
-        hist,
         inflight_target_mean: measured.clone().map(|s| rt.total(s) as f64).sum::<f64>()
             / measured.len().max(1) as f64,
         inflight_target_max: measured.clone().map(|s| rt.wanted[s]).max().unwrap_or(0),
         threads,
         capped_seconds: measured.clone().filter(|&s| rt.capped[s]).count() as u64,
-        cpu_util: util,
-        ctxt,
-        ctxt_per_req: per(ctxt),
-        sched_count: ss.sched_count,
-        schedule_per_req: if ss.cpus > 0 {
-            per(ss.sched_count)
-        } else {
-            None
-        },
         drain_s,
-        lags,
+        lags: crate::lags_delta(lags0, lags1),
         sched_profile,
-        per_second,
+        ..window::record(
+            ctx,
+            cfg,
+            n,
+            rep,
+            seed,
+            WIN.read(c, secs),
+            (&start_snap, &end_snap),
+            rd.threshold_ms,
+        )
     };
+    let (completed, good, window_s, util) = (rec.completed, rec.good, rec.window_s, rec.cpu_util);
     ctx.runs_done += 1;
     let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.1}"));
     out.say(&format!(

@@ -21,7 +21,7 @@ use lags_proto::bench::Status;
 
 use super::plan::{plan_boots, Settings};
 use super::records::Records;
-use super::report::{self, BootInfo, Env};
+use super::report::{BootInfo, Env};
 use super::{progress, verdict_word, BenchArgs};
 use crate::util::{self, failure, Exit, Paths};
 use crate::vmtest::Verdict;
@@ -119,7 +119,6 @@ fn run_child(
     limit: Duration,
     verbose: bool,
 ) -> Result<(bool, Option<i32>, Duration)> {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(bench);
     cmd.arg("--host")
         .arg("--data")
@@ -128,22 +127,8 @@ fn run_child(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: getpid touches no memory.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs in the forked child before exec and calls only the
-    // async-signal-safe functions prctl, getppid and _exit. SIGTERM, not SIGKILL: the
-    // benchmark removes its cgroups when it gets it.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
+    // SIGTERM, not SIGKILL: the benchmark removes its cgroups when it gets it.
+    crate::qemu::signal_on_parent_death(&mut cmd, libc::SIGTERM);
     let t0 = Instant::now();
     let mut child = cmd
         .spawn()
@@ -314,22 +299,7 @@ pub fn run(a: &BenchArgs, paths: &Paths) -> Result<()> {
         });
         util::write(&dir.join("env.json"), serde_json::to_string_pretty(&env)?)?;
     }
-    report::write(&dir, serde_json::to_value(&env)?, &recs, a.slo_target)?;
-    let latest = paths.work.join("bench").join("latest");
-    let _ = fs_err::remove_file(&latest);
-    let _ = std::os::unix::fs::symlink(&dir, &latest);
-    eprintln!("[bench] results: {}", dir.display());
-    let worst = Verdict::worst(verdicts);
-    if worst != Verdict::Passed {
-        return Err(failure(
-            worst.exit(),
-            format!(
-                "the host benchmark did not finish cleanly; see {}",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(())
+    super::finish(paths, &dir, &env, &recs, a.slo_target, verdicts)
 }
 
 #[cfg(test)]

@@ -172,6 +172,34 @@ fn parse_workload(name: &str) -> Result<Workload, String> {
     })
 }
 
+/// The end of every benchmark command: the report, the `latest` link, and the verdict of
+/// all boots (or host runs) combined.
+pub(super) fn finish(
+    paths: &Paths,
+    dir: &Path,
+    env: &Env,
+    recs: &Records,
+    slo_target: f64,
+    verdicts: Vec<Verdict>,
+) -> Result<()> {
+    report::write(dir, serde_json::to_value(env)?, recs, slo_target)?;
+    let latest = paths.work.join("bench").join("latest");
+    let _ = fs_err::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir, &latest);
+    eprintln!("[bench] results: {}", dir.display());
+    let worst = Verdict::worst(verdicts);
+    if worst != Verdict::Passed {
+        return Err(failure(
+            worst.exit(),
+            format!(
+                "one or more benchmark runs did not finish cleanly; see {}",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The verdict of one benchmark boot: `qemu-test`'s infrastructure verdict
 /// ([`vmtest::classify_infra`]: boot failure, kernel fault, timeout), and then the guest's
 /// end record in place of KTAP: anything but `ok` means the benchmark had errors. Pure.
@@ -571,22 +599,7 @@ impl BenchArgs {
             util::write(&dir.join("env.json"), serde_json::to_string_pretty(&env)?)?;
         }
         let _ = fs_err::remove_file(&initrd);
-        report::write(&dir, serde_json::to_value(&env)?, &recs, self.slo_target)?;
-        let latest = paths.work.join("bench").join("latest");
-        let _ = fs_err::remove_file(&latest);
-        let _ = std::os::unix::fs::symlink(&dir, &latest);
-        eprintln!("[bench] results: {}", dir.display());
-        let worst = Verdict::worst(verdicts);
-        if worst != Verdict::Passed {
-            return Err(failure(
-                worst.exit(),
-                format!(
-                    "one or more benchmark boots did not finish cleanly; see {}",
-                    dir.display()
-                ),
-            ));
-        }
-        Ok(())
+        finish(paths, &dir, &env, &recs, self.slo_target, verdicts)
     }
 }
 

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The measured window of a closed-loop run (`rdhashd`, `knative`): its bounds, totals,
+//! latency histogram and per-second counts live in a shared mapping that the request threads
+//! of every process write, and the run's record is built from them and from the system
+//! snapshots around the window.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lags_bench::closed_loop::hist_quantile_ms;
+use lags_bench::*;
+
+use crate::rdhashd::Map;
+use crate::{Ctx, Out};
+
+/// Window seconds with their own counts; later seconds count only in the totals.
+pub(crate) const MAX_SECONDS: usize = 3600;
+/// Per second: completed, good, then the histogram.
+const SEC_STRIDE: usize = 2 + HIST_BINS;
+
+const START: usize = 0;
+const END: usize = 1;
+const THRESHOLD_NS: usize = 2;
+const COMPLETED: usize = 3;
+const GOOD: usize = 4;
+const HIST0: usize = 5;
+const SEC0: usize = HIST0 + HIST_BINS;
+
+/// Slots `[base, base + Window::LEN)` of a `Map<AtomicU64>`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    pub base: usize,
+}
+
+/// What a window counted.
+pub(crate) struct Counts {
+    pub completed: u64,
+    pub good: u64,
+    pub hist: Hist,
+    pub per_second: Vec<SecondCounts>,
+}
+
+impl Window {
+    pub const LEN: usize = SEC0 + MAX_SECONDS * SEC_STRIDE;
+
+    fn at<'a>(&self, c: &'a Map<AtomicU64>, i: usize) -> &'a AtomicU64 {
+        c.at(self.base + i)
+    }
+
+    /// Clears the counts of a window of `secs` seconds and sets its bounds; requests that
+    /// complete in `[start_ns, end_ns)` count, good ones below `threshold_ns`.
+    pub fn open(
+        &self,
+        c: &Map<AtomicU64>,
+        start_ns: u64,
+        end_ns: u64,
+        threshold_ns: u64,
+        secs: usize,
+    ) {
+        for i in COMPLETED..SEC0 + secs.min(MAX_SECONDS) * SEC_STRIDE {
+            self.at(c, i).store(0, Ordering::Relaxed);
+        }
+        self.at(c, THRESHOLD_NS)
+            .store(threshold_ns, Ordering::Relaxed);
+        self.at(c, START).store(start_ns, Ordering::Relaxed);
+        self.at(c, END).store(end_ns, Ordering::Release);
+    }
+
+    /// Counts a request that completed at `done_ns` after `latency_ns`, if inside the window.
+    pub fn count(&self, c: &Map<AtomicU64>, done_ns: u64, latency_ns: u64) {
+        let start = self.at(c, START).load(Ordering::Acquire);
+        if done_ns < start || done_ns >= self.at(c, END).load(Ordering::Acquire) {
+            return;
+        }
+        let good = latency_ns < self.at(c, THRESHOLD_NS).load(Ordering::Relaxed);
+        let bin = hist_bin(latency_ns as f64 / 1e3);
+        self.at(c, COMPLETED).fetch_add(1, Ordering::Relaxed);
+        if good {
+            self.at(c, GOOD).fetch_add(1, Ordering::Relaxed);
+        }
+        self.at(c, HIST0 + bin).fetch_add(1, Ordering::Relaxed);
+        let sec = ((done_ns - start) / 1_000_000_000) as usize;
+        if sec < MAX_SECONDS {
+            let s = SEC0 + sec * SEC_STRIDE;
+            self.at(c, s).fetch_add(1, Ordering::Relaxed);
+            if good {
+                self.at(c, s + 1).fetch_add(1, Ordering::Relaxed);
+            }
+            self.at(c, s + 2 + bin).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn hist(&self, c: &Map<AtomicU64>, from: usize) -> Hist {
+        Hist {
+            bins: (0..HIST_BINS)
+                .map(|b| (b as u32, self.at(c, from + b).load(Ordering::Acquire)))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+        }
+    }
+
+    /// The counts of a window of `secs` seconds.
+    pub fn read(&self, c: &Map<AtomicU64>, secs: usize) -> Counts {
+        Counts {
+            completed: self.at(c, COMPLETED).load(Ordering::Acquire),
+            good: self.at(c, GOOD).load(Ordering::Acquire),
+            hist: self.hist(c, HIST0),
+            per_second: (0..secs.min(MAX_SECONDS))
+                .map(|sec| {
+                    let s = SEC0 + sec * SEC_STRIDE;
+                    SecondCounts {
+                        completed: self.at(c, s).load(Ordering::Acquire),
+                        good: self.at(c, s + 1).load(Ordering::Acquire),
+                        hist: self.hist(c, s + 2),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The system snapshot of `crate::snapshot`: time, `/proc/stat`, `/proc/schedstat`.
+pub(crate) type Snap = (u64, ProcStat, SchedStat);
+
+/// What every closed-loop record holds, from the window's counts and the snapshots around
+/// it; the workload fills in the rest.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record(
+    ctx: &Ctx,
+    cfg: &str,
+    scale: usize,
+    rep: usize,
+    seed: u64,
+    counts: Counts,
+    (start, end): (&Snap, &Snap),
+    threshold_ms: f64,
+) -> RdhashdRecord {
+    let completed = counts.completed;
+    let ctxt = end.1.ctxt.saturating_sub(start.1.ctxt);
+    let ss = end.2.delta(&start.2);
+    let per = |x: u64| (completed > 0).then(|| x as f64 / completed as f64);
+    RdhashdRecord {
+        config: cfg.to_string(),
+        funcs: scale,
+        rep,
+        seed,
+        cpus: ctx.cpus,
+        capacity_cpus: ctx.capacity,
+        window_s: (end.0 - start.0) as f64 / 1e9,
+        completed,
+        good: counts.good,
+        threshold_ms,
+        p50_ms: hist_quantile_ms(&counts.hist, 0.50),
+        p90_ms: hist_quantile_ms(&counts.hist, 0.90),
+        p99_ms: hist_quantile_ms(&counts.hist, 0.99),
+        p999_ms: hist_quantile_ms(&counts.hist, 0.999),
+        hist: counts.hist,
+        cpu_util: end.1.util_since(&start.1).0,
+        ctxt,
+        ctxt_per_req: per(ctxt),
+        sched_count: ss.sched_count,
+        schedule_per_req: if ss.cpus > 0 {
+            per(ss.sched_count)
+        } else {
+            None
+        },
+        per_second: counts.per_second,
+        ..RdhashdRecord::default()
+    }
+}
+
+/// Ends a window's profile, if one was started; a failure is a warning, not an error.
+pub(crate) fn end_profile(
+    profiler: Option<Result<crate::rdhashd::Profiler, String>>,
+    stopped: bool,
+    out: &Out,
+    workload: &str,
+) -> Option<SchedProfile> {
+    match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
+        Some(Err(e)) => {
+            out.say(&format!("warning: {workload}: profile: {e}"));
+            None
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    }
+}
