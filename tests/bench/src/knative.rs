@@ -23,7 +23,7 @@ use std::time::Duration;
 use lags_bench::*;
 use lags_pid1::clock::{now_ns, sleep_until_ns};
 
-use crate::rdhashd::{futex_wait, futex_wake_all, sleep_ns, Map, Profiler};
+use crate::rdhashd::{futex_wait, futex_wake_all, sleep_ns, Fleet, Map, Profiler};
 use crate::window::{self, end_profile, Window};
 use crate::{groups, host, parent, snapshot, spin, Ctx, Out};
 
@@ -202,38 +202,14 @@ fn user(u: usize, c: &Map<AtomicU64>, w: &Map<AtomicU32>, l: &Layout, kn: &KnPla
     }
 }
 
-struct Pods {
-    pids: Vec<i32>,
-    /// The pod groups (the LAGS siblings), each with its container child.
-    groups: Vec<String>,
-}
-
-impl Pods {
-    fn stop(self) {
-        for &pid in &self.pids {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        for &pid in &self.pids {
-            let mut st = 0;
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
-        }
-        for g in &self.groups {
-            let _ = fs::remove_dir(format!("{g}/c"));
-            let _ = fs::remove_dir(g);
-        }
-    }
-}
-
 fn start_pods(
     kn: &KnPlan,
     users: usize,
     c: &'static Map<AtomicU64>,
     w: &'static Map<AtomicU32>,
     l: &'static Layout,
-) -> Result<Pods, String> {
-    let mut pods = Pods {
+) -> Result<Fleet, String> {
+    let mut pods = Fleet {
         pids: Vec::new(),
         groups: Vec::new(),
     };
@@ -265,16 +241,7 @@ fn start_pods(
         }
         pods.pids.push(pid);
     }
-    let deadline = now_ns() + 60_000_000_000;
-    while c.at(READY).load(Ordering::Acquire) < kn.pods as u64 {
-        if now_ns() > deadline {
-            let ready = c.at(READY).load(Ordering::Acquire);
-            pods.stop();
-            return Err(format!("only {ready} of {} pods started", kn.pods));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(pods)
+    pods.wait_ready(c.at(READY), "pods")
 }
 
 /// One run: `users` active users under configuration `cfg`.
@@ -282,7 +249,7 @@ fn start_pods(
 fn run_once(
     ctx: &mut Ctx,
     out: &mut Out,
-    pods: &Pods,
+    pods: &Fleet,
     c: &Map<AtomicU64>,
     w: &Map<AtomicU32>,
     users: usize,

@@ -193,13 +193,31 @@ fn function_main(
     }
 }
 
-struct Fleet {
-    pids: Vec<i32>,
-    groups: Vec<String>,
+/// The forked processes of a closed-loop workload and the cgroups they run in.
+pub(crate) struct Fleet {
+    pub pids: Vec<i32>,
+    /// The groups the configurations act on (each removed with what it contains).
+    pub groups: Vec<String>,
 }
 
 impl Fleet {
-    fn stop(self) {
+    /// Waits until `ready` counts every process (each in its cgroup with its threads), at
+    /// most 60 s; on time-out stops the fleet and names the shortfall.
+    pub(crate) fn wait_ready(self, ready: &AtomicU64, what: &str) -> Result<Fleet, String> {
+        let n = self.pids.len() as u64;
+        let deadline = now_ns() + 60_000_000_000;
+        while ready.load(Ordering::Acquire) < n {
+            if now_ns() > deadline {
+                let r = ready.load(Ordering::Acquire);
+                self.stop();
+                return Err(format!("only {r} of {n} {what} started"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(self)
+    }
+
+    pub(crate) fn stop(self) {
         for &pid in &self.pids {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -210,7 +228,7 @@ impl Fleet {
             unsafe { libc::waitpid(pid, &mut st, 0) };
         }
         for g in &self.groups {
-            let _ = fs::remove_dir(g);
+            host::remove_tree(g);
         }
     }
 }
@@ -247,20 +265,7 @@ fn start(
         }
         fleet.pids.push(pid);
     }
-    // Wait until every function process is in its cgroup with its threads.
-    let deadline = now_ns() + 60_000_000_000;
-    while c.at(READY).load(Ordering::Acquire) < pools.len() as u64 {
-        if now_ns() > deadline {
-            let ready = c.at(READY).load(Ordering::Acquire);
-            fleet.stop();
-            return Err(format!(
-                "only {ready} of {} function processes started",
-                pools.len()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(fleet)
+    fleet.wait_ready(c.at(READY), "function processes")
 }
 
 /// Waits until no request is in flight (or sleeping before its burst), at most `limit_ns`;
