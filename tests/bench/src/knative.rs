@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lags_bench::*;
-use lags_pid1::clock::{now_ns, sleep_until_ns};
+use lags_pid1::clock::now_ns;
 
-use crate::rdhashd::{futex_wait, futex_wake_all, sleep_ns, Fleet, Map, Profiler};
-use crate::window::{self, end_profile, Window};
-use crate::{groups, host, parent, snapshot, spin, Ctx, Out};
+use crate::rdhashd::{futex_wait, futex_wake_all, sleep_ns, Fleet, Map};
+use crate::window::{self, Window};
+use crate::{groups, host, parent, spin, Ctx, Out};
 
 // u64 slots.
 const EPOCH: usize = 0;
@@ -263,17 +263,8 @@ fn run_once(
     std::thread::sleep(Duration::from_millis(300));
     // Users think for up to think_max: the warm-up lets every one of them enter the loop.
     let warm = u64::from(plan.rd.warmup_s).max((kn.think_max_ms / 1e3).ceil() as u64 + 1);
-    let total = warm + u64::from(plan.rd.duration_s);
-    let secs = plan.rd.duration_s as usize;
     let k = kn.intra_op.max(1);
-    let t0 = now_ns() + 10_000_000;
-    WIN.open(
-        c,
-        t0 + warm * 1_000_000_000,
-        t0 + total * 1_000_000_000,
-        (kn.threshold_ms * 1e6) as u64,
-        secs,
-    );
+    let tl = WIN.start_run(c, warm, u64::from(plan.rd.duration_s), kn.threshold_ms);
     c.at(ITERS).store(
         (kn.work_ms / f64::from(k) * 1e6 * ctx.iters_per_ns) as u64,
         Ordering::Relaxed,
@@ -282,42 +273,24 @@ fn run_once(
     let lags0 = crate::lags_counters_of(pods.groups.iter().map(String::as_str));
     w.at(ACTIVE).store(users as u32, Ordering::Release);
     futex_wake_all(w.at(ACTIVE));
-    let mut start_snap = None;
-    let mut profiler = None;
-    let mut stopped = false;
     let mut pending_sum = 0u64;
-    for s in 0..total {
-        sleep_until_ns(t0 + s * 1_000_000_000);
-        if host::stopping() {
-            stopped = true;
-            break;
-        }
-        if s == warm {
-            start_snap = Some(snapshot());
-            if plan.rd.profile {
-                profiler = Some(Profiler::start());
+    let ran = window::drive(
+        tl,
+        plan.rd.profile,
+        out,
+        "knative",
+        |s| {
+            if s >= warm {
+                pending_sum += c.at(PENDING).load(Ordering::Acquire);
             }
-        }
-        if s >= warm {
-            pending_sum += c.at(PENDING).load(Ordering::Acquire);
-        }
-    }
-    if !stopped {
-        sleep_until_ns(t0 + total * 1_000_000_000);
-    }
-    let end_snap = snapshot();
-    w.at(ACTIVE).store(0, Ordering::Release);
-    let sched_profile = end_profile(profiler, stopped, out, "knative");
+        },
+        || w.at(ACTIVE).store(0, Ordering::Release),
+    );
     let lags1 = crate::lags_counters_of(pods.groups.iter().map(String::as_str));
-    let t = now_ns();
-    while c.at(PENDING).load(Ordering::Acquire) > 0 && now_ns() - t < 10_000_000_000 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let drain_s = (now_ns() - t) as f64 / 1e9;
-    if stopped {
+    let drain_s = window::drain(c.at(PENDING), 10_000_000_000);
+    if ran.stopped {
         return Err("interrupted by a signal".into());
     }
-    let start_snap = start_snap.unwrap_or_else(snapshot);
     let run = RdhashdRecord {
         burst_ms: kn.work_ms,
         sleep_ms: (kn.think_min_ms + kn.think_max_ms) / 2.0,
@@ -326,15 +299,14 @@ fn run_once(
         threads: c.at(THREADS).load(Ordering::Acquire) as usize + users,
         drain_s,
         lags: crate::lags_delta(lags0, lags1),
-        sched_profile,
         ..window::record(
             ctx,
             cfg,
             users,
             rep,
             seed,
-            WIN.read(c, secs),
-            (&start_snap, &end_snap),
+            WIN.read(c, plan.rd.duration_s as usize),
+            &ran,
             kn.threshold_ms,
         )
     };

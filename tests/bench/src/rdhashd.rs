@@ -18,10 +18,10 @@ use std::time::Duration;
 use lags_bench::closed_loop::{max_targets, pools, slot_runs, start_offset, RunTargets};
 use lags_bench::trace::{Trace, PROTOTYPE_SECONDS};
 use lags_bench::*;
-use lags_pid1::clock::{now_ns, sleep_until_ns};
+use lags_pid1::clock::now_ns;
 
-use crate::window::{self, end_profile, Window};
-use crate::{host, parent, snapshot, spin, Ctx, Out};
+use crate::window::{self, Window};
+use crate::{host, parent, spin, Ctx, Out};
 
 /// An anonymous shared mapping of `len` atomics of type `T` (`AtomicU64` or `AtomicU32`),
 /// zero-initialised, inherited by forked children.
@@ -268,16 +268,6 @@ fn start(
     fleet.wait_ready(c.at(READY), "function processes")
 }
 
-/// Waits until no request is in flight (or sleeping before its burst), at most `limit_ns`;
-/// returns the seconds waited.
-fn drain(c: &Map<AtomicU64>, limit_ns: u64) -> f64 {
-    let t = now_ns();
-    while c.at(INFLIGHT).load(Ordering::Acquire) > 0 && now_ns() - t < limit_ns {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    (now_ns() - t) as f64 / 1e9
-}
-
 fn lags_counters(groups: &[String]) -> Option<[u64; 4]> {
     crate::lags_counters_of(groups.iter().map(String::as_str))
 }
@@ -303,17 +293,12 @@ fn run_once(
     let n = fleet.groups.len();
     // Let the previous run's load credit and runqueues settle.
     std::thread::sleep(Duration::from_millis(300));
-    let warm = u64::from(rd.warmup_s);
-    let total = warm + u64::from(rd.duration_s);
-    let t0 = now_ns() + 10_000_000;
     let epoch = c.at(EPOCH).load(Ordering::Acquire) + 1;
-    let secs = rd.duration_s as usize;
-    WIN.open(
+    let tl = WIN.start_run(
         c,
-        t0 + warm * 1_000_000_000,
-        t0 + total * 1_000_000_000,
-        (rd.threshold_ms * 1e6) as u64,
-        secs,
+        u64::from(rd.warmup_s),
+        u64::from(rd.duration_s),
+        rd.threshold_ms,
     );
     c.at(SLEEP_NS)
         .store((rd.sleep_ms * 1e6) as u64, Ordering::Relaxed);
@@ -323,44 +308,31 @@ fn run_once(
     );
     c.at(EPOCH).store(epoch, Ordering::Release);
     let lags0 = lags_counters(&fleet.groups);
-    let mut start_snap = None;
-    let mut profiler = None;
-    let mut stopped = false;
-    for s in 0..total {
-        sleep_until_ns(t0 + s * 1_000_000_000);
-        if host::stopping() {
-            stopped = true;
-            break;
-        }
-        if s == warm {
-            start_snap = Some(snapshot());
-            if rd.profile {
-                profiler = Some(Profiler::start());
+    let ran = window::drive(
+        tl,
+        rd.profile,
+        out,
+        "rdhashd",
+        |s| {
+            for f in 0..n {
+                let t = rt.targets[s as usize][f];
+                let old = targets.at(f).swap(t, Ordering::AcqRel);
+                if t > old {
+                    futex_wake_all(targets.at(f));
+                }
             }
-        }
-        for f in 0..n {
-            let t = rt.targets[s as usize][f];
-            let old = targets.at(f).swap(t, Ordering::AcqRel);
-            if t > old {
-                futex_wake_all(targets.at(f));
+        },
+        || {
+            for f in 0..n {
+                targets.at(f).store(0, Ordering::Release);
             }
-        }
-    }
-    if !stopped {
-        sleep_until_ns(t0 + total * 1_000_000_000);
-    }
-    let end_snap = snapshot();
-    for f in 0..n {
-        targets.at(f).store(0, Ordering::Release);
-    }
-    let sched_profile = end_profile(profiler, stopped, out, "rdhashd");
-    if stopped {
-        drain(c, 10_000_000_000);
+        },
+    );
+    let lags1 = lags_counters(&fleet.groups);
+    let drain_s = window::drain(c.at(INFLIGHT), 10_000_000_000);
+    if ran.stopped {
         return Err("interrupted by a signal".into());
     }
-    let start_snap = start_snap.unwrap_or_else(snapshot);
-    let lags1 = lags_counters(&fleet.groups);
-    let drain_s = drain(c, 10_000_000_000);
     let left = c.at(INFLIGHT).load(Ordering::Acquire);
     if left > 0 {
         out.say(&format!(
@@ -368,6 +340,7 @@ fn run_once(
         ));
     }
 
+    let (warm, total) = (tl.warm, tl.total);
     let measured = warm as usize..total as usize;
     let rec = RdhashdRecord {
         trace_offset_s: offset,
@@ -380,15 +353,14 @@ fn run_once(
         capped_seconds: measured.clone().filter(|&s| rt.capped[s]).count() as u64,
         drain_s,
         lags: crate::lags_delta(lags0, lags1),
-        sched_profile,
         ..window::record(
             ctx,
             cfg,
             n,
             rep,
             seed,
-            WIN.read(c, secs),
-            (&start_snap, &end_snap),
+            WIN.read(c, rd.duration_s as usize),
+            &ran,
             rd.threshold_ms,
         )
     };

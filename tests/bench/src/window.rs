@@ -9,8 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use lags_bench::closed_loop::hist_quantile_ms;
 use lags_bench::*;
 
-use crate::rdhashd::Map;
-use crate::{Ctx, Out};
+use std::time::Duration;
+
+use lags_pid1::clock::{now_ns, sleep_until_ns};
+
+use crate::rdhashd::{Map, Profiler};
+use crate::{host, snapshot, Ctx, Out};
 
 /// Window seconds with their own counts; later seconds count only in the totals.
 pub(crate) const MAX_SECONDS: usize = 3600;
@@ -131,9 +135,10 @@ pub(crate) fn record(
     rep: usize,
     seed: u64,
     counts: Counts,
-    (start, end): (&Snap, &Snap),
+    ran: &Ran,
     threshold_ms: f64,
 ) -> RdhashdRecord {
+    let (start, end) = (&ran.start, &ran.end);
     let completed = counts.completed;
     let ctxt = end.1.ctxt.saturating_sub(start.1.ctxt);
     let ss = end.2.delta(&start.2);
@@ -164,23 +169,106 @@ pub(crate) fn record(
             None
         },
         per_second: counts.per_second,
+        sched_profile: ran.profile.clone(),
         ..RdhashdRecord::default()
     }
 }
 
-/// Ends a window's profile, if one was started; a failure is a warning, not an error.
-pub(crate) fn end_profile(
-    profiler: Option<Result<crate::rdhashd::Profiler, String>>,
-    stopped: bool,
+/// The timeline of one run: `warm` seconds of warm-up from `t0`, then the measured window.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timeline {
+    pub t0: u64,
+    pub warm: u64,
+    pub total: u64,
+}
+
+/// How a run's timeline went.
+pub(crate) struct Ran {
+    pub start: Snap,
+    pub end: Snap,
+    pub profile: Option<SchedProfile>,
+    /// A signal ended the run early (`--host`).
+    pub stopped: bool,
+}
+
+impl Window {
+    /// Opens the window of a run that starts in 10 ms with `warm` seconds of warm-up and
+    /// `secs` measured seconds.
+    pub fn start_run(
+        &self,
+        c: &Map<AtomicU64>,
+        warm: u64,
+        secs: u64,
+        threshold_ms: f64,
+    ) -> Timeline {
+        let t0 = now_ns() + 10_000_000;
+        let total = warm + secs;
+        self.open(
+            c,
+            t0 + warm * 1_000_000_000,
+            t0 + total * 1_000_000_000,
+            (threshold_ms * 1e6) as u64,
+            secs as usize,
+        );
+        Timeline { t0, warm, total }
+    }
+}
+
+/// Runs the timeline: `each_second(s)` at the start of every second, the system snapshot
+/// (and with `profile` a `perf` recording) from the first measured second, a signal ending it
+/// early; `at_end` as soon as the window closes, before the profile is read.
+pub(crate) fn drive(
+    tl: Timeline,
+    profile: bool,
     out: &Out,
     workload: &str,
-) -> Option<SchedProfile> {
-    match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
+    mut each_second: impl FnMut(u64),
+    at_end: impl FnOnce(),
+) -> Ran {
+    let mut start = None;
+    let mut profiler = None;
+    let mut stopped = false;
+    for s in 0..tl.total {
+        sleep_until_ns(tl.t0 + s * 1_000_000_000);
+        if host::stopping() {
+            stopped = true;
+            break;
+        }
+        if s == tl.warm {
+            start = Some(snapshot());
+            if profile {
+                profiler = Some(Profiler::start());
+            }
+        }
+        each_second(s);
+    }
+    if !stopped {
+        sleep_until_ns(tl.t0 + tl.total * 1_000_000_000);
+    }
+    let end = snapshot();
+    at_end();
+    let profile = match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
         Some(Err(e)) => {
             out.say(&format!("warning: {workload}: profile: {e}"));
             None
         }
         Some(Ok(p)) => Some(p),
         None => None,
+    };
+    Ran {
+        start: start.unwrap_or(end),
+        end,
+        profile,
+        stopped,
     }
+}
+
+/// Waits until `busy` (requests in flight) is 0, at most `limit_ns`; returns the seconds
+/// waited.
+pub(crate) fn drain(busy: &AtomicU64, limit_ns: u64) -> f64 {
+    let t = now_ns();
+    while busy.load(Ordering::Acquire) > 0 && now_ns() - t < limit_ns {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (now_ns() - t) as f64 / 1e9
 }
