@@ -92,12 +92,12 @@ struct Stat {
     p99: Option<f64>,
 }
 
-/// The statistic over the chosen seconds of each run (`idx[k]` indexes run `k`'s seconds).
-fn stat(runs: &[&Series], idx: &[Vec<usize>]) -> Stat {
+/// The statistic over (run, the seconds chosen from it) pairs, pooled.
+fn stat<'a>(parts: impl Iterator<Item = (&'a Series, &'a [usize])>) -> Stat {
     let mut good = 0u64;
     let mut secs = 0usize;
     let mut hist = vec![0u64; HIST_BINS];
-    for (s, ix) in runs.iter().zip(idx) {
+    for (s, ix) in parts {
         for &i in ix {
             good += s.good[i];
             secs += 1;
@@ -148,9 +148,7 @@ fn draw(lens: &[usize], rng: &mut SplitMix64) -> Vec<(usize, Vec<usize>)> {
 
 /// [`stat`] over a [`draw`].
 fn stat_of_draw(runs: &[&Series], d: &[(usize, Vec<usize>)]) -> Stat {
-    let chosen: Vec<&Series> = d.iter().map(|(k, _)| runs[*k]).collect();
-    let idx: Vec<Vec<usize>> = d.iter().map(|(_, ix)| ix.clone()).collect();
-    stat(&chosen, &idx)
+    stat(d.iter().map(|(k, ix)| (runs[*k], ix.as_slice())))
 }
 
 /// Intervals of one (configuration, function count) point.
@@ -261,7 +259,9 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
             .collect();
         let (xs, ys): (Vec<&Series>, Vec<&Series>) = pairs.iter().map(|(a, b)| (a, b)).unzip();
         let full: Vec<Vec<usize>> = n.iter().map(|&k| (0..k).collect()).collect();
-        let (x0, y0) = (stat(&xs, &full), stat(&ys, &full));
+        let whole =
+            |runs: &[&Series]| stat(runs.iter().zip(&full).map(|(s, ix)| (*s, ix.as_slice())));
+        let (x0, y0) = (whole(&xs), whole(&ys));
         let ratio = |x: f64, y: f64| (y > 0.0).then(|| x / y);
         let mut rng = SplitMix64::new(SEED ^ funcs as u64);
         let (mut g, mut p99) = (Vec::new(), Vec::new());

@@ -225,12 +225,6 @@ pub fn run(a: &BenchArgs, paths: &Paths) -> Result<()> {
         f64::INFINITY,
     );
     let mut env = Env {
-        command: format!(
-            "cargo xtask bench {}",
-            std::env::args().skip(2).collect::<Vec<_>>().join(" ")
-        )
-        .trim()
-        .to_string(),
         accel: "host".into(),
         accel_reason: format!(
             "--host: the running kernel {release} on real CPUs; {}",
@@ -242,17 +236,8 @@ pub fn run(a: &BenchArgs, paths: &Paths) -> Result<()> {
         ),
         cpus: host_cpus as u32,
         mem_mib: 0,
-        seed: a.seed,
         kernel_release: release.clone(),
-        series_hash: String::new(),
-        config_hash: String::new(),
-        qemu: String::new(),
-        host_cpu: super::host_cpu(),
-        host_cpus,
-        slo: a.slo_text(),
-        dispatcher: a.dispatcher_text(),
-        settings: Some(settings.clone()),
-        boots: vec![],
+        ..args.env_base(&settings)
     };
     let total: f64 = boots.iter().map(|b| b.estimate_s).sum();
     eprintln!(
@@ -270,13 +255,7 @@ pub fn run(a: &BenchArgs, paths: &Paths) -> Result<()> {
         let before = super::loadavg();
         let (timed_out, code, elapsed) =
             run_child(&bench, &data, &b.params, &log, limit, a.verbose)?;
-        let text = fs_err::read_to_string(&data).unwrap_or_default();
-        recs.add(&b.name, &text);
-        for e in &recs.invalid {
-            eprintln!("[bench] WARNING: invalid record from lags-bench: {e}");
-        }
-        recs.invalid.clear();
-        let guest_status = recs.status_of(&b.name);
+        let guest_status = recs.add_file(&b.name, &data);
         let (v, message) = run_verdict(timed_out, code, guest_status);
         verdicts.push(v);
         eprintln!(

@@ -353,6 +353,28 @@ pub(super) fn progress(line: &str, verbose: bool) {
 }
 
 impl BenchArgs {
+    /// The report's environment fields every mode fills the same way; the modes add the
+    /// testbed (accelerator, kernel, QEMU).
+    pub(super) fn env_base(&self, settings: &Settings) -> Env {
+        Env {
+            command: format!(
+                "cargo xtask bench {}",
+                std::env::args().skip(2).collect::<Vec<_>>().join(" ")
+            )
+            .trim()
+            .to_string(),
+            cpus: self.machine.cpus,
+            mem_mib: self.machine.mem,
+            seed: self.seed,
+            host_cpu: host_cpu(),
+            host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            slo: self.slo_text(),
+            dispatcher: self.dispatcher_text(),
+            settings: Some(settings.clone()),
+            ..Env::default()
+        }
+    }
+
     /// What the report calls the SLO of the workload.
     pub(super) fn slo_text(&self) -> String {
         match self.workload {
@@ -496,17 +518,8 @@ impl BenchArgs {
             qemu::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "bench")?;
         let files = crate::patch::series(&paths.patches())?;
         let mut env = Env {
-            command: format!(
-                "cargo xtask bench {}",
-                std::env::args().skip(2).collect::<Vec<_>>().join(" ")
-            )
-            .trim()
-            .to_string(),
             accel: accel.name().into(),
             accel_reason: why,
-            cpus: self.machine.cpus,
-            mem_mib: self.machine.mem,
-            seed: self.seed,
             kernel_release: crate::fetch::makefile_version(&paths.src()).unwrap_or_default(),
             series_hash: crate::patch::series_hash(&files).unwrap_or_default(),
             config_hash: fs_err::read(paths.build(profile).join(".config"))
@@ -518,12 +531,7 @@ impl BenchArgs {
                 .next()
                 .unwrap_or("")
                 .to_string(),
-            host_cpu: host_cpu(),
-            host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            slo: self.slo_text(),
-            dispatcher: self.dispatcher_text(),
-            settings: Some(settings.clone()),
-            boots: vec![],
+            ..self.env_base(&settings)
         };
         let total: f64 = boots.iter().map(|b| b.estimate_s).sum();
         eprintln!(
@@ -568,13 +576,7 @@ impl BenchArgs {
                 |l| progress(l, self.verbose),
             )?;
             run.ensure_qemu_ran()?;
-            let text = fs_err::read_to_string(&data).unwrap_or_default();
-            recs.add(&b.name, &text);
-            for e in &recs.invalid {
-                eprintln!("[bench] WARNING: invalid record from the guest: {e}");
-            }
-            recs.invalid.clear();
-            let guest_status = recs.status_of(&b.name);
+            let guest_status = recs.add_file(&b.name, &data);
             let status =
                 guest_status.map_or_else(|| "no end record".into(), |s| s.as_str().to_string());
             let (v, message) = boot_verdict(&run.console, run.ending, guest_status);

@@ -188,6 +188,18 @@ impl Records {
         }
     }
 
+    /// Reads the data file of one boot (or host run): adds its records, warns about
+    /// invalid ones, and returns the status of its end record. A missing file adds nothing.
+    pub fn add_file(&mut self, boot: &str, path: &std::path::Path) -> Option<Status> {
+        let text = fs_err::read_to_string(path).unwrap_or_default();
+        self.add(boot, &text);
+        for e in &self.invalid {
+            eprintln!("[bench] WARNING: invalid record from lags-bench: {e}");
+        }
+        self.invalid.clear();
+        self.status_of(boot)
+    }
+
     /// The guest's status of `boot`, from its end record.
     pub fn status_of(&self, boot: &str) -> Option<Status> {
         self.done

@@ -100,11 +100,7 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64
             fmt_spread(&p.schedule_per_req, 1.0, 2),
             fmt_spread(&p.inflight_target, 1.0, 1),
             p.capped_seconds,
-            if p.underpowered {
-                format!("**underpowered** (min {})", p.min_completed)
-            } else {
-                "ok".into()
-            },
+            power(p),
         ));
     }
     md.push_str("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed.\n");
@@ -175,16 +171,21 @@ pub fn render_knative(kn: &[RdPoint], cmp: &[Comparison], target: f64) -> String
             fmt_spread(&p.schedule_per_req, 1.0, 2),
             fmt_spread(&p.inflight_target, 1.0, 1),
             fmt_spread(&p.util, 100.0, 0),
-            if p.underpowered {
-                format!("**underpowered** (min {})", p.min_completed)
-            } else {
-                "ok".into()
-            },
+            power(p),
         ));
     }
     md.push_str(&render_rd_intervals(kn, cmp, "users"));
     md.push_str(&render_capacity(kn, target, "users"));
     md
+}
+
+/// Whether a closed-loop point has the requests to decide (the table's "power" cell).
+fn power(p: &RdPoint) -> String {
+    if p.underpowered {
+        format!("**underpowered** (min {})", p.min_completed)
+    } else {
+        "ok".into()
+    }
 }
 
 fn fmt_ci(ci: Option<Interval>, prec: usize) -> String {
