@@ -265,6 +265,7 @@ impl RobustnessArgs {
                 debug: false,
             },
             suites: Some(SUITES.into()),
+            tests: None,
             machine: MachineArgs {
                 accel: self.accel,
                 cpus: self.cpus,

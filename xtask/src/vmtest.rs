@@ -30,6 +30,10 @@ pub struct QemuTestArgs {
     /// Comma-separated guest suites to run (default: all the runner knows).
     #[arg(long)]
     pub suites: Option<String>,
+    /// Comma-separated tests to run, each `test` or `suite.test` (`lags.tests=`); the
+    /// other tests of the suites are reported as skipped. Applies to every boot.
+    #[arg(long)]
+    pub tests: Option<String>,
     #[command(flatten)]
     pub machine: MachineArgs,
     /// Hard time limit per boot, seconds (default 300 under TCG, 120 under KVM).
@@ -308,8 +312,21 @@ impl QemuTestArgs {
         let mut opts = RunnerOptions {
             expect_version: Some(version),
             expect_lags: has_lags,
+            tests: self.tests.as_deref().map(|t| {
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
             ..RunnerOptions::default()
         };
+        if opts.tests.as_ref().is_some_and(Vec::is_empty) {
+            bail!(
+                "--tests {:?} names no test (want test or suite.test, comma-separated)",
+                self.tests.as_deref().unwrap_or("")
+            );
+        }
         let mut noboot = false;
         match self.inject.as_deref() {
             None => {}

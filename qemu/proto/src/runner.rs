@@ -74,6 +74,9 @@ pub struct RunnerOptions {
     /// order; an empty list (`none`) runs no suite. Entries `-name` exclude a suite from
     /// the default list.
     pub suites: Option<Vec<String>>,
+    /// Tests to run (`lags.tests=`), each `test` or `suite.test`; `None` runs every test
+    /// of the selected suites. The others are reported as skipped.
+    pub tests: Option<Vec<String>>,
     /// Expected prefix of the kernel release (`lags.expect_version=`).
     pub expect_version: Option<String>,
     /// Whether the kernel is built with CONFIG_SCHED_LAGS (`lags.expect_lags=`, default 1).
@@ -95,6 +98,7 @@ impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
             suites: None,
+            tests: None,
             expect_version: None,
             expect_lags: true,
             fault: Fault::None,
@@ -132,6 +136,20 @@ impl RunnerOptions {
                         .collect();
                     // An empty value means the default (all); "none" means no suites.
                     self.suites = (!list.is_empty() || v.trim() == "none").then_some(list);
+                }
+                ("lags.tests", Some(v)) => {
+                    let list: Vec<String> = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    if list.is_empty() {
+                        self.warnings
+                            .push("ignoring an empty lags.tests= (want test or suite.test)".into());
+                    } else {
+                        self.tests = Some(list);
+                    }
                 }
                 ("lags.expect_version", Some(v)) if !v.is_empty() => {
                     self.expect_version = Some(v.to_owned());
@@ -177,7 +195,8 @@ impl RunnerOptions {
     /// The kernel parameters that give these options, in a fixed order:
     /// `lags.expect_version`, `lags.expect_lags` (always written, so every boot's command
     /// line says which kernel the runner expects), then `lags.fault`, `lags.stress_secs`,
-    /// `lags.seed`, `sched_lags=off` and `lags.suites` where they differ from the defaults.
+    /// `lags.seed`, `sched_lags=off`, `lags.suites` and `lags.tests` where they differ from
+    /// the defaults.
     pub fn to_cmdline(&self) -> Vec<String> {
         let d = RunnerOptions::default();
         let mut v = Vec::new();
@@ -200,7 +219,25 @@ impl RunnerOptions {
         if let Some(list) = &self.suites {
             v.push(suites_param(list));
         }
+        if let Some(list) = &self.tests {
+            v.push(format!("lags.tests={}", list.join(",")));
+        }
         v
+    }
+
+    /// Whether `lags.tests=` selects test `test` of suite `suite` (everything without it).
+    pub fn selects(&self, suite: &str, test: &str) -> bool {
+        self.tests
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|t| test_entry_matches(t, suite, test)))
+    }
+}
+
+/// Whether one `lags.tests=` entry (`test` or `suite.test`) names test `test` of `suite`.
+pub fn test_entry_matches(entry: &str, suite: &str, test: &str) -> bool {
+    match entry.split_once('.') {
+        Some((s, n)) => s == suite && n == test,
+        None => entry == test,
     }
 }
 
@@ -236,6 +273,7 @@ mod tests {
                 sched_lags_off: true,
                 stress_secs: 5,
                 seed: Some(7),
+                tests: Some(vec!["lags_guarantees.weights_respected".into(), "x".into()]),
                 warnings: vec![],
             },
             RunnerOptions {
@@ -291,5 +329,24 @@ mod tests {
         assert_eq!(o.warnings.len(), 4, "{:?}", o.warnings);
         assert!(o.expect_lags);
         assert_eq!(o.fault, Fault::None);
+    }
+
+    // Expect lags.tests= to select by test name or by suite.test, and nothing else.
+    #[test]
+    fn test_selection() {
+        let all = RunnerOptions::default();
+        assert!(all.selects("boot", "anything"));
+        let o = RunnerOptions::from_cmdline(
+            "lags.tests=lags_guarantees.lag_bounded_extreme_weights,kernel_version",
+        );
+        assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+        assert!(o.selects("lags_guarantees", "lag_bounded_extreme_weights"));
+        assert!(!o.selects("lags_behaviour", "lag_bounded_extreme_weights"));
+        assert!(!o.selects("lags_guarantees", "weights_respected"));
+        assert!(o.selects("boot", "kernel_version"));
+        assert!(o.selects("other", "kernel_version"));
+        let empty = RunnerOptions::from_cmdline("lags.tests=,");
+        assert_eq!(empty.tests, None);
+        assert_eq!(empty.warnings.len(), 1, "{:?}", empty.warnings);
     }
 }

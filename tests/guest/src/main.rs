@@ -92,8 +92,9 @@ impl Config {
 
     fn summary(&self) -> String {
         format!(
-            "suites={} expect_version={} expect_lags={} fault={:?} sched_lags_off={}",
+            "suites={} tests={} expect_version={} expect_lags={} fault={:?} sched_lags_off={}",
             self.suite_names().join(","),
+            self.tests.as_ref().map_or("all".into(), |t| t.join(",")),
             self.expect_version.as_deref().unwrap_or("(none)"),
             u8::from(self.expect_lags),
             self.fault,
@@ -255,7 +256,33 @@ fn inject_fault(fault: Fault, in_guest: bool, out: &mut Ktap) {
 /// Prints the KTAP document for the configured suites.
 fn run(cfg: &Config, out: &mut Ktap) {
     let names = cfg.suite_names();
-    out.header(names.len());
+    // A lags.tests= entry that selects nothing is an error, not an all-skipped run.
+    let unmatched: Vec<&String> = cfg
+        .tests
+        .iter()
+        .flatten()
+        .filter(|t| {
+            !names.iter().filter_map(|n| suites::find(n)).any(|s| {
+                s.tests
+                    .iter()
+                    .any(|x| lags_proto::runner::test_entry_matches(t, s.name, x.name))
+            })
+        })
+        .collect();
+    let first = usize::from(!unmatched.is_empty());
+    out.header(names.len() + first);
+    if !unmatched.is_empty() {
+        let list: Vec<&str> = unmatched.iter().map(|s| s.as_str()).collect();
+        out.broken_suite(
+            1,
+            "lags.tests",
+            &format!(
+                "lags.tests: {} selects no test of the suites {} (`lags-init --list` lists them)",
+                list.join(","),
+                names.join(",")
+            ),
+        );
+    }
     let (fault, in_guest) = (cfg.fault, cfg.in_guest);
     let mut hooks = suites::RunHooks {
         after_first_result: (fault != Fault::None).then(|| {
@@ -266,7 +293,7 @@ fn run(cfg: &Config, out: &mut Ktap) {
         match suites::find(name) {
             Some(suite) => {
                 let outcome = suites::run_suite(suite, cfg, out, &mut hooks);
-                out.end_suite(i + 1, name, &outcome);
+                out.end_suite(i + 1 + first, name, &outcome);
             }
             None => {
                 let known: Vec<_> = suites::ALL
@@ -275,7 +302,7 @@ fn run(cfg: &Config, out: &mut Ktap) {
                     .map(|s| s.name)
                     .collect();
                 out.broken_suite(
-                    i + 1,
+                    i + 1 + first,
                     name,
                     &format!("unknown suite {name:?}; known: {}", known.join(",")),
                 );
@@ -358,11 +385,12 @@ const USAGE: &str = "\
 lags-init: LAGS in-guest test runner (KTAP v1)
 
 As /init (PID 1) it takes its options from the kernel command line:
-  lags.suites=a,b,c  lags.expect_version=V  lags.expect_lags=1|0
+  lags.suites=a,b,c  lags.tests=t,suite.t  lags.expect_version=V  lags.expect_lags=1|0
   lags.fault=panic|hang|oops|none  (and honours sched_lags=off)
 
 For development, not as PID 1:
-  lags-init --no-pid1 [--suites a,b] [--expect-version V] [--expect-lags 1|0]
+  lags-init --no-pid1 [--suites a,b] [--tests t,suite.t] [--expect-version V]
+                      [--expect-lags 1|0]
                       [--fault hang] [--cmdline 'kernel command line']
   lags-init --list     list suites and tests
 Options given as arguments override the command line (default: /proc/cmdline).
@@ -386,6 +414,7 @@ fn dev_main(args: &[String]) -> i32 {
                 Ok(())
             }
             "--suites" => value(a).map(|v| overrides.push(format!("lags.suites={v}"))),
+            "--tests" => value(a).map(|v| overrides.push(format!("lags.tests={v}"))),
             "--expect-version" => {
                 value(a).map(|v| overrides.push(format!("lags.expect_version={v}")))
             }

@@ -204,6 +204,15 @@ pub fn run_suite(suite: &Suite, cfg: &Config, out: &mut Ktap, hooks: &mut RunHoo
             out: &mut *out,
             soft_failures: 0,
         };
+        if !cfg.selects(suite.name, test.name) {
+            skip_reasons.push("not selected by lags.tests=".into());
+            out.test_result(
+                i + 1,
+                test.name,
+                &Outcome::Skip("not selected by lags.tests=".into()),
+            );
+            continue;
+        }
         let started = util::now_ns();
         let result = panic::catch_unwind(AssertUnwindSafe(|| (test.run)(&mut ctx)));
         let soft = ctx.soft_failures;
