@@ -573,32 +573,52 @@ fn stall_watcher(io: &mut WorkerIo) -> i32 {
     0
 }
 
-/// lag_overflows increments split by whether a stop of the guest can explain them: an
-/// increment in a 50 ms interval in which, or in the one before which, the watcher woke
-/// later than `stall_ns`.
+/// lag_overflows increments split by whether a stop of the guest can explain them.
+///
+/// A stop of length S is charged to the entity that was running. If its weight is w out
+/// of W queued, its lag drops by about S and the others' lags rise by the same amount
+/// in total, most of it on the heaviest member, which then stays past the bound until the
+/// charged entity has been repaid: that takes about S·W/w of CPU time, during which
+/// every put_prev of the heavy member counts again (the debug kernel, a 40 ms SIGSTOP of
+/// QEMU: a 2 ms churn task charged 16.8 ms, then the weight-10000 group 4 ms past its
+/// bound for more than 400 ms, at every 1 ms watcher wake-up). So an increment is
+/// explained when it falls in an interval with a stop longer than `stall_ns`, or within
+/// `repay` times that stop's length (rounded up to intervals, plus one) after it;
+/// `repay` is W/w for the lightest member that can be charged.
 #[derive(Debug, Default, PartialEq)]
 struct Overflows {
     explained: u64,
     unexplained: u64,
     stalled_intervals: u64,
+    /// Intervals in which an overflow would be explained.
+    excused_intervals: u64,
     worst_stall_ns: u64,
 }
 
-fn attribute_overflows(samples: &[u64], before: u64, stall_ns: u64) -> Overflows {
+fn attribute_overflows(samples: &[u64], before: u64, stall_ns: u64, repay: u64) -> Overflows {
+    let interval_ns = WATCH_PERIOD_NS * WATCH_READ_EVERY;
     let mut o = Overflows::default();
-    let (mut prev_count, mut prev_stalled) = (before, false);
-    for pair in samples.chunks_exact(2) {
+    let mut prev_count = before;
+    // The last interval whose overflows a stop seen so far explains.
+    let mut excused_until: Option<usize> = None;
+    for (k, pair) in samples.chunks_exact(2).enumerate() {
         let (count, worst) = (pair[0], pair[1]);
         let stalled = worst > stall_ns;
-        o.stalled_intervals += u64::from(stalled);
+        if stalled {
+            o.stalled_intervals += 1;
+            let window = (worst.saturating_mul(repay)).div_ceil(interval_ns) as usize + 1;
+            excused_until = excused_until.max(Some(k + window));
+        }
         o.worst_stall_ns = o.worst_stall_ns.max(worst);
+        let excused = excused_until.is_some_and(|e| k <= e);
+        o.excused_intervals += u64::from(excused);
         let new = count.saturating_sub(prev_count);
-        if stalled || prev_stalled {
+        if excused {
             o.explained += new;
         } else {
             o.unexplained += new;
         }
-        (prev_count, prev_stalled) = (count, stalled);
+        prev_count = count;
     }
     o
 }
@@ -615,19 +635,32 @@ fn attribute_overflows(samples: &[u64], before: u64, stall_ns: u64) -> Overflows
 // are reported as explained, any other overflow fails the test, and if the guest stopped
 // in more than three quarters of the intervals the host was too busy to decide: the test
 // fails as inconclusive rather than pass.
+/// The cpu.weight of the lag test's busy members, of its wakers (wake0, three random
+/// wakers) and of its churn group.
+const LAG_W_LIGHT: u32 = 1;
+const LAG_W_HEAVY: u32 = 10_000;
+/// Also the default cpu.weight, which the random wakers' and churn groups keep.
+const LAG_W_WAKER: u32 = 100;
+const LAG_WAKERS: u32 = 4;
+/// W/w of the lightest member a stop can charge that the test lets run often enough to be
+/// charged: a waker or the churn group. The weight-1 group runs about 0.01% of the time, so
+/// a stop charged to it (repay 10^4 times longer) is not provided for.
+const LAG_REPAY: u64 =
+    (LAG_W_LIGHT + LAG_W_HEAVY + LAG_W_WAKER * (LAG_WAKERS + 1)).div_ceil(LAG_W_WAKER) as u64;
+
 fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
     let before = lag_overflows()?;
     let wake = |name| Member {
         load: Load::Flood,
-        ..Member::new(name, 100, true)
+        ..Member::new(name, LAG_W_WAKER, true)
     };
     let s = Scenario::start(
         &env,
         "lag",
         &[
-            Member::new("w1", 1, true),
-            Member::new("w10000", 10000, true),
+            Member::new("w1", LAG_W_LIGHT, true),
+            Member::new("w10000", LAG_W_HEAVY, true),
             wake("wake0"),
         ],
     )?;
@@ -688,31 +721,33 @@ fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
     s.stop()?;
     let watched = util::decode_u64s(&watcher.finish(WORKER_TIMEOUT).or_fail("stall watcher")?);
     let after = lag_overflows()?;
-    let o = attribute_overflows(&watched, before, STALL_NS);
+    let o = attribute_overflows(&watched, before, STALL_NS, LAG_REPAY);
     let intervals = (watched.len() / 2) as u64;
     let used: Vec<u64> = u0.iter().zip(&u1).map(|(a, b)| b - a).collect();
     let busy = used[0] + used[1];
     ctx.diag(format!(
         "{churned} churn groups, {toggles} cpu.lags toggles; CPU of w1/w10000/wake0: {used:?} us; \
-         lag_overflows {before} -> {after}: {} in intervals without a guest stop, {} with one; \
-         guest stopped longer than {} in {} of {intervals} 50 ms intervals, longest {}",
+         lag_overflows {before} -> {after}: {} not explained by a guest stop, {} explained; \
+         guest stopped longer than {} in {} of {intervals} 50 ms intervals, longest {}; \
+         {} intervals within {LAG_REPAY}x a stop's length after it",
         o.unexplained,
         o.explained,
         util::ms(STALL_NS),
         o.stalled_intervals,
-        util::ms(o.worst_stall_ns)
+        util::ms(o.worst_stall_ns),
+        o.excused_intervals
     ));
     ctx.check(o.unexplained == 0, || {
         format!(
-            "{LAG_OVERFLOWS}: {} overflows in intervals in which the guest did not stop",
+            "{LAG_OVERFLOWS}: {} overflows that no guest stop explains",
             o.unexplained
         )
     });
-    ctx.check(o.stalled_intervals * 4 <= intervals.max(1) * 3, || {
+    ctx.check(o.excused_intervals * 4 <= intervals.max(1) * 3, || {
         format!(
-            "inconclusive: the guest stopped in {} of {intervals} intervals (the host is too \
-             busy to check the lag bound)",
-            o.stalled_intervals
+            "inconclusive: guest stops explain overflows in {} of {intervals} intervals (the \
+             host is too busy to check the lag bound)",
+            o.excused_intervals
         )
     });
     ctx.check(after >= before + o.explained + o.unexplained, || {
@@ -1079,8 +1114,8 @@ fn schedule_calls_not_inflated(ctx: &mut Ctx) -> TestResult {
 mod tests {
     use super::*;
 
-    // Expect an overflow in an interval with a guest stop, or in the interval right after
-    // one, to be explained, and every other overflow to stay unexplained.
+    // Expect an overflow in an interval with a guest stop, or within `repay` times the
+    // stop's length after it, to be explained, and every other overflow to stay unexplained.
     #[test]
     fn overflows_attributed_to_stops() {
         let ms = 1_000_000;
@@ -1097,17 +1132,50 @@ mod tests {
             9,
             3 * ms, // a stop, nothing new
         ];
-        let o = attribute_overflows(&samples, 5, STALL_NS);
+        let o = attribute_overflows(&samples, 5, STALL_NS, 0);
         assert_eq!(
             o,
             Overflows {
                 explained: 3,
                 unexplained: 1,
                 stalled_intervals: 2,
+                excused_intervals: 3,
                 worst_stall_ns: 30 * ms,
             }
         );
-        assert_eq!(attribute_overflows(&[], 5, STALL_NS), Overflows::default());
+        assert_eq!(
+            attribute_overflows(&[], 5, STALL_NS, 0),
+            Overflows::default()
+        );
+    }
+
+    // The CI failure of 0faee65, as the debug kernel showed it under a 40 ms stop: a stop
+    // charged to a weight-100 member leaves the heavy member past its bound for seconds,
+    // counted at every watcher wake-up. Expect the repayment window to explain those
+    // counts, and an overflow after the window to stay unexplained.
+    #[test]
+    fn overflows_while_a_charged_stop_is_repaid() {
+        let ms = 1_000_000;
+        let mut samples = vec![0, ms / 2, 0, 17 * ms];
+        // 17 ms * 106 = 1.8 s: the stop's interval and the 38 after it (37 intervals of
+        // 50 ms, rounded up, plus one), 50 counts in each.
+        for k in 1..=38 {
+            samples.extend([50 * k, ms / 2]);
+        }
+        let o = attribute_overflows(&samples, 0, STALL_NS, LAG_REPAY);
+        assert_eq!((o.explained, o.unexplained), (1900, 0), "{o:?}");
+        samples.extend([1901, ms / 2]);
+        let o = attribute_overflows(&samples, 0, STALL_NS, LAG_REPAY);
+        assert_eq!((o.explained, o.unexplained), (1900, 1), "{o:?}");
+        assert_eq!(o.excused_intervals, 39, "{o:?}");
+        // Without the window (the old rule), the same run fails.
+        let o = attribute_overflows(&samples, 0, STALL_NS, 0);
+        assert!(o.unexplained > 1800, "{o:?}");
+    }
+
+    #[test]
+    fn lag_repay_is_the_lightest_chargeable_members_share() {
+        assert_eq!(LAG_REPAY, 106);
     }
 
     fn describe(ms: &[Member]) -> String {
