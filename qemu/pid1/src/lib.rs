@@ -11,7 +11,9 @@
 //! * [`init`]: the kernel filesystems PID 1 mounts, standard descriptors, power-off;
 //! * [`module`]: finit_module(2) and delete_module(2);
 //! * [`procfs`]: process states from `/proc/<pid>/stat`, the kernel log from `/dev/kmsg`;
-//! * [`rng`]: the seeded generators (the runner's and the benchmark's, each replayable).
+//! * [`rng`]: the seeded generators (the runner's and the benchmark's, each replayable);
+//! * [`stats`]: percentiles of sorted samples (the runner's nearest rank, the benchmark's
+//!   interpolation).
 //!
 //! `qemu/README.md` describes the guest side of the host/guest contract.
 
@@ -23,3 +25,4 @@ pub mod init;
 pub mod module;
 pub mod procfs;
 pub mod rng;
+pub mod stats;
