@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use lags_bench::*;
 use lags_pid1::clock::{now_ns, sleep_until_ns};
+use lags_pid1::init::{mount_one, MountSpec};
 use lags_proto::{marker, path};
 
 const CG: &str = "/sys/fs/cgroup";
@@ -129,13 +130,18 @@ impl NoCtty for OpenOptions {
 // ---------------------------------------------------------------------------------------
 // System helpers
 
-fn mount(src: &str, target: &str, fstype: &str) -> Result<(), String> {
-    let _ = fs::create_dir_all(target);
-    match lags_pid1::fs::mount(src, std::path::Path::new(target), fstype, 0, "") {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
-        Err(e) => Err(format!("mount {fstype} on {target}: {e}")),
-    }
+/// Mounts a kernel filesystem without flags or options (`lags_pid1::init::mount_one`:
+/// the mount point is created, "already mounted" is fine).
+fn mount(source: &'static str, target: &'static str, fstype: &'static str) -> Result<(), String> {
+    let spec = MountSpec {
+        source,
+        target,
+        fstype,
+        flags: 0,
+        data: "",
+        config: "",
+    };
+    mount_one(&spec).map_err(|e| format!("mount {fstype} on {target}: {e}"))
 }
 
 fn mount_all() -> Vec<String> {
