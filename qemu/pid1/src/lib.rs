@@ -13,7 +13,8 @@
 //! * [`procfs`]: process states from `/proc/<pid>/stat`, the kernel log from `/dev/kmsg`;
 //! * [`rng`]: the seeded generators (the runner's and the benchmark's, each replayable);
 //! * [`stats`]: percentiles of sorted samples (the runner's nearest rank, the benchmark's
-//!   interpolation).
+//!   interpolation);
+//! * [`tty`]: the raw data port and draining a serial port.
 //!
 //! `qemu/README.md` describes the guest side of the host/guest contract.
 
@@ -26,3 +27,4 @@ pub mod module;
 pub mod procfs;
 pub mod rng;
 pub mod stats;
+pub mod tty;

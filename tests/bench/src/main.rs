@@ -33,6 +33,7 @@ use std::time::Duration;
 use lags_bench::*;
 use lags_pid1::clock::{now_ns, sleep_until_ns};
 use lags_pid1::init::{mount_one, MountSpec};
+use lags_pid1::tty::{drain, make_raw, open_write_noctty};
 use lags_proto::{marker, path};
 
 const CG: &str = "/sys/fs/cgroup";
@@ -98,33 +99,12 @@ impl Out {
     }
 }
 
-/// Opens the data serial port raw (no newline translation, no echo).
+/// Opens the data serial port raw (no newline translation, no echo); a port that cannot be
+/// made raw is used as it is.
 fn open_data_port(path: &str) -> Option<File> {
-    let f = OpenOptions::new()
-        .write(true)
-        .custom_flags_noctty()
-        .open(path)
-        .ok()?;
-    // SAFETY: termios is plain data; the fd is valid for the calls.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(f.as_raw_fd(), &mut t) == 0 {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(f.as_raw_fd(), libc::TCSANOW, &t);
-        }
-    }
+    let f = open_write_noctty(path).ok()?;
+    let _ = make_raw(&f);
     Some(f)
-}
-
-trait NoCtty {
-    fn custom_flags_noctty(&mut self) -> &mut Self;
-}
-
-impl NoCtty for OpenOptions {
-    fn custom_flags_noctty(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NOCTTY)
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1300,8 +1280,7 @@ fn main() {
     out.record(&Record::Done(DoneRecord { status, errors }));
     if mode.host.is_none() {
         if let Some(d) = &out.data {
-            // SAFETY: valid fd.
-            unsafe { libc::tcdrain(d.as_raw_fd()) };
+            drain(d);
         }
     }
     out.line(&format!(
