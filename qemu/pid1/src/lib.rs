@@ -11,6 +11,7 @@
 //! * [`init`]: the kernel filesystems PID 1 mounts, standard descriptors, power-off;
 //! * [`module`]: finit_module(2) and delete_module(2);
 //! * [`procfs`]: process states from `/proc/<pid>/stat`, the kernel log from `/dev/kmsg`;
+//! * [`sched`]: the calling process's scheduling policy;
 //! * [`rng`]: the seeded generators (the runner's and the benchmark's, each replayable);
 //! * [`stats`]: percentiles of sorted samples (the runner's nearest rank, the benchmark's
 //!   interpolation);
@@ -26,5 +27,6 @@ pub mod init;
 pub mod module;
 pub mod procfs;
 pub mod rng;
+pub mod sched;
 pub mod stats;
 pub mod tty;

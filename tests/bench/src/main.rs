@@ -33,6 +33,7 @@ use std::time::Duration;
 use lags_bench::*;
 use lags_pid1::clock::{now_ns, sleep_until_ns};
 use lags_pid1::init::{mount_one, MountSpec};
+use lags_pid1::sched::set_scheduler;
 use lags_pid1::tty::{drain, make_raw, open_write_noctty};
 use lags_proto::{marker, path};
 
@@ -149,17 +150,14 @@ fn write(path: &str, v: &str) -> Result<(), String> {
     fs::write(path, v).map_err(|e| format!("write {v:?} to {path}: {e}"))
 }
 
+/// The controller's policy: SCHED_FIFO 50 while it generates load, SCHED_OTHER otherwise
+/// (errors ignored: the run goes on in the fair class).
 fn set_fifo(on: bool) {
-    let p = libc::sched_param {
-        sched_priority: if on { 50 } else { 0 },
-    };
-    let pol = if on {
-        libc::SCHED_FIFO
+    let _ = if on {
+        set_scheduler(libc::SCHED_FIFO, 50)
     } else {
-        libc::SCHED_OTHER
+        set_scheduler(libc::SCHED_OTHER, 0)
     };
-    // SAFETY: valid param for the calling thread.
-    unsafe { libc::sched_setscheduler(0, pol, &p) };
 }
 
 fn power_off(out: &Out) -> ! {
