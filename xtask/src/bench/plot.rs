@@ -77,6 +77,23 @@ where
     Ok(())
 }
 
+/// The chart's legend at `pos`: a box of 90% white with a black border.
+fn legend<'a, 'b: 'a, X>(
+    c: &mut Chart<'a, 'b, X>,
+    pos: plotters::chart::SeriesLabelPosition,
+) -> PlotResult
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    use plotters::prelude::*;
+    c.configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 /// A spread as `(min, median, max)`, each times `k`.
 fn scaled(s: Spread, k: f64) -> (f64, f64, f64) {
     (s.min * k, s.median * k, s.max * k)
@@ -127,11 +144,7 @@ fn plot_slo(path: &Path, pts: &[Point], accel: &str, target: f64) -> PlotResult 
             .filter_map(|p| p.slo.map(|s| (p.load, scaled(s, 100.0))));
         config_series(&mut c, cfg, xs)?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::LowerLeft)?;
     root.present()?;
     Ok(())
 }
@@ -195,11 +208,7 @@ fn plot_cdf(path: &Path, runs: &[Run], load: f64, accel: &str) -> PlotResult {
                     PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
                 });
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut c, SeriesLabelPosition::LowerRight)?;
     }
     root.present()?;
     Ok(())
@@ -244,11 +253,7 @@ fn plot_ctx(path: &Path, pts: &[Point], accel: &str) -> PlotResult {
             .filter_map(|p| p.ctx_per_req.map(|s| (p.funcs as f64, scaled(s, 1.0))));
         config_series(&mut c, cfg, xs)?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
@@ -313,11 +318,7 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
             .filter_map(|p| good(p).map(|g| (per_cpu(p), g)));
         config_series(&mut c, cfg, xs)?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::LowerRight)?;
     if smax > 0.0 {
         let mut c = ChartBuilder::on(&panels[1])
             .caption(
@@ -339,11 +340,7 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
                 .filter_map(|p| p.sched_share.map(|s| (per_cpu(p), scaled(s, 100.0))));
             config_series(&mut c, cfg, xs)?;
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     }
     root.present()?;
     Ok(())
