@@ -17,6 +17,8 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::mem::take;
 
+use crate::console::strip_timestamp;
+
 /// At most this many foreign console lines are kept as context per test.
 const MAX_CONTEXT_LINES: usize = 200;
 /// At most this many failing tests are named per suite in [`Report::summary`].
@@ -347,7 +349,7 @@ pub fn parse(log: &str) -> Report {
         .enumerate()
         .map(|(i, raw)| {
             let raw = raw.trim_matches('\r');
-            (i + 1, raw, strip_timestamp(raw))
+            (i + 1, raw, strip_timestamp(raw).unwrap_or(raw))
         })
         .collect();
     let start = lines.iter().enumerate().find_map(|(i, &(_, _, content))| {
@@ -390,27 +392,6 @@ pub fn parse(log: &str) -> Report {
         }
     }
     p.finish(version.to_string(), start_line)
-}
-
-/// Strips the printk timestamp `[    1.234567] ` and an optional caller id `[    T1] `.
-fn strip_timestamp(line: &str) -> &str {
-    fn bracket(s: &str, ok: impl Fn(&str) -> bool) -> Option<&str> {
-        let rest = s.strip_prefix('[')?;
-        let end = rest.find(']')?;
-        ok(rest[..end].trim_start()).then(|| &rest[end + 1..])
-    }
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let Some(rest) = bracket(line, |t| {
-        t.split_once('.')
-            .is_some_and(|(a, b)| digits(a) && digits(b))
-    }) else {
-        return line;
-    };
-    let rest = bracket(rest, |t| {
-        t.len() > 1 && t.starts_with(['T', 'C']) && digits(&t[1..])
-    })
-    .unwrap_or(rest);
-    rest.strip_prefix(' ').unwrap_or(rest)
 }
 
 /// Finds a `KTAP version N` / `TAP version N` line ending; returns its offset and text.

@@ -234,18 +234,10 @@ pub fn decide(console: &str, ending: Ending, token: &str) -> (Outcome, String) {
     }
 }
 
-/// True for a kernel console line (printk timestamp `[   1.234567] `).
+/// True for a kernel console line: it starts with a printk timestamp `[   1.234567] `
+/// (the console scan's definition, [`crate::console::strip_timestamp`]).
 fn is_kernel_line(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix('[') else {
-        return false;
-    };
-    match rest.find(']') {
-        Some(i) => {
-            let inner = rest[..i].trim();
-            !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        }
-        None => false,
-    }
+    crate::console::strip_timestamp(line).is_some()
 }
 
 /// Kernel lines worth showing even without `-v`.
@@ -981,6 +973,10 @@ mod tests {
         assert!(!is_kernel_line("[x] not a timestamp"));
         assert!(!is_kernel_line("plain output"));
         assert!(!is_kernel_line("[] empty"));
+        // A shell's job line or a bracketed counter from the command is its output.
+        assert!(!is_kernel_line("[1] 1234"));
+        assert!(!is_kernel_line("[1.2.3] version"));
+        assert!(is_kernel_line("[    1.000000][    T1] caller id"));
     }
 
     // Expect the shell echo to start after the marker, even when it is split across chunks.

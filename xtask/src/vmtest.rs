@@ -456,7 +456,7 @@ fn progress(line: &str, verbose: bool) {
         eprintln!("  | {line}");
         return;
     }
-    let body = strip_timestamp(line);
+    let body = console::strip_timestamp(line).unwrap_or(line);
     let interesting = body.starts_with("lags-init:")
         || body.starts_with("ok ")
         || body.starts_with("not ok ")
@@ -467,17 +467,6 @@ fn progress(line: &str, verbose: bool) {
     if interesting {
         eprintln!("  | {body}");
     }
-}
-
-/// The line without its leading `[ timestamp] ` (anything up to the first `] `), for the
-/// progress echo of `qemu-test` and `bench`.
-pub(crate) fn strip_timestamp(line: &str) -> &str {
-    if line.starts_with('[') {
-        if let Some(i) = line.find("] ") {
-            return &line[i + 2..];
-        }
-    }
-    line
 }
 
 fn write_summary(dir: &Path, results: &[BootResult]) -> Result<()> {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Mounts, ownership and single-`write(2)` files.
+//! Mounts, ownership, single-`write(2)` files and reading small text files.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -30,6 +30,12 @@ pub fn write_once(file: &File, data: &[u8]) -> io::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Reads a whole (small) file as text, replacing invalid UTF-8.
+pub fn read_file(path: impl AsRef<Path>) -> io::Result<String> {
+    let bytes = std::fs::read(path.as_ref())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// mount(2) with Rust strings.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Starting and ending PID 1: the kernel filesystems, standard descriptors, power-off.
 
+use std::io;
 use std::path::Path;
 
 use crate::clock::{now_ns, sleep_ms};
@@ -69,25 +70,31 @@ pub const MOUNTS: &[MountSpec] = &[
     },
 ];
 
-/// Mounts `table` in order, creating the mount points; returns one message (starting with
-/// `program: `) per mount that failed. EBUSY means "already mounted" (devtmpfs may be
-/// auto-mounted) and is fine.
+/// Mounts one filesystem, creating its mount point first. EBUSY means "already mounted"
+/// (devtmpfs may be auto-mounted) and is success.
+pub fn mount_one(m: &MountSpec) -> io::Result<()> {
+    let target = Path::new(m.target);
+    // Errors ignored: sysfs directories cannot be created, and mount reports the rest.
+    let _ = std::fs::create_dir_all(target);
+    match mount(m.source, target, m.fstype, m.flags, m.data) {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
+        r => r,
+    }
+}
+
+/// Mounts `table` in order with [`mount_one`]; returns one message (starting with
+/// `program: `) per mount that failed.
 pub fn mount_all(program: &str, table: &[MountSpec]) -> Vec<String> {
     let mut msgs = Vec::new();
     for m in table {
-        let target = Path::new(m.target);
-        // Errors ignored: sysfs directories cannot be created, and mount reports the rest.
-        let _ = std::fs::create_dir_all(target);
-        match mount(m.source, target, m.fstype, m.flags, m.data) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => msgs.push(format!(
+        if let Err(e) = mount_one(m) {
+            msgs.push(format!(
                 "{program}: mounting {} on {} failed: {} ({} might be missing from the kernel config)",
                 m.fstype,
                 m.target,
                 describe_err(&e),
                 m.config
-            )),
+            ));
         }
     }
     msgs

@@ -11,7 +11,11 @@
 //! * [`init`]: the kernel filesystems PID 1 mounts, standard descriptors, power-off;
 //! * [`module`]: finit_module(2) and delete_module(2);
 //! * [`procfs`]: process states from `/proc/<pid>/stat`, the kernel log from `/dev/kmsg`;
-//! * [`rng`]: the seeded generators (the runner's and the benchmark's, each replayable).
+//! * [`sched`]: the calling process's scheduling policy;
+//! * [`rng`]: the seeded generators (the runner's and the benchmark's, each replayable);
+//! * [`stats`]: percentiles of sorted samples (the runner's nearest rank, the benchmark's
+//!   interpolation);
+//! * [`tty`]: the raw data port and draining a serial port.
 //!
 //! `qemu/README.md` describes the guest side of the host/guest contract.
 
@@ -23,3 +27,6 @@ pub mod init;
 pub mod module;
 pub mod procfs;
 pub mod rng;
+pub mod sched;
+pub mod stats;
+pub mod tty;

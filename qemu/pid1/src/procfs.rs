@@ -3,13 +3,8 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::Path;
 
-/// Reads a whole (small) file as text, replacing invalid UTF-8.
-fn read_file(path: impl AsRef<Path>) -> io::Result<String> {
-    let bytes = fs::read(path.as_ref())?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
+use crate::fs::read_file;
 
 /// All records currently in the kernel log, read from `/dev/kmsg` without blocking.
 pub fn kernel_log() -> io::Result<Vec<String>> {

@@ -166,21 +166,9 @@ pub fn make_schedule(
 // ---------------------------------------------------------------------------------------
 // Statistics
 
-/// Percentile (q in 0..=1) of sorted data, linear interpolation between closest ranks.
-/// Infinite values (requests that never completed) sort last and propagate.
-pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    let (a, b) = (sorted[lo], sorted[hi]);
-    if a.is_infinite() || b.is_infinite() {
-        return Some(if lo == hi || pos > lo as f64 { b } else { a });
-    }
-    Some(a + (b - a) * (pos - lo as f64))
-}
+// The percentile itself (linear interpolation between the closest ranks) is shared with the
+// test runner's nearest-rank one in `lags_pid1::stats`.
+use lags_pid1::stats::percentile_interpolated;
 
 fn finite(x: Option<f64>) -> Option<f64> {
     x.filter(|v| v.is_finite())
@@ -209,10 +197,10 @@ pub fn summarize(samples: &[(f64, f64)], mult: f64, floor_ns: f64) -> Summary {
         } else {
             None
         },
-        p50_ms: finite(percentile(&r, 0.50)),
-        p95_ms: finite(percentile(&r, 0.95)),
-        p99_ms: finite(percentile(&r, 0.99)),
-        p999_ms: finite(percentile(&r, 0.999)),
+        p50_ms: finite(percentile_interpolated(&r, 0.50)),
+        p95_ms: finite(percentile_interpolated(&r, 0.95)),
+        p99_ms: finite(percentile_interpolated(&r, 0.99)),
+        p999_ms: finite(percentile_interpolated(&r, 0.999)),
         max_ms: finite(r.last().copied()),
         slo_attainment: (n > 0).then(|| met as f64 / n as f64),
     }
@@ -518,18 +506,10 @@ mod tests {
         assert_eq!(s, make_schedule(&fs, rate, 50.0, 1.0, 7));
     }
 
-    // Expect interpolated percentiles and incomplete requests to count as +inf.
+    // Expect interpolated percentiles and incomplete requests to count as +inf (the
+    // percentile function's own cases: lags_pid1::stats).
     #[test]
     fn percentiles_and_slo() {
-        let d: Vec<f64> = (1..=100).map(|x| x as f64).collect();
-        assert_eq!(percentile(&d, 0.0), Some(1.0));
-        assert_eq!(percentile(&d, 1.0), Some(100.0));
-        assert!((percentile(&d, 0.5).unwrap() - 50.5).abs() < 1e-9);
-        assert!((percentile(&d, 0.99).unwrap() - 99.01).abs() < 1e-9);
-        assert_eq!(percentile(&[], 0.5), None);
-        let with_inf = [1.0, 2.0, f64::INFINITY];
-        assert_eq!(percentile(&with_inf, 1.0), Some(f64::INFINITY));
-
         assert!(slo_met(10e6, 1e6, 10.0, 5e6));
         assert!(!slo_met(10.1e6, 1e6, 10.0, 5e6));
         assert!(slo_met(5e6, 0.1e6, 10.0, 5e6)); // floor applies

@@ -32,6 +32,9 @@ use std::time::Duration;
 
 use lags_bench::*;
 use lags_pid1::clock::{now_ns, sleep_until_ns};
+use lags_pid1::init::{mount_one, MountSpec};
+use lags_pid1::sched::set_scheduler;
+use lags_pid1::tty::{drain, make_raw, open_write_noctty};
 use lags_proto::{marker, path};
 
 const CG: &str = "/sys/fs/cgroup";
@@ -97,45 +100,29 @@ impl Out {
     }
 }
 
-/// Opens the data serial port raw (no newline translation, no echo).
+/// Opens the data serial port raw (no newline translation, no echo); a port that cannot be
+/// made raw is used as it is.
 fn open_data_port(path: &str) -> Option<File> {
-    let f = OpenOptions::new()
-        .write(true)
-        .custom_flags_noctty()
-        .open(path)
-        .ok()?;
-    // SAFETY: termios is plain data; the fd is valid for the calls.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(f.as_raw_fd(), &mut t) == 0 {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(f.as_raw_fd(), libc::TCSANOW, &t);
-        }
-    }
+    let f = open_write_noctty(path).ok()?;
+    let _ = make_raw(&f);
     Some(f)
-}
-
-trait NoCtty {
-    fn custom_flags_noctty(&mut self) -> &mut Self;
-}
-
-impl NoCtty for OpenOptions {
-    fn custom_flags_noctty(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NOCTTY)
-    }
 }
 
 // ---------------------------------------------------------------------------------------
 // System helpers
 
-fn mount(src: &str, target: &str, fstype: &str) -> Result<(), String> {
-    let _ = fs::create_dir_all(target);
-    match lags_pid1::fs::mount(src, std::path::Path::new(target), fstype, 0, "") {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
-        Err(e) => Err(format!("mount {fstype} on {target}: {e}")),
-    }
+/// Mounts a kernel filesystem without flags or options (`lags_pid1::init::mount_one`:
+/// the mount point is created, "already mounted" is fine).
+fn mount(source: &'static str, target: &'static str, fstype: &'static str) -> Result<(), String> {
+    let spec = MountSpec {
+        source,
+        target,
+        fstype,
+        flags: 0,
+        data: "",
+        config: "",
+    };
+    mount_one(&spec).map_err(|e| format!("mount {fstype} on {target}: {e}"))
 }
 
 fn mount_all() -> Vec<String> {
@@ -163,17 +150,14 @@ fn write(path: &str, v: &str) -> Result<(), String> {
     fs::write(path, v).map_err(|e| format!("write {v:?} to {path}: {e}"))
 }
 
+/// The controller's policy: SCHED_FIFO 50 while it generates load, SCHED_OTHER otherwise
+/// (errors ignored: the run goes on in the fair class).
 fn set_fifo(on: bool) {
-    let p = libc::sched_param {
-        sched_priority: if on { 50 } else { 0 },
-    };
-    let pol = if on {
-        libc::SCHED_FIFO
+    let _ = if on {
+        set_scheduler(libc::SCHED_FIFO, 50)
     } else {
-        libc::SCHED_OTHER
+        set_scheduler(libc::SCHED_OTHER, 0)
     };
-    // SAFETY: valid param for the calling thread.
-    unsafe { libc::sched_setscheduler(0, pol, &p) };
 }
 
 fn power_off(out: &Out) -> ! {
@@ -1294,8 +1278,7 @@ fn main() {
     out.record(&Record::Done(DoneRecord { status, errors }));
     if mode.host.is_none() {
         if let Some(d) = &out.data {
-            // SAFETY: valid fd.
-            unsafe { libc::tcdrain(d.as_raw_fd()) };
+            drain(d);
         }
     }
     out.line(&format!(

@@ -90,6 +90,7 @@
 //! [`TraceStats::anchor_deviations`] lists where a trace departs from the prototype's shape.
 
 use lags_pid1::rng::SplitMix64;
+use lags_pid1::stats::percentile_interpolated;
 use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -730,7 +731,7 @@ impl TraceStats {
             .map(|&s| {
                 let mut v: Vec<f64> = functions.iter().map(|f| s.of(f)).collect();
                 v.sort_by(f64::total_cmp);
-                QUANTILES.map(|q| crate::percentile(&v, q).unwrap_or(0.0))
+                QUANTILES.map(|q| percentile_interpolated(&v, q).unwrap_or(0.0))
             })
             .collect();
         let mut masses: Vec<u64> = functions.iter().map(|f| f.mass).collect();

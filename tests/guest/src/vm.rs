@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use lags_pid1::tty::{drain, make_raw, open_write_noctty};
+
 use crate::ktap::Ktap;
 use crate::util;
 
@@ -112,12 +114,6 @@ pub fn status_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
-/// Waits until everything written to a terminal has been transmitted.
-fn drain(f: &File) {
-    // SAFETY: tcdrain only waits on a valid descriptor.
-    unsafe { libc::tcdrain(f.as_raw_fd()) };
-}
-
 /// Writes one protocol line to the serial port, after the output before it has drained,
 /// and to the kernel log. The port is opened afresh: when an interactive shell (the
 /// session leader) exits, the kernel hangs up every descriptor open on its terminal.
@@ -159,22 +155,8 @@ fn open_tty(path: &str, ctty: bool) -> std::io::Result<File> {
 
 /// Sends `/out` as a tar archive (busybox `tar`) over the raw data port.
 fn send_out() -> Result<(), String> {
-    let port = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(DATA_TTY)
-        .map_err(|e| format!("{DATA_TTY}: {e}"))?;
-    // SAFETY: termios is plain data; the descriptor is valid for the calls.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(port.as_raw_fd(), &mut t) != 0 {
-            return Err(format!("tcgetattr {DATA_TTY} failed"));
-        }
-        libc::cfmakeraw(&mut t);
-        if libc::tcsetattr(port.as_raw_fd(), libc::TCSANOW, &t) != 0 {
-            return Err(format!("tcsetattr {DATA_TTY} failed"));
-        }
-    }
+    let port = open_write_noctty(DATA_TTY).map_err(|e| format!("{DATA_TTY}: {e}"))?;
+    make_raw(&port).map_err(|call| format!("{call} {DATA_TTY} failed"))?;
     let stdout = port.try_clone().map_err(|e| e.to_string())?;
     let status = Command::new("/bin/tar")
         .args(["-c", "-f", "-", "-C", OUT_DIR, "."])

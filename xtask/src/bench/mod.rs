@@ -341,7 +341,7 @@ pub(super) fn progress(line: &str, verbose: bool) {
         eprintln!("  | {line}");
         return;
     }
-    let body = vmtest::strip_timestamp(line);
+    let body = console::strip_timestamp(line).unwrap_or(line);
     if body.starts_with("lags-bench:")
         || body.starts_with("lags-init:")
         || body.contains("Kernel panic")

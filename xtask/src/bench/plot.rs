@@ -41,6 +41,64 @@ fn color(config: &str) -> plotters::style::RGBColor {
 
 type PlotResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// A chart on a PNG with an `f64` y axis and an x axis of type `X` (linear or log scale).
+type Chart<'a, 'b, X> = plotters::chart::ChartContext<
+    'a,
+    plotters::backend::BitMapBackend<'b>,
+    plotters::coord::cartesian::Cartesian2d<X, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// One configuration's points `(x, (low, middle, high))`: a line through the middles in
+/// the configuration's colour, with a legend entry, and a vertical error bar from low to
+/// high at each x, in the order of x. Generic over the x axis, so linear and log charts
+/// draw alike.
+fn config_series<X>(
+    c: &mut Chart<'_, '_, X>,
+    cfg: &str,
+    pts: impl IntoIterator<Item = (f64, (f64, f64, f64))>,
+) -> PlotResult
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    use plotters::prelude::*;
+    let col = color(cfg);
+    let mut xs: Vec<(f64, (f64, f64, f64))> = pts.into_iter().collect();
+    xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    c.draw_series(LineSeries::new(
+        xs.iter().map(|(x, g)| (*x, g.1)),
+        col.stroke_width(2),
+    ))?
+    .label(cfg)
+    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+    c.draw_series(
+        xs.iter()
+            .map(|(x, g)| ErrorBar::new_vertical(*x, g.0, g.1, g.2, col.filled(), 8)),
+    )?;
+    Ok(())
+}
+
+/// The chart's legend at `pos`: a box of 90% white with a black border.
+fn legend<'a, 'b: 'a, X>(
+    c: &mut Chart<'a, 'b, X>,
+    pos: plotters::chart::SeriesLabelPosition,
+) -> PlotResult
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    use plotters::prelude::*;
+    c.configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// A spread as `(min, median, max)`, each times `k`.
+fn scaled(s: Spread, k: f64) -> (f64, f64, f64) {
+    (s.min * k, s.median * k, s.max * k)
+}
+
 fn plot_slo(path: &Path, pts: &[Point], accel: &str, target: f64) -> PlotResult {
     use plotters::prelude::*;
     let ps: Vec<&Point> = pts.iter().filter(|p| p.sweep == "load").collect();
@@ -80,35 +138,13 @@ fn plot_slo(path: &Path, pts: &[Point], accel: &str, target: f64) -> PlotResult 
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
     let configs: std::collections::BTreeSet<&str> = ps.iter().map(|p| p.config.as_str()).collect();
     for cfg in configs {
-        let col = color(cfg);
-        let mut xs: Vec<(f64, Spread)> = ps
+        let xs = ps
             .iter()
             .filter(|p| p.config == cfg)
-            .filter_map(|p| p.slo.map(|s| (p.load, s)))
-            .collect();
-        xs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        c.draw_series(LineSeries::new(
-            xs.iter().map(|(l, s)| (*l, s.median * 100.0)),
-            col.stroke_width(2),
-        ))?
-        .label(cfg)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-        c.draw_series(xs.iter().map(|(l, s)| {
-            ErrorBar::new_vertical(
-                *l,
-                s.min * 100.0,
-                s.median * 100.0,
-                s.max * 100.0,
-                col.filled(),
-                8,
-            )
-        }))?;
+            .filter_map(|p| p.slo.map(|s| (p.load, scaled(s, 100.0))));
+        config_series(&mut c, cfg, xs)?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::LowerLeft)?;
     root.present()?;
     Ok(())
 }
@@ -172,11 +208,7 @@ fn plot_cdf(path: &Path, runs: &[Run], load: f64, accel: &str) -> PlotResult {
                     PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
                 });
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut c, SeriesLabelPosition::LowerRight)?;
     }
     root.present()?;
     Ok(())
@@ -215,29 +247,13 @@ fn plot_ctx(path: &Path, pts: &[Point], accel: &str) -> PlotResult {
         .draw()?;
     let configs: std::collections::BTreeSet<&str> = ps.iter().map(|p| p.config.as_str()).collect();
     for cfg in configs {
-        let col = color(cfg);
-        let mut xs: Vec<(f64, Spread)> = ps
+        let xs = ps
             .iter()
             .filter(|p| p.config == cfg)
-            .filter_map(|p| p.ctx_per_req.map(|s| (p.funcs as f64, s)))
-            .collect();
-        xs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        c.draw_series(LineSeries::new(
-            xs.iter().map(|(f, s)| (*f, s.median)),
-            col.stroke_width(2),
-        ))?
-        .label(cfg)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-        c.draw_series(
-            xs.iter()
-                .map(|(f, s)| ErrorBar::new_vertical(*f, s.min, s.median, s.max, col.filled(), 8)),
-        )?;
+            .filter_map(|p| p.ctx_per_req.map(|s| (p.funcs as f64, scaled(s, 1.0))));
+        config_series(&mut c, cfg, xs)?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
@@ -296,29 +312,13 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
         .y_desc("goodput / stock's highest (95% CI)")
         .draw()?;
     for cfg in &configs {
-        let col = color(cfg);
-        let mut xs: Vec<(f64, (f64, f64, f64))> = rd
+        let xs = rd
             .iter()
             .filter(|p| p.config == *cfg)
-            .filter_map(|p| good(p).map(|g| (per_cpu(p), g)))
-            .collect();
-        xs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        c.draw_series(LineSeries::new(
-            xs.iter().map(|(x, g)| (*x, g.1)),
-            col.stroke_width(2),
-        ))?
-        .label(*cfg)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-        c.draw_series(
-            xs.iter()
-                .map(|(x, g)| ErrorBar::new_vertical(*x, g.0, g.1, g.2, col.filled(), 8)),
-        )?;
+            .filter_map(|p| good(p).map(|g| (per_cpu(p), g)));
+        config_series(&mut c, cfg, xs)?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut c, SeriesLabelPosition::LowerRight)?;
     if smax > 0.0 {
         let mut c = ChartBuilder::on(&panels[1])
             .caption(
@@ -334,35 +334,13 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
             .y_desc("share of all CPU time (%, perf samples)")
             .draw()?;
         for cfg in &configs {
-            let col = color(cfg);
-            let mut xs: Vec<(f64, Spread)> = rd
+            let xs = rd
                 .iter()
                 .filter(|p| p.config == *cfg)
-                .filter_map(|p| p.sched_share.map(|s| (per_cpu(p), s)))
-                .collect();
-            xs.sort_by(|a, b| a.0.total_cmp(&b.0));
-            c.draw_series(LineSeries::new(
-                xs.iter().map(|(x, s)| (*x, s.median * 100.0)),
-                col.stroke_width(2),
-            ))?
-            .label(*cfg)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-            c.draw_series(xs.iter().map(|(x, s)| {
-                ErrorBar::new_vertical(
-                    *x,
-                    s.min * 100.0,
-                    s.median * 100.0,
-                    s.max * 100.0,
-                    col.filled(),
-                    8,
-                )
-            }))?;
+                .filter_map(|p| p.sched_share.map(|s| (per_cpu(p), scaled(s, 100.0))));
+            config_series(&mut c, cfg, xs)?;
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     }
     root.present()?;
     Ok(())

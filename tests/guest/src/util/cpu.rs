@@ -126,12 +126,5 @@ pub fn test_cpu() -> Result<TestCpu, String> {
 
 /// Makes the calling process SCHED_FIFO at `priority`.
 pub fn set_fifo(priority: i32) -> io::Result<()> {
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: sched_setscheduler on ourselves with a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    lags_pid1::sched::set_scheduler(libc::SCHED_FIFO, priority)
 }

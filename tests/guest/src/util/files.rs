@@ -3,9 +3,10 @@
 
 use super::*;
 
-// Errno names and single-write files come from the PID-1 crate both guest programs share.
+// Errno names, single-write files and reading text files come from the PID-1 crate both
+// guest programs share.
 pub use lags_pid1::errno::{describe, describe_err, errno_name, errno_of};
-pub use lags_pid1::fs::write_once;
+pub use lags_pid1::fs::{read_file, write_once};
 
 /// Opens `path` the way `echo x > file` does (write-only, truncating, no create). Kernel
 /// interface files ignore the truncation; regular files behave like the shell.
@@ -17,12 +18,6 @@ pub fn open_write(path: &Path) -> io::Result<File> {
 pub fn write_file(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> io::Result<()> {
     let f = open_write(path.as_ref())?;
     write_once(&f, data.as_ref())
-}
-
-/// Reads a whole (small) file as text, replacing invalid UTF-8.
-pub fn read_file(path: impl AsRef<Path>) -> io::Result<String> {
-    let bytes = fs::read(path.as_ref())?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Reads a file and trims surrounding whitespace.

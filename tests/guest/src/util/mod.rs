@@ -80,22 +80,6 @@ pub fn in_own_process(test: &str) -> bool {
 mod tests {
     use super::*;
 
-    // Expect nearest-rank percentiles: p50 of 1..=100 is 50, p99 is 99, p100 the max.
-    #[test]
-    fn percentile_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 90.0), 90);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&v, 100.0), 100);
-        assert_eq!(percentile(&[7], 99.0), 7);
-        assert_eq!(percentile(&[], 50.0), 0);
-        // Small sets: p99 of 10 samples is the largest.
-        let v: Vec<u64> = (1..=10).collect();
-        assert_eq!(percentile(&v, 99.0), 10);
-        assert_eq!(percentile(&v, 50.0), 5);
-    }
-
     // Expect a summary to sort its input first.
     #[test]
     fn summary_sorts() {

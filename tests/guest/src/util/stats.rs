@@ -2,16 +2,7 @@
 //! Statistics and parsing of kernel text files.
 
 use super::*;
-
-/// The `p`-th percentile (0 < p <= 100) of sorted samples, nearest-rank method.
-/// Returns 0 for no samples.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
+use lags_pid1::stats::percentile_nearest_rank;
 
 /// p50/p90/p99/max of a set of latency samples (ns).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,9 +20,9 @@ impl Summary {
         s.sort_unstable();
         Summary {
             n: s.len(),
-            p50: percentile(&s, 50.0),
-            p90: percentile(&s, 90.0),
-            p99: percentile(&s, 99.0),
+            p50: percentile_nearest_rank(&s, 50.0),
+            p90: percentile_nearest_rank(&s, 90.0),
+            p99: percentile_nearest_rank(&s, 99.0),
             max: s.last().copied().unwrap_or(0),
         }
     }
