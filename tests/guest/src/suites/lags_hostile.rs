@@ -15,11 +15,12 @@
 //! Not in the default suite list; `cargo xtask robustness` runs it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::lags_iface::{lags_group, need_lags, DEBUGFS_DIR, SYSCTL};
 use super::lags_stress::report;
-use super::{ensure, fail, Ctx, OrFail, Stop, Suite, Test, TestResult};
+use super::{ensure, fail, skip, Ctx, OrFail, Stop, Suite, Test, TestResult};
 use crate::util::NOBODY;
 use crate::util::{self, Cgroup, Restore, Worker, WorkerIo, CGROUP2_ROOT};
 
@@ -37,6 +38,10 @@ pub const SUITE: Suite = Suite {
         Test {
             name: "fuzz_debugfs_tunables",
             run: fuzz_debugfs_tunables,
+        },
+        Test {
+            name: "extreme_request_arithmetic",
+            run: extreme_request_arithmetic,
         },
         Test {
             name: "unprivileged_denied",
@@ -518,6 +523,199 @@ fn busy_in(cg: &Cgroup) -> Result<Worker, Stop> {
     .or_fail("fork")?;
     w.start_in(cg, None).or_fail("starting a spinner")?;
     Ok(w)
+}
+
+// ---------------------------------------------------------------------------------------
+// Arithmetic at the ends of the ranges
+
+/// Busy nice -20 threads in the root cgroup on the loaded CPU: 1500 x 88761 of weight.
+const HEAVY_THREADS: usize = 1500;
+/// How long the loaded CPU stays loaded while the member's entity is placed there.
+const EXTREME_PHASE_MS: u64 = 3_000;
+
+/// A worker that sets its nice value, then runs `threads` spinning threads (at least one,
+/// its own) until killed, or with `sleeper`, blocks and wakes for 0.1 ms of work at each
+/// further "go" byte, so that its group's entity is placed on its CPU exactly then (a task
+/// that just sleeps could be queued, and its entity with it, when the load arrives, and
+/// then never leave). With more than one thread it creates them blocked,
+/// sends `spawned=N` and lets them all spin at the next "go" byte (creating 1500 threads
+/// while the earlier ones spin would take minutes).
+fn niced_load(nice: i32, threads: usize, sleeper: bool) -> impl FnOnce(&mut WorkerIo) -> i32 {
+    move |io: &mut WorkerIo| {
+        // SAFETY: setpriority has no memory-safety preconditions; 0 means this thread,
+        // whose nice value the threads spawned below inherit.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+            io.send_kv("error", "setpriority");
+            return 1;
+        }
+        if sleeper {
+            while io.wait_go() {
+                util::spin_cpu_ns(100_000);
+            }
+            return 0;
+        }
+        // A futex, not a Barrier: a Barrier's waiters leave through its mutex one at a time,
+        // each needing a turn on the loaded CPU, which with a 4 s slice takes hours.
+        let start: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
+        for _ in 1..threads {
+            if std::thread::Builder::new()
+                .spawn(move || {
+                    while start.load(Ordering::Acquire) == 0 {
+                        // SAFETY: FUTEX_WAIT on a live, aligned u32 (leaked, so 'static);
+                        // it returns at once if the value is no longer 0.
+                        unsafe {
+                            libc::syscall(
+                                libc::SYS_futex,
+                                start.as_ptr(),
+                                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                                0u32,
+                                std::ptr::null::<libc::timespec>(),
+                            )
+                        };
+                    }
+                    loop {
+                        util::spin_cpu_ns(1_000_000);
+                    }
+                })
+                .is_err()
+            {
+                io.send_kv("error", "spawning a thread");
+                return 1;
+            }
+        }
+        if threads > 1 {
+            io.send_kv("spawned", threads);
+            if !io.wait_go() {
+                return 0;
+            }
+        }
+        start.store(1, Ordering::Release);
+        // SAFETY: FUTEX_WAKE on the same live u32; wakes every waiter.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                start.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+            )
+        };
+        loop {
+            util::spin_cpu_ns(1_000_000);
+        }
+    }
+}
+
+// Expect the request arithmetic to survive the ends of the valid ranges: base_slice_ns at its
+// maximum (u32), credit_ref_pct=1, and a LAGS group whose credit comes from a CPU it has to
+// itself while its entity on another CPU has the minimum weight (cpu.weight 1 and a nice 19
+// task there) under 1500 busy nice -20 threads. Its credit relative to that entitlement is
+// then ~6e13 in Q20, and slice * rho / rho_ref passes 64 bits: before the saturation of rho
+// the x86-64 mul_u64_u64_div_u64() raised a divide error under the rq lock. The kernel must
+// carry on, log no divide error, and give the group the longest request (its credit stays
+// readable, the CPU it has to itself stays busy).
+fn extreme_request_arithmetic(ctx: &mut Ctx) -> TestResult {
+    need_lags(ctx)?;
+    let cpus = util::online_cpus().or_fail("online CPUs")?;
+    let [loaded, own, ..] = cpus[..] else {
+        return skip(
+            "needs 2 CPUs: the group's credit comes from one, its entity sits on the other",
+        );
+    };
+    let _runner = util::AffinityGuard::pin_self(&[own]).or_fail("pinning the runner")?;
+    let before = util::kernel_log().or_fail("reading /dev/kmsg")?.len();
+    let cg = lags_group("hostile-extreme")?;
+    cg.write("cpu.weight", "1").or_fail("cpu.weight 1")?;
+    cg.write("cpu.lags", "1").or_fail("cpu.lags 1")?;
+    let mut spinner = Worker::spawn(niced_load(-20, 1, false)).or_fail("fork")?;
+    spinner
+        .start_in(&cg, Some(own))
+        .or_fail("starting the group's spinner")?;
+    let mut sleeper = Worker::spawn(niced_load(19, 1, true)).or_fail("fork")?;
+    sleeper
+        .start_in(&cg, Some(loaded))
+        .or_fail("starting the group's sleeper")?;
+    // tau = 1 s: after 2 s the credit is ~0.86 CPU.
+    util::sleep_ms(2_000);
+    // One wake-up of the sleeper now, so that its entity's weight is recomputed with the
+    // spinner's full load on the other CPU: the minimum, 2.
+    sleeper.go().or_fail("waking the group's sleeper")?;
+    util::sleep_ms(100);
+    let credit = cg.cpu_stat("lags_credit_mcpu").map_err(Stop::Fail)?;
+    let mut heavy = Worker::spawn(niced_load(-20, HEAVY_THREADS, false)).or_fail("fork")?;
+    util::set_affinity(heavy.pid(), &[loaded]).or_fail("pinning the heavy threads")?;
+    heavy.go().or_fail("starting the heavy worker")?;
+    heavy
+        .read_line_until("spawned", Duration::from_secs(60))
+        .or_fail("creating the heavy threads")?;
+    let slice =
+        util::Restore::save("/sys/kernel/debug/sched/base_slice_ns").or_fail("base_slice_ns")?;
+    let ref_pct =
+        util::Restore::save(format!("{DEBUGFS_DIR}/credit_ref_pct")).or_fail("credit_ref_pct")?;
+    util::write_file(
+        "/sys/kernel/debug/sched/base_slice_ns",
+        u32::MAX.to_string(),
+    )
+    .or_fail("base_slice_ns = u32::MAX")?;
+    util::write_file(format!("{DEBUGFS_DIR}/credit_ref_pct"), "1").or_fail("credit_ref_pct = 1")?;
+    heavy.go().or_fail("releasing the heavy threads")?;
+    util::sleep_ms(200);
+    // The group's entity joins the loaded CPU now, with the load and the tunables in place.
+    sleeper.go().or_fail("waking the group's sleeper")?;
+    let heavy_cgroup = util::read_trimmed(format!("/proc/{}/cgroup", heavy.pid()))
+        .unwrap_or_else(|e| format!("? ({e})"));
+    util::sleep_ms(100);
+    let dbg = util::read_file("/sys/kernel/debug/sched/debug").unwrap_or_default();
+    let mut sect = String::new();
+    for l in dbg.lines() {
+        if l.starts_with("cfs_rq[") {
+            sect = l.to_owned();
+        }
+        if (sect.contains("hostile-extreme")
+            && (l.contains("se->load.weight") || l.contains(".slice") || l.contains(" .load ")))
+            || (sect.ends_with(":/") && l.contains(" .load "))
+        {
+            ctx.diag(format!("{sect} {}", l.trim()));
+        }
+    }
+    let u0 = cg.cpu_stat("usage_usec").map_err(Stop::Fail)?;
+    util::sleep_ms(EXTREME_PHASE_MS);
+    let u1 = cg.cpu_stat("usage_usec").map_err(Stop::Fail)?;
+    // The short slice back first, so that the killed threads get to run and exit.
+    drop(slice);
+    drop(ref_pct);
+    heavy.kill();
+    sleeper.kill();
+    spinner.kill();
+    let log = util::kernel_log().or_fail("reading /dev/kmsg")?;
+    let faults: Vec<&String> = log
+        .iter()
+        .skip(before)
+        .filter(|l| l.contains("divide error") || l.contains("Oops") || l.contains("BUG:"))
+        .collect();
+    ctx.diag(format!(
+        "credit before the load {credit} mcpu; the group used {} us of CPU in {} ms with \
+         {HEAVY_THREADS} nice -20 threads on CPU {loaded} (cgroup {heavy_cgroup}); kernel log: \
+         {} fault lines",
+        u1.saturating_sub(u0),
+        EXTREME_PHASE_MS,
+        faults.len()
+    ));
+    ensure!(
+        faults.is_empty(),
+        "the kernel logged a fault: {}",
+        faults.first().map_or("", |l| l.as_str())
+    );
+    ensure!(
+        credit >= 500,
+        "inconclusive: the group's credit was {credit} mcpu, expected >= 500 (spinning alone)"
+    );
+    ensure!(
+        (u1 - u0) * 1000 >= EXTREME_PHASE_MS * 1_000_000 / 2,
+        "the group's spinner on CPU {own} got {} us in {EXTREME_PHASE_MS} ms; expected at least half",
+        u1 - u0
+    );
+    cg.remove().or_fail("removing hostile-extreme")?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
