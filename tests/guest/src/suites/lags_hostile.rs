@@ -664,19 +664,10 @@ fn extreme_request_arithmetic(ctx: &mut Ctx) -> TestResult {
     let heavy_cgroup = util::read_trimmed(format!("/proc/{}/cgroup", heavy.pid()))
         .unwrap_or_else(|e| format!("? ({e})"));
     util::sleep_ms(100);
-    let dbg = util::read_file("/sys/kernel/debug/sched/debug").unwrap_or_default();
-    let mut sect = String::new();
-    for l in dbg.lines() {
-        if l.starts_with("cfs_rq[") {
-            sect = l.to_owned();
-        }
-        if (sect.contains("hostile-extreme")
-            && (l.contains("se->load.weight") || l.contains(".slice") || l.contains(" .load ")))
-            || (sect.ends_with(":/") && l.contains(" .load "))
-        {
-            ctx.diag(format!("{sect} {}", l.trim()));
-        }
-    }
+    // The regime the test is about, as sched/debug shows it on the loaded CPU: the group
+    // entity's weight and the load of the root runqueue it is queued on.
+    let dbg = util::read_file("/sys/kernel/debug/sched/debug").or_fail("sched/debug")?;
+    let (weight, load) = entity_weight_and_load(&dbg, loaded, "/hostile-extreme");
     let u0 = cg.cpu_stat("usage_usec").map_err(Stop::Fail)?;
     util::sleep_ms(EXTREME_PHASE_MS);
     let u1 = cg.cpu_stat("usage_usec").map_err(Stop::Fail)?;
@@ -705,9 +696,20 @@ fn extreme_request_arithmetic(ctx: &mut Ctx) -> TestResult {
         "the kernel logged a fault: {}",
         faults.first().map_or("", |l| l.as_str())
     );
+    // rho = credit * load / w in Q20, and the product the kernel divides by rho_ref.
+    let rho = (credit as u128 * (1 << 20) / 1000) * load.unwrap_or(0) as u128
+        / weight.unwrap_or(u64::MAX).max(1) as u128;
+    let product = u32::MAX as u128 * rho / ((1u128 << 20) / 100);
+    ctx.diag(format!(
+        "entity weight {weight:?}, root load {load:?} on CPU {loaded}: rho ~{rho:.3e}, \
+         slice * rho / rho_ref ~{:.3e} (2^64 = 1.845e19)",
+        product as f64
+    ));
     ensure!(
-        credit >= 500,
-        "inconclusive: the group's credit was {credit} mcpu, expected >= 500 (spinning alone)"
+        product > u64::MAX as u128,
+        "inconclusive: slice * rho / rho_ref ~{:.3e} stays inside 64 bits (weight {weight:?}, \
+         load {load:?}, credit {credit} mcpu)",
+        product as f64
     );
     ensure!(
         (u1 - u0) * 1000 >= EXTREME_PHASE_MS * 1_000_000 / 2,
@@ -716,6 +718,28 @@ fn extreme_request_arithmetic(ctx: &mut Ctx) -> TestResult {
     );
     cg.remove().or_fail("removing hostile-extreme")?;
     Ok(())
+}
+
+/// From sched/debug: the `se->load.weight` of the group entity `group` (e.g. `/g`) on
+/// `cpu`, and the `.load` of the root runqueue of `cpu`, both scaled down as the
+/// scheduler's arithmetic uses them (sched/debug prints them unscaled).
+fn entity_weight_and_load(dbg: &str, cpu: usize, group: &str) -> (Option<u64>, Option<u64>) {
+    let (mut weight, mut load) = (None, None);
+    let mut sect = "";
+    for l in dbg.lines() {
+        if l.starts_with("cfs_rq[") {
+            sect = l.trim_end();
+            continue;
+        }
+        let value = || l.rsplit(':').next()?.trim().parse::<u64>().ok();
+        if sect == format!("cfs_rq[{cpu}]:{group}") && l.contains(".se->load.weight") {
+            // scale_load_down(): 0 stays 0, anything else is at least 2.
+            weight = value().map(|v| if v == 0 { 0 } else { (v >> 10).max(2) });
+        } else if sect == format!("cfs_rq[{cpu}]:/") && l.trim_start().starts_with(".load ") {
+            load = value().map(|v| v >> 10);
+        }
+    }
+    (weight, load)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1244,6 +1268,19 @@ fn userns_root_denied(ctx: &mut Ctx) -> TestResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Expect the weight and load to be read from sched/debug as 6.12 prints them.
+    #[test]
+    fn weight_and_load_from_sched_debug() {
+        let dbg = "cfs_rq[0]:/hostile-extreme\n  .load                          : 15360\n  \
+                   .se->load.weight               : 2\ncfs_rq[0]:/\n  .load                          \
+                   : 136338993154\ncfs_rq[1]:/\n  .load                          : 3155966\n";
+        assert_eq!(
+            entity_weight_and_load(dbg, 0, "/hostile-extreme"),
+            (Some(2), Some(133_143_548))
+        );
+        assert_eq!(entity_weight_and_load(dbg, 1, "/x"), (None, Some(3_081)));
+    }
 
     fn v(value: u64, consumed: usize) -> Expect {
         Expect::Valid { value, consumed }
