@@ -557,9 +557,14 @@ fn niced_load(nice: i32, threads: usize, sleeper: bool) -> impl FnOnce(&mut Work
         // A futex, not a Barrier: a Barrier's waiters leave through its mutex one at a time,
         // each needing a turn on the loaded CPU, which with a 4 s slice takes hours.
         let start: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
+        // Threads that reached the wait. `spawned` is sent only when all have: a thread
+        // still starting up (stack, signal stack) can queue on mmap_lock, whose waiters
+        // leave one slice at a time once the slice is 4 s.
+        let ready: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
         for _ in 1..threads {
             if std::thread::Builder::new()
                 .spawn(move || {
+                    ready.fetch_add(1, Ordering::AcqRel);
                     while start.load(Ordering::Acquire) == 0 {
                         // SAFETY: FUTEX_WAIT on a live, aligned u32 (leaked, so 'static);
                         // it returns at once if the value is no longer 0.
@@ -584,6 +589,14 @@ fn niced_load(nice: i32, threads: usize, sleeper: bool) -> impl FnOnce(&mut Work
             }
         }
         if threads > 1 {
+            let deadline = util::now_ns() + 60_000_000_000;
+            while (ready.load(Ordering::Acquire) as usize) < threads - 1 {
+                if util::now_ns() > deadline {
+                    io.send_kv("error", "threads not ready after 60 s");
+                    return 1;
+                }
+                util::sleep_ms(1);
+            }
             io.send_kv("spawned", threads);
             if !io.wait_go() {
                 return 0;
@@ -647,6 +660,17 @@ fn extreme_request_arithmetic(ctx: &mut Ctx) -> TestResult {
     heavy
         .read_line_until("spawned", Duration::from_secs(60))
         .or_fail("creating the heavy threads")?;
+    // Release the threads with the stock slice and wait until they all run: on the debug
+    // kernel, with the 4 s slice already set, 1498 of 1500 were still waiting for their
+    // wake-up 300 ms later.
+    heavy.go().or_fail("releasing the heavy threads")?;
+    let deadline = util::now_ns() + 60_000_000_000;
+    let mut states = thread_states(heavy.pid());
+    while states.running < HEAVY_THREADS && util::now_ns() < deadline {
+        util::sleep_ms(50);
+        states = thread_states(heavy.pid());
+    }
+    ctx.diag(format!("heavy threads by state: {}", states.text));
     let slice =
         util::Restore::save("/sys/kernel/debug/sched/base_slice_ns").or_fail("base_slice_ns")?;
     let ref_pct =
@@ -657,8 +681,6 @@ fn extreme_request_arithmetic(ctx: &mut Ctx) -> TestResult {
     )
     .or_fail("base_slice_ns = u32::MAX")?;
     util::write_file(format!("{DEBUGFS_DIR}/credit_ref_pct"), "1").or_fail("credit_ref_pct = 1")?;
-    heavy.go().or_fail("releasing the heavy threads")?;
-    util::sleep_ms(200);
     // The group's entity joins the loaded CPU now, with the load and the tunables in place.
     sleeper.go().or_fail("waking the group's sleeper")?;
     let heavy_cgroup = util::read_trimmed(format!("/proc/{}/cgroup", heavy.pid()))
@@ -718,6 +740,43 @@ fn extreme_request_arithmetic(ctx: &mut Ctx) -> TestResult {
     );
     cg.remove().or_fail("removing hostile-extreme")?;
     Ok(())
+}
+
+/// The threads of `pid`: how many are runnable, and all counted by state letter with the
+/// wait channel of one that is not.
+struct ThreadStates {
+    running: usize,
+    text: String,
+}
+
+fn thread_states(pid: libc::pid_t) -> ThreadStates {
+    let mut counts = std::collections::BTreeMap::new();
+    let mut wchan = None;
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(stat) = util::read_file(e.path().join("stat")) else {
+            continue;
+        };
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        let state = state.unwrap_or("?").to_owned();
+        if state != "R" && wchan.is_none() {
+            wchan = util::read_file(e.path().join("wchan")).ok();
+        }
+        *counts.entry(state).or_insert(0usize) += 1;
+    }
+    ThreadStates {
+        running: counts.get("R").copied().unwrap_or(0),
+        text: format!(
+            "{counts:?}, one not running waits in {}",
+            wchan.as_deref().unwrap_or("-")
+        ),
+    }
 }
 
 /// From sched/debug: the `se->load.weight` of the group entity `group` (e.g. `/g`) on
