@@ -727,6 +727,17 @@ fn extreme_request_arithmetic(ctx: &mut Ctx) -> TestResult {
          slice * rho / rho_ref ~{:.3e} (2^64 = 1.845e19)",
         product as f64
     ));
+    report(
+        ctx,
+        "extreme_request_arithmetic",
+        &[
+            ("ops", 1),
+            ("faults", 0),
+            ("threads", HEAVY_THREADS as u64),
+            ("weight", weight.unwrap_or(0)),
+            ("product_log2", (128 - product.leading_zeros()) as u64),
+        ],
+    );
     ensure!(
         product > u64::MAX as u128,
         "inconclusive: slice * rho / rho_ref ~{:.3e} stays inside 64 bits (weight {weight:?}, \
