@@ -7,21 +7,20 @@
 mod bench;
 mod build;
 mod config;
-mod console;
 mod fetch;
 #[cfg(test)]
 mod golden;
 /// The guest runner's KTAP writer, compiled here so that a host test can feed what it
-/// writes into the host's parser (`ktap::tests::guest_writer_into_host_parser`).
+/// writes into the host's parser (`results::ktap::tests::guest_writer_into_host_parser`).
 #[cfg(test)]
 #[allow(dead_code)] // the guest also uses parts that the test does not need
 #[path = "../../tests/guest/src/ktap.rs"]
 mod guest_ktap;
 mod initramfs;
-mod ktap;
 mod patch;
 mod pipeline;
 mod qemu;
+mod results;
 mod robustness;
 mod series;
 mod setup;

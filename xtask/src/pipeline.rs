@@ -127,7 +127,7 @@ impl CiArgs {
 /// Boots with injected faults and checks each is classified as what it is, with its own
 /// exit code: a panic mid-suite, a guest that hangs, a boot that never reaches the runner.
 pub fn fault_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
-    use crate::vmtest::Verdict;
+    use crate::results::verdict::Verdict;
     let cases = [
         ("panic", Verdict::KernelFault),
         ("hang", Verdict::Timeout),
@@ -166,8 +166,8 @@ pub fn fault_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
 /// controller at the cgroup v2 root, a script that crashes the kernel gives exit code 10,
 /// and `--out` brings files back.
 pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
+    use crate::results::verdict::Verdict;
     use crate::vm::{Outcome, VmArgs};
-    use crate::vmtest::Verdict;
     let dir = paths
         .results()
         .join(format!("vm-selftest-{}", std::process::id()));

@@ -21,8 +21,9 @@ use serde::Serialize;
 use crate::build::{self, ProfileArgs};
 use crate::initramfs::Initramfs;
 use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, Terminal, VmSpec};
+use crate::results::verdict::{self, Verdict};
 use crate::util::{self, failure, Exit, Paths};
-use crate::vmtest::{self, Verdict};
+use crate::vmtest;
 use lags_proto::marker;
 
 /// Largest shared directory copied into the image (the initramfs lives in guest RAM, twice
@@ -147,7 +148,7 @@ pub struct VmReport {
     pub boot_s: f64,
     pub ending: Ending,
     pub cmdline: Vec<String>,
-    pub faults: Vec<crate::console::Fault>,
+    pub faults: Vec<crate::results::console::Fault>,
     pub console_log: PathBuf,
     /// Host directory `/out` was unpacked into.
     pub out_dir: Option<PathBuf>,
@@ -224,9 +225,9 @@ pub fn parse_markers(console: &str, token: &str) -> (bool, Option<i32>) {
 /// The outcome of a finished boot: the `qemu-test` infrastructure verdict (boot failure,
 /// kernel fault, timeout) if there is one, else the command's status.
 pub fn decide(console: &str, ending: Ending, token: &str) -> (Outcome, String) {
-    let scan = crate::console::scan(console);
+    let scan = crate::results::console::scan(console);
     let (_, exit) = parse_markers(console, token);
-    match (vmtest::classify_infra(&scan, ending, exit.is_some()), exit) {
+    match (verdict::classify_infra(&scan, ending, exit.is_some()), exit) {
         (Some((v, msg)), _) => (Outcome::Infra(v), msg),
         (None, Some(n)) => (Outcome::Command(n), format!("the command exited with {n}")),
         // classify_infra returns a verdict whenever the end marker is missing.
@@ -235,9 +236,9 @@ pub fn decide(console: &str, ending: Ending, token: &str) -> (Outcome, String) {
 }
 
 /// True for a kernel console line: it starts with a printk timestamp `[   1.234567] `
-/// (the console scan's definition, [`crate::console::strip_timestamp`]).
+/// (the console scan's definition, [`crate::results::lines::strip_timestamp`]).
 fn is_kernel_line(line: &str) -> bool {
-    crate::console::strip_timestamp(line).is_some()
+    crate::results::lines::strip_timestamp(line).is_some()
 }
 
 /// Kernel lines worth showing even without `-v`.
@@ -587,7 +588,7 @@ impl VmArgs {
         };
         run.ensure_qemu_ran()?;
         let (outcome, message) = decide(&run.console, run.ending, &token);
-        let scan = crate::console::scan(&run.console);
+        let scan = crate::results::console::scan(&run.console);
         let mut out_dir = None;
         if let (Some(host_out), Outcome::Command(_)) = (&self.out, outcome) {
             unpack_out(&data, host_out)?;

@@ -28,11 +28,12 @@ use anyhow::{bail, Result};
 use lags_proto::bench::{KnPlan, Plan, RdPlan, Status, Workload};
 
 use crate::build::{self, ProfileArgs};
-use crate::console;
 use crate::initramfs::Initramfs;
 use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
+use crate::results::console;
+use crate::results::lines::strip_timestamp;
+use crate::results::verdict::{self, Verdict};
 use crate::util::{self, failure, Exit, Fnv, Paths};
-use crate::vmtest::{self, Verdict};
 use plan::{plan_boots, Settings};
 use records::{load_dir, Records};
 use report::{BootInfo, Env};
@@ -201,7 +202,7 @@ pub(super) fn finish(
 }
 
 /// The verdict of one benchmark boot: `qemu-test`'s infrastructure verdict
-/// ([`vmtest::classify_infra`]: boot failure, kernel fault, timeout), and then the guest's
+/// ([`verdict::classify_infra`]: boot failure, kernel fault, timeout), and then the guest's
 /// end record in place of KTAP: anything but `ok` means the benchmark had errors. Pure.
 pub fn boot_verdict(
     console_text: &str,
@@ -209,7 +210,7 @@ pub fn boot_verdict(
     status: Option<Status>,
 ) -> (Verdict, String) {
     let scan = console::scan(console_text);
-    if let Some(infra) = vmtest::classify_infra(&scan, ending, scan.runner_done) {
+    if let Some(infra) = verdict::classify_infra(&scan, ending, scan.runner_done) {
         return infra;
     }
     match status {
@@ -341,7 +342,7 @@ pub(super) fn progress(line: &str, verbose: bool) {
         eprintln!("  | {line}");
         return;
     }
-    let body = console::strip_timestamp(line).unwrap_or(line);
+    let body = strip_timestamp(line).unwrap_or(line);
     if body.starts_with("lags-bench:")
         || body.starts_with("lags-init:")
         || body.contains("Kernel panic")
@@ -658,7 +659,7 @@ mod tests {
         for (console, ending, status, want) in cases {
             let (v, msg) = boot_verdict(&console, ending, status);
             assert_eq!(v, want, "{console:?}: {msg}");
-            let (q, _, _, _) = vmtest::classify(&console, ending);
+            let (q, _, _, _) = verdict::classify(&console, ending);
             if want != Verdict::Passed && want != Verdict::TestsFailed {
                 assert_eq!(v, q, "qemu-test disagrees on {console:?}");
             }
