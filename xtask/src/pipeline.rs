@@ -167,7 +167,7 @@ pub fn fault_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
 /// and `--out` brings files back.
 pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
     use crate::results::verdict::Verdict;
-    use crate::vm::{Outcome, VmArgs};
+    use crate::vm_cmd::{Outcome, VmArgs};
     let dir = paths
         .results()
         .join(format!("vm-selftest-{}", std::process::id()));
@@ -200,7 +200,7 @@ pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
     panic.script = Some(script);
     let mut with_out = vm(&["sh", "-c", "echo lags > /out/x"]);
     with_out.out = Some(out.clone());
-    type Check = Box<dyn Fn(&crate::vm::VmReport) -> Result<(), String>>;
+    type Check = Box<dyn Fn(&crate::vm_cmd::VmReport) -> Result<(), String>>;
     let cases: Vec<(&str, VmArgs, Check)> = vec![
         (
             "vm -- sh -c 'exit 7' returns 7",
