@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::qemu::Ending;
 use crate::results::console::{self, Fault};
 use crate::results::ktap::{self, Counts};
 use crate::results::verdict::{self, Verdict};
 use crate::robustness::{self, Row};
+use crate::vm::Ending;
 
 /// What the host derives from one captured console log.
 #[derive(Debug, Serialize)]

@@ -19,12 +19,12 @@ mod guest_ktap;
 mod initramfs;
 mod patch;
 mod pipeline;
-mod qemu;
 mod results;
 mod robustness;
 mod series;
 mod setup;
 mod util;
+mod vm;
 mod vm_cmd;
 mod vmtest;
 

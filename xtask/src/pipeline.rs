@@ -9,9 +9,9 @@ use crate::build::{self, ProfileArgs};
 use crate::config::{self, Profile};
 use crate::fetch::FetchArgs;
 use crate::patch::PatchArgs;
-use crate::qemu::MachineArgs;
 use crate::series::CheckSeriesArgs;
 use crate::util::{self, Paths};
+use crate::vm::MachineArgs;
 use crate::vmtest::QemuTestArgs;
 
 /// Arguments of `cargo xtask run`.

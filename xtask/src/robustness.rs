@@ -15,10 +15,10 @@ use serde::Serialize;
 
 use crate::build::{self, ProfileArgs};
 use crate::config::{self, Profile};
-use crate::qemu::{Accel, MachineArgs};
 use crate::results::ktap::{Status, TestCase};
 use crate::results::verdict::Verdict;
 use crate::util::{self, failure, Exit, Paths};
+use crate::vm::{Accel, MachineArgs};
 use crate::vmtest::{BootResult, QemuTestArgs};
 
 /// The suites this command runs, in this order.

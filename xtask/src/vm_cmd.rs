@@ -20,9 +20,9 @@ use serde::Serialize;
 
 use crate::build::{self, ProfileArgs};
 use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, Terminal, VmSpec};
 use crate::results::verdict::{self, Verdict};
 use crate::util::{self, failure, Exit, Paths};
+use crate::vm::{self, Accel, Ending, Limits, MachineArgs, Terminal, VmSpec};
 use crate::vmtest;
 use lags_proto::marker;
 
@@ -511,7 +511,7 @@ impl VmArgs {
             data_out: self.out.as_ref().map(|_| data.clone()),
         };
         let (accel, why) =
-            qemu::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "vm")?;
+            vm::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "vm")?;
         spec.extra_cmdline = self.kernel_params();
         let log = dir.join("vm.console.log");
         let limits = self.limits(&job);
@@ -572,7 +572,7 @@ impl VmArgs {
                     .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
                 let mut echo = ShellEcho::new(&ready_marker);
                 let mut echo_fn = |b: &[u8]| echo.feed(b);
-                let r = qemu::run_vm_with(
+                let r = vm::run_vm_with(
                     &spec,
                     &log,
                     limits,
@@ -584,7 +584,7 @@ impl VmArgs {
                 }
                 r?
             }
-            Job::Command { .. } => qemu::run_vm(&spec, &log, limits, on_line)?,
+            Job::Command { .. } => vm::run_vm(&spec, &log, limits, on_line)?,
         };
         run.ensure_qemu_ran()?;
         let (outcome, message) = decide(&run.console, run.ending, &token);

@@ -10,11 +10,11 @@ use serde::Serialize;
 use crate::build::{self, ProfileArgs};
 use crate::config::Profile;
 use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 use crate::results::lines::strip_timestamp;
 use crate::results::verdict::{classify, Verdict};
 use crate::results::{console, ktap};
 use crate::util::{self, failure, Paths};
+use crate::vm::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 
 /// The guest suites whose assertions are about latency and CPU shares; they get a 1-vCPU
 /// boot of their own.
@@ -238,7 +238,7 @@ impl QemuTestArgs {
             accel: Accel::Tcg,
             data_out: None,
         };
-        let (accel, why) = qemu::apply_accel(
+        let (accel, why) = vm::apply_accel(
             self.machine.accel,
             &mut spec,
             &paths.kvm_probe(),
@@ -298,7 +298,7 @@ impl QemuTestArgs {
                 hard.as_secs()
             );
             let verbose = self.verbose;
-            let run = qemu::run_vm(&spec, &log, limits, |line| progress(line, verbose))?;
+            let run = vm::run_vm(&spec, &log, limits, |line| progress(line, verbose))?;
             run.ensure_qemu_ran()?;
             let (verdict, message, scan, report) = classify(&run.console, run.ending);
             let r = BootResult {

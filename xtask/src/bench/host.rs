@@ -128,7 +128,7 @@ fn run_child(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SIGTERM, not SIGKILL: the benchmark removes its cgroups when it gets it.
-    crate::qemu::signal_on_parent_death(&mut cmd, libc::SIGTERM);
+    crate::vm::signal_on_parent_death(&mut cmd, libc::SIGTERM);
     let t0 = Instant::now();
     let mut child = cmd
         .spawn()

@@ -29,11 +29,11 @@ use lags_proto::bench::{KnPlan, Plan, RdPlan, Status, Workload};
 
 use crate::build::{self, ProfileArgs};
 use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 use crate::results::console;
 use crate::results::lines::strip_timestamp;
 use crate::results::verdict::{self, Verdict};
 use crate::util::{self, failure, Exit, Fnv, Paths};
+use crate::vm::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 use plan::{plan_boots, Settings};
 use records::{load_dir, Records};
 use report::{BootInfo, Env};
@@ -516,7 +516,7 @@ impl BenchArgs {
             data_out: None,
         };
         let (accel, why) =
-            qemu::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "bench")?;
+            vm::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "bench")?;
         let files = crate::patch::series(&paths.patches())?;
         let mut env = Env {
             accel: accel.name().into(),
@@ -526,7 +526,7 @@ impl BenchArgs {
             config_hash: fs_err::read(paths.build(profile).join(".config"))
                 .map(|b| Fnv::default().update(&b).hex())
                 .unwrap_or_default(),
-            qemu: util::tool_version(qemu::qemu_binary(), &["--version"])
+            qemu: util::tool_version(vm::qemu_binary(), &["--version"])
                 .unwrap_or_default()
                 .lines()
                 .next()
@@ -563,7 +563,7 @@ impl BenchArgs {
                 hard.as_secs()
             );
             let before = loadavg();
-            let run = qemu::run_vm(
+            let run = vm::run_vm(
                 &spec,
                 &log,
                 Limits {

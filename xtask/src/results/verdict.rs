@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{console, ktap};
-use crate::qemu::Ending;
 use crate::util::Exit;
+use crate::vm::Ending;
 
 /// Outcome classes, in increasing severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
