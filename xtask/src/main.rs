@@ -16,7 +16,7 @@ mod golden;
 #[allow(dead_code)] // the guest also uses parts that the test does not need
 #[path = "../../tests/guest/src/ktap.rs"]
 mod guest_ktap;
-mod initramfs;
+mod image;
 mod patch;
 mod pipeline;
 mod results;

@@ -19,11 +19,10 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::build::{self, ProfileArgs};
-use crate::initramfs::Initramfs;
+use crate::image::{self, Initramfs};
 use crate::results::verdict::{self, Verdict};
 use crate::util::{self, failure, Exit, Paths};
 use crate::vm::{self, Accel, Ending, Limits, MachineArgs, Terminal, VmSpec};
-use crate::vmtest;
 use lags_proto::marker;
 
 /// Largest shared directory copied into the image (the initramfs lives in guest RAM, twice
@@ -494,7 +493,8 @@ impl VmArgs {
         fs_err::create_dir_all(&dir)?;
         let token = new_token();
 
-        let mut fs = vmtest::guest_image(paths, profile, &self.with)?;
+        let modules = build::guest_modules(paths, profile)?;
+        let mut fs = image::guest_image(paths, &modules, &self.with)?;
         self.add_vm_files(&mut fs, &job, shared, cwd, &token)?;
         let initrd = dir.join("initramfs.cpio");
         fs.write_to(&initrd)?;

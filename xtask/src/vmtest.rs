@@ -1,15 +1,14 @@
 //! `cargo xtask qemu-test`: initramfs → QEMU → KTAP → verdict, results on disk.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::build::{self, ProfileArgs};
 use crate::config::Profile;
-use crate::initramfs::Initramfs;
+use crate::image;
 use crate::results::lines::strip_timestamp;
 use crate::results::verdict::{classify, Verdict};
 use crate::results::{console, ktap};
@@ -20,9 +19,6 @@ use crate::vm::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 /// boot of their own.
 pub use lags_proto::runner::TIMING_SUITES;
 use lags_proto::runner::{self, Fault, RunnerOptions};
-
-/// Target triple of the static guest binaries.
-pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Arguments of `cargo xtask qemu-test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,83 +75,6 @@ pub struct BootResult {
     pub console_log: PathBuf,
 }
 
-/// Builds a workspace package as static guest binaries and returns their directory.
-pub fn build_static(paths: &Paths, package: &str) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&paths.root)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            package,
-            "--target",
-            GUEST_TARGET,
-        ])
-        // Static glibc binaries: the initramfs has no libc. With --target, RUSTFLAGS do not
-        // reach build scripts or proc macros.
-        .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    util::run(&mut cmd).with_context(|| format!("failed to build the guest package {package}"))?;
-    Ok(paths.root.join("target").join(GUEST_TARGET).join("release"))
-}
-
-/// Builds the static guest runner (tests/guest) and returns its directory.
-pub fn build_guest(paths: &Paths) -> Result<PathBuf> {
-    build_static(paths, "lags-guest")
-}
-
-/// Assembles the initramfs of a profile.
-pub fn make_initramfs(
-    paths: &Paths,
-    profile: Profile,
-    programs: &[PathBuf],
-    out: &Path,
-) -> Result<PathBuf> {
-    guest_image(paths, profile, programs)?.write_to(out)?;
-    Ok(out.to_path_buf())
-}
-
-/// The guest image of a profile, in memory: busybox, the runner as `/init`, the modules
-/// and the `programs` with their libraries (`vm` adds its own files before writing it).
-pub fn guest_image(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> Result<Initramfs> {
-    let bin = build_guest(paths)?;
-    let mut fs = Initramfs::new();
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.is_file() {
-        bail!("/bin/busybox missing: install busybox-static (cargo xtask setup)");
-    }
-    fs.busybox(busybox)?;
-    fs.host_file("/init", &bin.join("lags-init"))?;
-    // The benchmark workload generator, when the workspace builds one.
-    let bench = bin.join("lags-bench");
-    if bench.is_file() {
-        fs.host_file("/bin/lags-bench", &bench)?;
-    }
-    let mut modules = build::sample_modules(paths, profile);
-    let ours = paths.build(profile).join("lags-module");
-    if ours.is_dir() {
-        for e in fs_err::read_dir(&ours)? {
-            let p = e?.path();
-            if p.extension().is_some_and(|x| x == "ko") {
-                modules.push(p);
-            }
-        }
-    }
-    for m in &modules {
-        let name = m
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        fs.host_file(&format!("/lib/modules/extra/{name}"), m)?;
-    }
-    for p in programs {
-        fs.host_program(p)?;
-    }
-    Ok(fs)
-}
-
 impl QemuTestArgs {
     pub fn run(&self, paths: &Paths) -> Result<()> {
         let results = self.run_boots(paths)?;
@@ -196,7 +115,9 @@ impl QemuTestArgs {
             .results()
             .join(format!("{}-{}", util::timestamp(), std::process::id()));
         fs_err::create_dir_all(&dir)?;
-        let initrd = make_initramfs(paths, profile, &self.with, &dir.join("initramfs.cpio"))?;
+        let modules = build::guest_modules(paths, profile)?;
+        let initrd =
+            image::make_initramfs(paths, &modules, &self.with, &dir.join("initramfs.cpio"))?;
         let has_lags = profile != Profile::Nolags;
         let mut opts = RunnerOptions {
             expect_version: Some(version),

@@ -28,7 +28,7 @@ use anyhow::{bail, Result};
 use lags_proto::bench::{KnPlan, Plan, RdPlan, Status, Workload};
 
 use crate::build::{self, ProfileArgs};
-use crate::initramfs::Initramfs;
+use crate::image::Initramfs;
 use crate::results::console;
 use crate::results::lines::strip_timestamp;
 use crate::results::verdict::{self, Verdict};
@@ -275,7 +275,7 @@ pub(super) fn loadavg() -> String {
 
 /// Builds the static benchmark binary (like the guest runner: +crt-static).
 pub(super) fn build_bench(paths: &Paths) -> Result<PathBuf> {
-    Ok(crate::vmtest::build_static(paths, "lags-bench")?.join("lags-bench"))
+    Ok(crate::image::guest::build_static(paths, "lags-bench")?.join("lags-bench"))
 }
 
 /// Where `--rd-trace`'s files are in the guest.
