@@ -252,6 +252,22 @@ pub fn sample_modules(paths: &Paths, profile: Profile) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The kernel modules of a profile's build that go into the guest image: the in-tree
+/// samples ([`sample_modules`]) and the `.ko` files of `kernel-module/`.
+pub fn guest_modules(paths: &Paths, profile: Profile) -> Result<Vec<PathBuf>> {
+    let mut modules = sample_modules(paths, profile);
+    let ours = paths.build(profile).join("lags-module");
+    if ours.is_dir() {
+        for e in fs_err::read_dir(&ours)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "ko") {
+                modules.push(p);
+            }
+        }
+    }
+    Ok(modules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::console::{self, Fault};
-use crate::ktap::{self, Counts};
-use crate::qemu::Ending;
+use crate::results::console::{self, Fault};
+use crate::results::ktap::{self, Counts};
+use crate::results::verdict::{self, Verdict};
 use crate::robustness::{self, Row};
-use crate::vmtest::{self, Verdict};
+use crate::vm::Ending;
 
 /// What the host derives from one captured console log.
 #[derive(Debug, Serialize)]
@@ -71,7 +71,7 @@ fn load(dir: PathBuf) -> Case {
     let run: Value = serde_json::from_str(&read("run.json"))
         .unwrap_or_else(|e| panic!("{}/run.json: {e}", dir.display()));
     let log = read("console.log");
-    let (verdict, message, scan, report) = vmtest::classify(&log, ending_of(&run, &dir));
+    let (verdict, message, scan, report) = verdict::classify(&log, ending_of(&run, &dir));
     let derived = Derived {
         verdict,
         exit: verdict.exit() as i32,

@@ -7,26 +7,25 @@
 mod bench;
 mod build;
 mod config;
-mod console;
 mod fetch;
 #[cfg(test)]
 mod golden;
 /// The guest runner's KTAP writer, compiled here so that a host test can feed what it
-/// writes into the host's parser (`ktap::tests::guest_writer_into_host_parser`).
+/// writes into the host's parser (`results::ktap::tests::guest_writer_into_host_parser`).
 #[cfg(test)]
 #[allow(dead_code)] // the guest also uses parts that the test does not need
 #[path = "../../tests/guest/src/ktap.rs"]
 mod guest_ktap;
-mod initramfs;
-mod ktap;
+mod image;
 mod patch;
 mod pipeline;
-mod qemu;
+mod results;
 mod robustness;
 mod series;
 mod setup;
 mod util;
 mod vm;
+mod vm_cmd;
 mod vmtest;
 
 use std::path::PathBuf;
@@ -67,7 +66,7 @@ enum Cmd {
     QemuTest(vmtest::QemuTestArgs),
     /// Boot the built kernel and run a command, a script or a shell in it; exits with the
     /// command's status (10/11/12 for kernel fault, boot failure, timeout).
-    Vm(vm::VmArgs),
+    Vm(vm_cmd::VmArgs),
     /// checkpatch --strict, subjects, sign-offs and base of patches/ (and optionally build each).
     CheckSeries(series::CheckSeriesArgs),
     /// Regenerate patches/ from the commits on lags-base in work/linux (keeps the cover prose).
@@ -102,7 +101,7 @@ fn main() {
         Cmd::Robustness(a) => a.run(&paths),
     };
     if let Err(e) = result {
-        if e.downcast_ref::<vm::UsageError>().is_some() {
+        if e.downcast_ref::<vm_cmd::UsageError>().is_some() {
             // A command-line mistake clap cannot see: clap's exit code.
             eprintln!("error: {e:#}");
             std::process::exit(2);

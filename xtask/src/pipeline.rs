@@ -9,9 +9,9 @@ use crate::build::{self, ProfileArgs};
 use crate::config::{self, Profile};
 use crate::fetch::FetchArgs;
 use crate::patch::PatchArgs;
-use crate::qemu::MachineArgs;
 use crate::series::CheckSeriesArgs;
 use crate::util::{self, Paths};
+use crate::vm::MachineArgs;
 use crate::vmtest::QemuTestArgs;
 
 /// Arguments of `cargo xtask run`.
@@ -127,7 +127,7 @@ impl CiArgs {
 /// Boots with injected faults and checks each is classified as what it is, with its own
 /// exit code: a panic mid-suite, a guest that hangs, a boot that never reaches the runner.
 pub fn fault_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
-    use crate::vmtest::Verdict;
+    use crate::results::verdict::Verdict;
     let cases = [
         ("panic", Verdict::KernelFault),
         ("hang", Verdict::Timeout),
@@ -166,8 +166,8 @@ pub fn fault_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
 /// controller at the cgroup v2 root, a script that crashes the kernel gives exit code 10,
 /// and `--out` brings files back.
 pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
-    use crate::vm::{Outcome, VmArgs};
-    use crate::vmtest::Verdict;
+    use crate::results::verdict::Verdict;
+    use crate::vm_cmd::{Outcome, VmArgs};
     let dir = paths
         .results()
         .join(format!("vm-selftest-{}", std::process::id()));
@@ -200,7 +200,7 @@ pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
     panic.script = Some(script);
     let mut with_out = vm(&["sh", "-c", "echo lags > /out/x"]);
     with_out.out = Some(out.clone());
-    type Check = Box<dyn Fn(&crate::vm::VmReport) -> Result<(), String>>;
+    type Check = Box<dyn Fn(&crate::vm_cmd::VmReport) -> Result<(), String>>;
     let cases: Vec<(&str, VmArgs, Check)> = vec![
         (
             "vm -- sh -c 'exit 7' returns 7",

@@ -15,10 +15,11 @@ use serde::Serialize;
 
 use crate::build::{self, ProfileArgs};
 use crate::config::{self, Profile};
-use crate::ktap::{Status, TestCase};
-use crate::qemu::{Accel, MachineArgs};
+use crate::results::ktap::{Status, TestCase};
+use crate::results::verdict::Verdict;
 use crate::util::{self, failure, Exit, Paths};
-use crate::vmtest::{BootResult, QemuTestArgs, Verdict};
+use crate::vm::{Accel, MachineArgs};
+use crate::vmtest::{BootResult, QemuTestArgs};
 
 /// The suites this command runs, in this order.
 pub const SUITES: &str = "lags_stress,lags_hostile";
@@ -381,7 +382,7 @@ not ok 1 lags_stress
   ok 1 fuzz_cpu_lags # SKIP no LAGS
 ok 2 lags_hostile
 ";
-        let report = crate::ktap::parse(log);
+        let report = crate::results::ktap::parse(log);
         let rows = rows_of(&report.tests);
         assert_eq!(rows.len(), 3, "{rows:?}");
         assert_eq!(rows[0].field("ops"), "10");

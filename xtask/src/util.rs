@@ -102,7 +102,7 @@ impl Paths {
         self.work.join("build").join(profile.name())
     }
 
-    /// The cached answer of the KVM probe boot (see `qemu::choose_accel`).
+    /// The cached answer of the KVM probe boot (see `vm::accel::choose_accel`).
     pub fn kvm_probe(&self) -> PathBuf {
         self.work.join("kvm-probe")
     }

@@ -1,26 +1,24 @@
 //! `cargo xtask qemu-test`: initramfs → QEMU → KTAP → verdict, results on disk.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::build::{self, ProfileArgs};
 use crate::config::Profile;
-use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
-use crate::util::{self, failure, Exit, Paths};
-use crate::{console, ktap};
+use crate::image;
+use crate::results::lines::strip_timestamp;
+use crate::results::verdict::{classify, Verdict};
+use crate::results::{console, ktap};
+use crate::util::{self, failure, Paths};
+use crate::vm::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 
 /// The guest suites whose assertions are about latency and CPU shares; they get a 1-vCPU
 /// boot of their own.
 pub use lags_proto::runner::TIMING_SUITES;
 use lags_proto::runner::{self, Fault, RunnerOptions};
-
-/// Target triple of the static guest binaries.
-pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Arguments of `cargo xtask qemu-test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -77,196 +75,6 @@ pub struct BootResult {
     pub console_log: PathBuf,
 }
 
-/// Outcome classes, in increasing severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Passed,
-    TestsFailed,
-    Timeout,
-    KernelFault,
-    BootFailure,
-}
-
-impl Verdict {
-    pub fn exit(self) -> Exit {
-        match self {
-            Verdict::Passed => Exit::Ok,
-            Verdict::TestsFailed => Exit::TestsFailed,
-            Verdict::Timeout => Exit::Timeout,
-            Verdict::KernelFault => Exit::KernelFault,
-            Verdict::BootFailure => Exit::BootFailure,
-        }
-    }
-
-    /// The verdict of several boots: the most severe of theirs (the order above), so the
-    /// result never depends on the order the boots ran in; no boots at all is `Passed`.
-    /// `qemu-test` and `bench` both combine their boots with this.
-    pub fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
-        verdicts.into_iter().max().unwrap_or(Verdict::Passed)
-    }
-}
-
-/// Classifies a finished boot from its console and how it ended. Pure, unit-tested.
-pub fn classify(
-    console_text: &str,
-    ending: Ending,
-) -> (Verdict, String, console::ConsoleScan, ktap::Report) {
-    let scan = console::scan(console_text);
-    let report = ktap::parse(console_text);
-    let (verdict, msg) = if let Some(infra) = classify_infra(&scan, ending, scan.runner_done) {
-        infra
-    } else if !report.passed() {
-        let c = report.counts();
-        (
-            Verdict::TestsFailed,
-            format!(
-                "{} of {} tests failed or crashed",
-                c.failed + c.crashed + c.not_run,
-                c.total
-            ),
-        )
-    } else {
-        let c = report.counts();
-        (
-            Verdict::Passed,
-            format!("{} passed, {} skipped", c.passed, c.skipped),
-        )
-    };
-    (verdict, msg, scan, report)
-}
-
-/// The part of the verdict that does not depend on what the runner did, shared by
-/// `qemu-test` and `vm`: boot failure (the runner never started), kernel fault, or timeout
-/// (or QEMU exiting) before the runner reported it was `done`. `None` means the boot ran
-/// to the end cleanly and the runner's own result decides.
-pub fn classify_infra(
-    scan: &console::ConsoleScan,
-    ending: Ending,
-    done: bool,
-) -> Option<(Verdict, String)> {
-    if !scan.runner_started {
-        let why = match scan.worst() {
-            Some(f) => format!("kernel fault before the runner started: {}", f.line.trim()),
-            None => match ending {
-                Ending::Exited => "QEMU exited before the test runner started".to_string(),
-                _ => format!(
-                    "no test runner after {ending:?}; last console line: {}",
-                    scan.last_line.clone().unwrap_or_default()
-                ),
-            },
-        };
-        Some((Verdict::BootFailure, why))
-    } else if let Some(f) = scan.worst() {
-        Some((
-            Verdict::KernelFault,
-            format!(
-                "kernel log shows {:?} at console line {}: {}",
-                f.kind,
-                f.line_no,
-                f.line.trim()
-            ),
-        ))
-    } else if ending != Ending::Exited || !done {
-        let how = match ending {
-            Ending::Silent => "the guest stopped producing output",
-            Ending::HardTimeout => "the hard time limit passed",
-            Ending::Exited => "QEMU exited before the runner finished",
-        };
-        let v = if ending == Ending::Exited {
-            Verdict::BootFailure
-        } else {
-            Verdict::Timeout
-        };
-        Some((
-            v,
-            format!(
-                "{how}; last console line: {}",
-                scan.last_line.clone().unwrap_or_default()
-            ),
-        ))
-    } else {
-        None
-    }
-}
-
-/// Builds a workspace package as static guest binaries and returns their directory.
-pub fn build_static(paths: &Paths, package: &str) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&paths.root)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            package,
-            "--target",
-            GUEST_TARGET,
-        ])
-        // Static glibc binaries: the initramfs has no libc. With --target, RUSTFLAGS do not
-        // reach build scripts or proc macros.
-        .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    util::run(&mut cmd).with_context(|| format!("failed to build the guest package {package}"))?;
-    Ok(paths.root.join("target").join(GUEST_TARGET).join("release"))
-}
-
-/// Builds the static guest runner (tests/guest) and returns its directory.
-pub fn build_guest(paths: &Paths) -> Result<PathBuf> {
-    build_static(paths, "lags-guest")
-}
-
-/// Assembles the initramfs of a profile.
-pub fn make_initramfs(
-    paths: &Paths,
-    profile: Profile,
-    programs: &[PathBuf],
-    out: &Path,
-) -> Result<PathBuf> {
-    guest_image(paths, profile, programs)?.write_to(out)?;
-    Ok(out.to_path_buf())
-}
-
-/// The guest image of a profile, in memory: busybox, the runner as `/init`, the modules
-/// and the `programs` with their libraries (`vm` adds its own files before writing it).
-pub fn guest_image(paths: &Paths, profile: Profile, programs: &[PathBuf]) -> Result<Initramfs> {
-    let bin = build_guest(paths)?;
-    let mut fs = Initramfs::new();
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.is_file() {
-        bail!("/bin/busybox missing: install busybox-static (cargo xtask setup)");
-    }
-    fs.busybox(busybox)?;
-    fs.host_file("/init", &bin.join("lags-init"))?;
-    // The benchmark workload generator, when the workspace builds one.
-    let bench = bin.join("lags-bench");
-    if bench.is_file() {
-        fs.host_file("/bin/lags-bench", &bench)?;
-    }
-    let mut modules = build::sample_modules(paths, profile);
-    let ours = paths.build(profile).join("lags-module");
-    if ours.is_dir() {
-        for e in fs_err::read_dir(&ours)? {
-            let p = e?.path();
-            if p.extension().is_some_and(|x| x == "ko") {
-                modules.push(p);
-            }
-        }
-    }
-    for m in &modules {
-        let name = m
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        fs.host_file(&format!("/lib/modules/extra/{name}"), m)?;
-    }
-    for p in programs {
-        fs.host_program(p)?;
-    }
-    Ok(fs)
-}
-
 impl QemuTestArgs {
     pub fn run(&self, paths: &Paths) -> Result<()> {
         let results = self.run_boots(paths)?;
@@ -307,7 +115,9 @@ impl QemuTestArgs {
             .results()
             .join(format!("{}-{}", util::timestamp(), std::process::id()));
         fs_err::create_dir_all(&dir)?;
-        let initrd = make_initramfs(paths, profile, &self.with, &dir.join("initramfs.cpio"))?;
+        let modules = build::guest_modules(paths, profile)?;
+        let initrd =
+            image::make_initramfs(paths, &modules, &self.with, &dir.join("initramfs.cpio"))?;
         let has_lags = profile != Profile::Nolags;
         let mut opts = RunnerOptions {
             expect_version: Some(version),
@@ -349,7 +159,7 @@ impl QemuTestArgs {
             accel: Accel::Tcg,
             data_out: None,
         };
-        let (accel, why) = qemu::apply_accel(
+        let (accel, why) = vm::apply_accel(
             self.machine.accel,
             &mut spec,
             &paths.kvm_probe(),
@@ -409,7 +219,7 @@ impl QemuTestArgs {
                 hard.as_secs()
             );
             let verbose = self.verbose;
-            let run = qemu::run_vm(&spec, &log, limits, |line| progress(line, verbose))?;
+            let run = vm::run_vm(&spec, &log, limits, |line| progress(line, verbose))?;
             run.ensure_qemu_ran()?;
             let (verdict, message, scan, report) = classify(&run.console, run.ending);
             let r = BootResult {
@@ -456,7 +266,7 @@ fn progress(line: &str, verbose: bool) {
         eprintln!("  | {line}");
         return;
     }
-    let body = console::strip_timestamp(line).unwrap_or(line);
+    let body = strip_timestamp(line).unwrap_or(line);
     let interesting = body.starts_with("lags-init:")
         || body.starts_with("ok ")
         || body.starts_with("not ok ")
@@ -492,112 +302,4 @@ fn write_summary(dir: &Path, results: &[BootResult]) -> Result<()> {
         serde_json::to_string_pretty(results)?,
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const START: &str = "[    0.000000] Linux version 6.12.117\n[    1.000000] lags-init: start\n";
-
-    fn ktap_ok() -> String {
-        [
-            "[    1.1] KTAP version 1",
-            "[    1.1] 1..1",
-            "[    1.1]   KTAP version 1",
-            "[    1.1]   # Subtest: boot",
-            "[    1.1]   1..1",
-            "[    1.1]   ok 1 kernel_release_matches",
-            "[    1.1] ok 1 boot",
-            "[    1.2] lags-init: done passed=1 failed=0 skipped=0",
-            "[    1.3] reboot: Restarting system",
-        ]
-        .join("\n")
-    }
-
-    // Expect each outcome class to map to its own verdict and exit code.
-    #[test]
-    fn classifies_outcomes() {
-        let ok = format!("{START}{}\n", ktap_ok());
-        assert_eq!(classify(&ok, Ending::Exited).0, Verdict::Passed);
-
-        let failed = ok
-            .replace(
-                "  ok 1 kernel_release_matches",
-                "  not ok 1 kernel_release_matches",
-            )
-            .replace("ok 1 boot", "not ok 1 boot");
-        assert_eq!(classify(&failed, Ending::Exited).0, Verdict::TestsFailed);
-
-        let panic = format!("{START}[    1.1] KTAP version 1\n[    1.1] 1..1\n[    1.2] sysrq: Trigger a crash\n[    1.2] Kernel panic - not syncing: sysrq triggered crash\n");
-        assert_eq!(classify(&panic, Ending::Exited).0, Verdict::KernelFault);
-
-        let hang = format!("{START}[    1.1] KTAP version 1\n[    1.1] 1..1\n");
-        assert_eq!(classify(&hang, Ending::Silent).0, Verdict::Timeout);
-        assert_eq!(classify(&hang, Ending::HardTimeout).0, Verdict::Timeout);
-
-        let noboot = "[    0.0] Linux version 6.12.117\n[    0.9] Kernel panic - not syncing: No working init found.\n";
-        let (v, msg, ..) = classify(noboot, Ending::Exited);
-        assert_eq!(v, Verdict::BootFailure);
-        assert!(msg.contains("No working init"), "{msg}");
-        assert_eq!(
-            classify("[ 0.0] Linux version\n", Ending::Silent).0,
-            Verdict::BootFailure
-        );
-
-        let warn = ok.replace(
-            "[    1.2] lags-init: done",
-            "[    1.15] ------------[ cut here ]------------\n[    1.15] WARNING: CPU: 0 PID: 1 at kernel/sched/fair.c:100 f+0x1/0x2\n[    1.2] lags-init: done",
-        );
-        assert_eq!(classify(&warn, Ending::Exited).0, Verdict::KernelFault);
-
-        let order = [
-            Verdict::Passed,
-            Verdict::TestsFailed,
-            Verdict::Timeout,
-            Verdict::KernelFault,
-            Verdict::BootFailure,
-        ];
-        let codes: Vec<i32> = order.iter().map(|v| v.exit() as i32).collect();
-        assert_eq!(codes, [0, 1, 12, 10, 11]);
-    }
-
-    // Expect the boots' verdicts to combine into the most severe one whatever the order of
-    // the boots (every permutation of every pair and of a mixed set), and no boots to pass.
-    #[test]
-    fn worst_verdict_is_order_independent() {
-        let all = [
-            Verdict::Passed,
-            Verdict::TestsFailed,
-            Verdict::Timeout,
-            Verdict::KernelFault,
-            Verdict::BootFailure,
-        ];
-        assert_eq!(Verdict::worst([]), Verdict::Passed);
-        for a in all {
-            for b in all {
-                assert_eq!(Verdict::worst([a, b]), Verdict::worst([b, a]));
-                assert_eq!(Verdict::worst([a, b]), a.max(b));
-            }
-        }
-        // Exit-code numbers would rank a timeout (12) above a boot failure (11) and a
-        // kernel fault (10); severity does not.
-        let boots = [Verdict::Timeout, Verdict::KernelFault, Verdict::BootFailure];
-        let mut seen = Vec::new();
-        for i in 0..boots.len() {
-            for j in 0..boots.len() {
-                for k in 0..boots.len() {
-                    if i != j && j != k && i != k {
-                        seen.push(Verdict::worst([boots[i], boots[j], boots[k]]));
-                    }
-                }
-            }
-        }
-        assert_eq!(seen.len(), 6);
-        assert!(seen.iter().all(|&v| v == Verdict::BootFailure), "{seen:?}");
-        assert_eq!(
-            Verdict::worst([Verdict::Passed, Verdict::TestsFailed, Verdict::Passed]),
-            Verdict::TestsFailed
-        );
-    }
 }

@@ -23,8 +23,8 @@ use super::plan::{plan_boots, Settings};
 use super::records::Records;
 use super::report::{BootInfo, Env};
 use super::{progress, verdict_word, BenchArgs};
+use crate::results::verdict::Verdict;
 use crate::util::{self, failure, Exit, Paths};
-use crate::vmtest::Verdict;
 
 const SYSCTL_LAGS: &str = "/proc/sys/kernel/sched_lags";
 const BASE_SLICE: &str = "/sys/kernel/debug/sched/base_slice_ns";
@@ -128,7 +128,7 @@ fn run_child(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SIGTERM, not SIGKILL: the benchmark removes its cgroups when it gets it.
-    crate::qemu::signal_on_parent_death(&mut cmd, libc::SIGTERM);
+    crate::vm::signal_on_parent_death(&mut cmd, libc::SIGTERM);
     let t0 = Instant::now();
     let mut child = cmd
         .spawn()

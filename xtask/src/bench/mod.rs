@@ -28,11 +28,12 @@ use anyhow::{bail, Result};
 use lags_proto::bench::{KnPlan, Plan, RdPlan, Status, Workload};
 
 use crate::build::{self, ProfileArgs};
-use crate::console;
-use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
+use crate::image::Initramfs;
+use crate::results::console;
+use crate::results::lines::strip_timestamp;
+use crate::results::verdict::{self, Verdict};
 use crate::util::{self, failure, Exit, Fnv, Paths};
-use crate::vmtest::{self, Verdict};
+use crate::vm::{self, Accel, Ending, Limits, MachineArgs, VmSpec};
 use plan::{plan_boots, Settings};
 use records::{load_dir, Records};
 use report::{BootInfo, Env};
@@ -201,7 +202,7 @@ pub(super) fn finish(
 }
 
 /// The verdict of one benchmark boot: `qemu-test`'s infrastructure verdict
-/// ([`vmtest::classify_infra`]: boot failure, kernel fault, timeout), and then the guest's
+/// ([`verdict::classify_infra`]: boot failure, kernel fault, timeout), and then the guest's
 /// end record in place of KTAP: anything but `ok` means the benchmark had errors. Pure.
 pub fn boot_verdict(
     console_text: &str,
@@ -209,7 +210,7 @@ pub fn boot_verdict(
     status: Option<Status>,
 ) -> (Verdict, String) {
     let scan = console::scan(console_text);
-    if let Some(infra) = vmtest::classify_infra(&scan, ending, scan.runner_done) {
+    if let Some(infra) = verdict::classify_infra(&scan, ending, scan.runner_done) {
         return infra;
     }
     match status {
@@ -274,7 +275,7 @@ pub(super) fn loadavg() -> String {
 
 /// Builds the static benchmark binary (like the guest runner: +crt-static).
 pub(super) fn build_bench(paths: &Paths) -> Result<PathBuf> {
-    Ok(crate::vmtest::build_static(paths, "lags-bench")?.join("lags-bench"))
+    Ok(crate::image::guest::build_static(paths, "lags-bench")?.join("lags-bench"))
 }
 
 /// Where `--rd-trace`'s files are in the guest.
@@ -341,7 +342,7 @@ pub(super) fn progress(line: &str, verbose: bool) {
         eprintln!("  | {line}");
         return;
     }
-    let body = console::strip_timestamp(line).unwrap_or(line);
+    let body = strip_timestamp(line).unwrap_or(line);
     if body.starts_with("lags-bench:")
         || body.starts_with("lags-init:")
         || body.contains("Kernel panic")
@@ -515,7 +516,7 @@ impl BenchArgs {
             data_out: None,
         };
         let (accel, why) =
-            qemu::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "bench")?;
+            vm::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "bench")?;
         let files = crate::patch::series(&paths.patches())?;
         let mut env = Env {
             accel: accel.name().into(),
@@ -525,7 +526,7 @@ impl BenchArgs {
             config_hash: fs_err::read(paths.build(profile).join(".config"))
                 .map(|b| Fnv::default().update(&b).hex())
                 .unwrap_or_default(),
-            qemu: util::tool_version(qemu::qemu_binary(), &["--version"])
+            qemu: util::tool_version(vm::qemu_binary(), &["--version"])
                 .unwrap_or_default()
                 .lines()
                 .next()
@@ -562,7 +563,7 @@ impl BenchArgs {
                 hard.as_secs()
             );
             let before = loadavg();
-            let run = qemu::run_vm(
+            let run = vm::run_vm(
                 &spec,
                 &log,
                 Limits {
@@ -658,7 +659,7 @@ mod tests {
         for (console, ending, status, want) in cases {
             let (v, msg) = boot_verdict(&console, ending, status);
             assert_eq!(v, want, "{console:?}: {msg}");
-            let (q, _, _, _) = vmtest::classify(&console, ending);
+            let (q, _, _, _) = verdict::classify(&console, ending);
             if want != Verdict::Passed && want != Verdict::TestsFailed {
                 assert_eq!(v, q, "qemu-test disagrees on {console:?}");
             }

@@ -7,20 +7,24 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::ldd::shared_libs;
 use crate::util;
 
 /// The base layout of every guest image (see the file for its format).
-const LAYOUT: &str = include_str!("../../qemu/image/layout");
+const LAYOUT: &str = include_str!("../../../qemu/image/layout");
 
 /// The files `LAYOUT` may name, by their path under `qemu/image/`.
 const IMAGE_FILES: &[(&str, &[u8])] = &[
-    ("etc/passwd", include_bytes!("../../qemu/image/etc/passwd")),
-    ("etc/group", include_bytes!("../../qemu/image/etc/group")),
+    (
+        "etc/passwd",
+        include_bytes!("../../../qemu/image/etc/passwd"),
+    ),
+    ("etc/group", include_bytes!("../../../qemu/image/etc/group")),
 ];
 
 /// Parses a layout: `dir PATH`, `chardev PATH MAJOR MINOR`, `file PATH SOURCE MODE` (octal),
@@ -250,41 +254,6 @@ fn pad(w: &mut impl Write, len: usize) -> Result<()> {
     Ok(())
 }
 
-/// Shared libraries (absolute paths, including the dynamic loader) that `ldd` lists.
-pub fn shared_libs(program: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(program)
-        .output()
-        .context("failed to run ldd")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("not a dynamic executable") || !out.status.success() {
-        return Ok(Vec::new());
-    }
-    let libs = parse_ldd(&text);
-    if let Some(missing) = text.lines().find(|l| l.contains("=> not found")) {
-        bail!(
-            "{}: shared library missing on the host: {}",
-            program.display(),
-            missing.trim()
-        );
-    }
-    Ok(libs)
-}
-
-/// Parses `ldd` output into the absolute library paths it mentions.
-pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let path = match l.split_once("=>") {
-                Some((_, rhs)) => rhs.split_whitespace().next()?,
-                None => l.split_whitespace().next()?,
-            };
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,19 +383,6 @@ mod tests {
                 .lines()
                 .any(|l| l.split(':').nth(2) == Some(nobody.as_str())),
             "{group}"
-        );
-    }
-
-    // Expect that ldd lines with and without "=>" yield absolute paths only.
-    #[test]
-    fn parses_ldd_output() {
-        let out = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
-        assert_eq!(
-            parse_ldd(out),
-            [
-                PathBuf::from("/lib/x86_64-linux-gnu/libm.so.6"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
-            ]
         );
     }
 

@@ -19,10 +19,10 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::build::{self, ProfileArgs};
-use crate::initramfs::Initramfs;
-use crate::qemu::{self, Accel, Ending, Limits, MachineArgs, Terminal, VmSpec};
+use crate::image::{self, Initramfs};
+use crate::results::verdict::{self, Verdict};
 use crate::util::{self, failure, Exit, Paths};
-use crate::vmtest::{self, Verdict};
+use crate::vm::{self, Accel, Ending, Limits, MachineArgs, Terminal, VmSpec};
 use lags_proto::marker;
 
 /// Largest shared directory copied into the image (the initramfs lives in guest RAM, twice
@@ -147,7 +147,7 @@ pub struct VmReport {
     pub boot_s: f64,
     pub ending: Ending,
     pub cmdline: Vec<String>,
-    pub faults: Vec<crate::console::Fault>,
+    pub faults: Vec<crate::results::console::Fault>,
     pub console_log: PathBuf,
     /// Host directory `/out` was unpacked into.
     pub out_dir: Option<PathBuf>,
@@ -224,9 +224,9 @@ pub fn parse_markers(console: &str, token: &str) -> (bool, Option<i32>) {
 /// The outcome of a finished boot: the `qemu-test` infrastructure verdict (boot failure,
 /// kernel fault, timeout) if there is one, else the command's status.
 pub fn decide(console: &str, ending: Ending, token: &str) -> (Outcome, String) {
-    let scan = crate::console::scan(console);
+    let scan = crate::results::console::scan(console);
     let (_, exit) = parse_markers(console, token);
-    match (vmtest::classify_infra(&scan, ending, exit.is_some()), exit) {
+    match (verdict::classify_infra(&scan, ending, exit.is_some()), exit) {
         (Some((v, msg)), _) => (Outcome::Infra(v), msg),
         (None, Some(n)) => (Outcome::Command(n), format!("the command exited with {n}")),
         // classify_infra returns a verdict whenever the end marker is missing.
@@ -235,9 +235,9 @@ pub fn decide(console: &str, ending: Ending, token: &str) -> (Outcome, String) {
 }
 
 /// True for a kernel console line: it starts with a printk timestamp `[   1.234567] `
-/// (the console scan's definition, [`crate::console::strip_timestamp`]).
+/// (the console scan's definition, [`crate::results::lines::strip_timestamp`]).
 fn is_kernel_line(line: &str) -> bool {
-    crate::console::strip_timestamp(line).is_some()
+    crate::results::lines::strip_timestamp(line).is_some()
 }
 
 /// Kernel lines worth showing even without `-v`.
@@ -493,7 +493,8 @@ impl VmArgs {
         fs_err::create_dir_all(&dir)?;
         let token = new_token();
 
-        let mut fs = vmtest::guest_image(paths, profile, &self.with)?;
+        let modules = build::guest_modules(paths, profile)?;
+        let mut fs = image::guest_image(paths, &modules, &self.with)?;
         self.add_vm_files(&mut fs, &job, shared, cwd, &token)?;
         let initrd = dir.join("initramfs.cpio");
         fs.write_to(&initrd)?;
@@ -510,7 +511,7 @@ impl VmArgs {
             data_out: self.out.as_ref().map(|_| data.clone()),
         };
         let (accel, why) =
-            qemu::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "vm")?;
+            vm::apply_accel(self.machine.accel, &mut spec, &paths.kvm_probe(), "vm")?;
         spec.extra_cmdline = self.kernel_params();
         let log = dir.join("vm.console.log");
         let limits = self.limits(&job);
@@ -571,7 +572,7 @@ impl VmArgs {
                     .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
                 let mut echo = ShellEcho::new(&ready_marker);
                 let mut echo_fn = |b: &[u8]| echo.feed(b);
-                let r = qemu::run_vm_with(
+                let r = vm::run_vm_with(
                     &spec,
                     &log,
                     limits,
@@ -583,11 +584,11 @@ impl VmArgs {
                 }
                 r?
             }
-            Job::Command { .. } => qemu::run_vm(&spec, &log, limits, on_line)?,
+            Job::Command { .. } => vm::run_vm(&spec, &log, limits, on_line)?,
         };
         run.ensure_qemu_ran()?;
         let (outcome, message) = decide(&run.console, run.ending, &token);
-        let scan = crate::console::scan(&run.console);
+        let scan = crate::results::console::scan(&run.console);
         let mut out_dir = None;
         if let (Some(host_out), Outcome::Command(_)) = (&self.out, outcome) {
             unpack_out(&data, host_out)?;

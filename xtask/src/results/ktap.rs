@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::mem::take;
 
-use crate::console::strip_timestamp;
+use super::lines::strip_timestamp;
 
 /// At most this many foreign console lines are kept as context per test.
 const MAX_CONTEXT_LINES: usize = 200;
@@ -843,7 +843,7 @@ mod tests {
 
     macro_rules! fixture {
         ($name:literal) => {
-            include_str!(concat!("../test_data/console/", $name))
+            include_str!(concat!("../../test_data/console/", $name))
         };
     }
 
