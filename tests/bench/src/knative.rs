@@ -356,24 +356,33 @@ pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
     let w: &'static Map<AtomicU32> = Box::leak(Box::new(Map::new(l.words(max_users))?));
     let pods = start_pods(kn, max_users, c, w, l)?;
     let kn_static: &'static KnPlan = Box::leak(Box::new(kn.clone()));
-    let user_threads: Vec<_> = (0..max_users)
-        .map(|u| {
-            let seed = mix_seed(plan.seed, &[5, u as u64]);
-            std::thread::Builder::new()
-                .stack_size(128 << 10)
-                .spawn(move || user(u, c, w, l, kn_static, seed))
-        })
-        .collect();
+    // A user that cannot start is an error, not a quietly smaller scale.
+    let mut user_threads = Vec::with_capacity(max_users);
     let mut result = Ok(());
+    for u in 0..max_users {
+        let seed = mix_seed(plan.seed, &[5, u as u64]);
+        match std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || user(u, c, w, l, kn_static, seed))
+        {
+            Ok(t) => user_threads.push(t),
+            Err(e) => {
+                result = Err(format!("knative: starting user {u} of {max_users}: {e}"));
+                break;
+            }
+        }
+    }
     let n = plan.configs.len();
-    'outer: for &users in &kn.users {
-        for rep in 0..plan.reps {
-            let seed = mix_seed(plan.seed, &[6, users as u64, rep as u64]);
-            for i in 0..n {
-                let cfg = plan.configs[(i + rep) % n].clone();
-                if let Err(e) = run_once(ctx, out, &pods, c, w, users, &cfg, rep, seed) {
-                    result = Err(e);
-                    break 'outer;
+    if result.is_ok() {
+        'outer: for &users in &kn.users {
+            for rep in 0..plan.reps {
+                let seed = mix_seed(plan.seed, &[6, users as u64, rep as u64]);
+                for i in 0..n {
+                    let cfg = plan.configs[(i + rep) % n].clone();
+                    if let Err(e) = run_once(ctx, out, &pods, c, w, users, &cfg, rep, seed) {
+                        result = Err(e);
+                        break 'outer;
+                    }
                 }
             }
         }
@@ -385,7 +394,7 @@ pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
     let _ = crate::set_lags(&pods.groups, false);
     // The users end after their current think time and request; the pods must still run
     // until then.
-    for t in user_threads.into_iter().flatten() {
+    for t in user_threads {
         let _ = t.join();
     }
     pods.stop();
