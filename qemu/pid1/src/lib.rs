@@ -23,6 +23,7 @@ pub mod clock;
 pub mod cred;
 pub mod errno;
 pub mod fs;
+pub mod futex;
 pub mod init;
 pub mod module;
 pub mod procfs;

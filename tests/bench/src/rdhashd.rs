@@ -81,40 +81,7 @@ const THREADS: usize = 5;
 const WIN: Window = Window { base: 6 };
 const COUNTERS: usize = 6 + Window::LEN;
 
-pub(crate) fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: the word lives in a shared mapping (no FUTEX_PRIVATE_FLAG: the waker is
-    // another process); `ts` is a valid relative timeout.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            val,
-            &ts as *const libc::timespec,
-            std::ptr::null::<u32>(),
-            0,
-        )
-    };
-}
-
-pub(crate) fn futex_wake_all(word: &AtomicU32) {
-    // SAFETY: as in futex_wait; waking has no memory preconditions.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            i32::MAX,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0,
-        )
-    };
-}
+pub(crate) use lags_pid1::futex::{futex_wait, futex_wake_all};
 
 pub(crate) fn sleep_ns(ns: u64) {
     let mut ts = libc::timespec {

@@ -16,6 +16,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use lags_pid1::futex::{futex_wait, futex_wake_all};
 use std::time::Duration;
 
 use super::lags_iface::{lags_group, need_lags, DEBUGFS_DIR, SYSCTL};
@@ -566,17 +568,7 @@ fn niced_load(nice: i32, threads: usize, sleeper: bool) -> impl FnOnce(&mut Work
                 .spawn(move || {
                     ready.fetch_add(1, Ordering::AcqRel);
                     while start.load(Ordering::Acquire) == 0 {
-                        // SAFETY: FUTEX_WAIT on a live, aligned u32 (leaked, so 'static);
-                        // it returns at once if the value is no longer 0.
-                        unsafe {
-                            libc::syscall(
-                                libc::SYS_futex,
-                                start.as_ptr(),
-                                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                                0u32,
-                                std::ptr::null::<libc::timespec>(),
-                            )
-                        };
+                        futex_wait(start, 0, 1_000_000_000);
                     }
                     loop {
                         util::spin_cpu_ns(1_000_000);
@@ -603,15 +595,7 @@ fn niced_load(nice: i32, threads: usize, sleeper: bool) -> impl FnOnce(&mut Work
             }
         }
         start.store(1, Ordering::Release);
-        // SAFETY: FUTEX_WAKE on the same live u32; wakes every waiter.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                start.as_ptr(),
-                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                i32::MAX,
-            )
-        };
+        futex_wake_all(start);
         loop {
             util::spin_cpu_ns(1_000_000);
         }
@@ -768,21 +752,19 @@ fn thread_states(pid: libc::pid_t) -> ThreadStates {
         .flatten()
         .flatten()
     {
-        let Ok(stat) = util::read_file(e.path().join("stat")) else {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse().ok()) else {
             continue;
         };
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next());
-        let state = state.unwrap_or("?").to_owned();
-        if state != "R" && wchan.is_none() {
+        let Some((state, _)) = util::proc_state(tid) else {
+            continue;
+        };
+        if state != 'R' && wchan.is_none() {
             wchan = util::read_file(e.path().join("wchan")).ok();
         }
         *counts.entry(state).or_insert(0usize) += 1;
     }
     ThreadStates {
-        running: counts.get("R").copied().unwrap_or(0),
+        running: counts.get(&'R').copied().unwrap_or(0),
         text: format!(
             "{counts:?}, one not running waits in {}",
             wchan.as_deref().unwrap_or("-")
