@@ -122,13 +122,7 @@ impl QemuTestArgs {
         let mut opts = RunnerOptions {
             expect_version: Some(version),
             expect_lags: has_lags,
-            tests: self.tests.as_deref().map(|t| {
-                t.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            }),
+            tests: self.tests.as_deref().map(runner::test_list),
             ..RunnerOptions::default()
         };
         if opts.tests.as_ref().is_some_and(Vec::is_empty) {

@@ -138,12 +138,7 @@ impl RunnerOptions {
                     self.suites = (!list.is_empty() || v.trim() == "none").then_some(list);
                 }
                 ("lags.tests", Some(v)) => {
-                    let list: Vec<String> = v
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
+                    let list = test_list(v);
                     if list.is_empty() {
                         self.warnings
                             .push("ignoring an empty lags.tests= (want test or suite.test)".into());
@@ -231,6 +226,15 @@ impl RunnerOptions {
             .as_ref()
             .is_none_or(|list| list.iter().any(|t| test_entry_matches(t, suite, test)))
     }
+}
+
+/// The entries of a `lags.tests=` value (or of `qemu-test --tests`), empty ones dropped.
+pub fn test_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether one `lags.tests=` entry (`test` or `suite.test`) names test `test` of `suite`.
