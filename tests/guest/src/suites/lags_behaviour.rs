@@ -36,6 +36,10 @@ pub const SUITE: Suite = Suite {
             name: "credit_rises_and_decays",
             run: credit_rises_and_decays,
         },
+        Test {
+            name: "preempt_count_only_lags_decisions",
+            run: preempt_count_only_lags_decisions,
+        },
     ],
 };
 
@@ -58,6 +62,8 @@ const FLOODERS: usize = 6;
 const FLOOD_MS: u64 = 3_000;
 const PREHEAT_MS: u64 = 1_500;
 const DEFAULT_BASE_SLICE_NS: u64 = 3_000_000;
+/// The schedstats switch (`lags_picks` is counted only while it is on).
+const SCHEDSTATS: &str = "/proc/sys/kernel/sched_schedstats";
 /// Timeouts for collecting worker output (generous: TCG).
 const LIGHT_TIMEOUT: Duration = Duration::from_secs(60);
 const WORKER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -552,6 +558,97 @@ fn credit_rises_and_decays(ctx: &mut Ctx) -> TestResult {
         format!(
             "lags_credit_mcpu 2.5s after stopping: expected <= 35% of peak {peak} = {}, got {decayed}",
             peak * 35 / 100
+        )
+    });
+    Ok(())
+}
+
+/// The number after `key:` in /proc/PID/status.
+fn proc_status_u64(pid: libc::pid_t, key: &str) -> Result<u64, Stop> {
+    let text = util::read_trimmed(format!("/proc/{pid}/status"))
+        .or_fail(&format!("/proc/{pid}/status"))?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'));
+    value
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Stop::Fail(format!("/proc/{pid}/status: no number after {key}:")))
+}
+
+/// What one phase of `preempt_count_only_lags_decisions` saw.
+struct CountPhase {
+    /// The spinner's involuntary switches while the light probe ran.
+    preempted: u64,
+    /// The light group's `lags_wakeup_preempts` and `lags_picks`.
+    counted: u64,
+    picks: u64,
+}
+
+fn preempt_count_phase(env: &Env, label: &str, sysctl: &str) -> Result<CountPhase, Stop> {
+    set_sysctl(sysctl)?;
+    let heavy_cg = group(env, &format!("{label}-heavy"), true)?;
+    let light_cg = group(env, &format!("{label}-light"), true)?;
+    let mut heavy_w = start(env, &heavy_cg, heavy)?;
+    util::sleep_ms(SETTLE_MS);
+    let switches0 = proc_status_u64(heavy_w.pid(), "nonvoluntary_ctxt_switches")?;
+    let mut light = start(env, &light_cg, light_probe)?;
+    let raw = light.finish(LIGHT_TIMEOUT).or_fail("light worker")?;
+    let switches1 = proc_status_u64(heavy_w.pid(), "nonvoluntary_ctxt_switches")?;
+    let counted = stat(&light_cg, "lags_wakeup_preempts")?;
+    let picks = stat(&light_cg, "lags_picks")?;
+    heavy_gap(&mut heavy_w)?;
+    let samples = util::decode_u64s(&raw);
+    ensure!(
+        samples.len() == SAMPLES,
+        "phase {label}: expected {SAMPLES} latency samples, got {}",
+        samples.len()
+    );
+    Ok(CountPhase {
+        preempted: switches1.saturating_sub(switches0),
+        counted,
+        picks,
+    })
+}
+
+// Expect `lags_wakeup_preempts` and `lags_picks` to count only decisions stock EEVDF would
+// not have made. Two LAGS groups share the CPU: a spinner that ran alone first (its credit
+// gives it a long request) and the light probe. With two entities, a waker with positive lag
+// makes the spinner ineligible, and stock EEVDF preempts an ineligible current entity and
+// picks the waker as LAGS does; a waker with negative lag is not eligible and preempts
+// nobody. So the light group's counts must stay near 0. The same scenario with the global
+// switch off (stock EEVDF) shows that: the preemption count may exceed the spinner's extra
+// preemptions under LAGS by the tolerance only (a waker with exactly zero lag, kernel threads
+// that briefly make a third entity). `lags_picks` is counted while schedstats are on.
+fn preempt_count_only_lags_decisions(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let _schedstats = Restore::save(SCHEDSTATS).or_fail(SCHEDSTATS)?;
+    util::write_file(SCHEDSTATS, "1").or_fail(&format!("writing 1 to {SCHEDSTATS}"))?;
+    let stock = preempt_count_phase(&env, "pc-stock", "0")?;
+    let lags = preempt_count_phase(&env, "pc-lags", "1")?;
+    let wakeups = (SAMPLES + DISCARD) as u64;
+    let extra = lags.preempted.saturating_sub(stock.preempted);
+    let tolerance = wakeups / 20;
+    ctx.diag(format!(
+        "{wakeups} light wake-ups; the spinner's involuntary switches: stock {}, LAGS {}; \
+         light lags_wakeup_preempts {} (allowed: {extra} extra + {tolerance}), lags_picks {}",
+        stock.preempted, lags.preempted, lags.counted, lags.picks
+    ));
+    ctx.check(lags.counted <= extra + tolerance, || {
+        format!(
+            "light lags_wakeup_preempts: expected <= {} (LAGS preempted the spinner {} times, \
+             stock EEVDF {} times), got {}",
+            extra + tolerance,
+            lags.preempted,
+            stock.preempted,
+            lags.counted
+        )
+    });
+    ctx.check(lags.picks <= extra + tolerance, || {
+        format!(
+            "light lags_picks: expected <= {} (the light group runs when it preempts, and stock \
+             EEVDF preempted as often), got {}",
+            extra + tolerance,
+            lags.picks
         )
     });
     Ok(())
