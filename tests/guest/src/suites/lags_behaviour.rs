@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::lags_iface::{need_lags, SYSCTL};
+use super::lags_iface::{need_lags, SCHEDSTATS, SYSCTL};
 use super::{ensure, fail, Ctx, OrFail, Stop, Suite, Test, TestResult};
 use crate::util::{self, AffinityGuard, Cgroup, Restore, Summary, Worker, WorkerIo};
 
@@ -62,8 +62,7 @@ const FLOODERS: usize = 6;
 const FLOOD_MS: u64 = 3_000;
 const PREHEAT_MS: u64 = 1_500;
 const DEFAULT_BASE_SLICE_NS: u64 = 3_000_000;
-/// The schedstats switch (`lags_picks` is counted only while it is on).
-const SCHEDSTATS: &str = "/proc/sys/kernel/sched_schedstats";
+
 /// Timeouts for collecting worker output (generous: TCG).
 const LIGHT_TIMEOUT: Duration = Duration::from_secs(60);
 const WORKER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -563,25 +562,35 @@ fn credit_rises_and_decays(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
-/// The number after `key:` in /proc/PID/status.
-fn proc_status_u64(pid: libc::pid_t, key: &str) -> Result<u64, Stop> {
-    let text = util::read_trimmed(format!("/proc/{pid}/status"))
-        .or_fail(&format!("/proc/{pid}/status"))?;
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'));
-    value
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| Stop::Fail(format!("/proc/{pid}/status: no number after {key}:")))
-}
-
 /// What one phase of `preempt_count_only_lags_decisions` saw.
 struct CountPhase {
-    /// The spinner's involuntary switches while the light probe ran.
-    preempted: u64,
     /// The light group's `lags_wakeup_preempts` and `lags_picks`.
     counted: u64,
     picks: u64,
+    /// The light probe's wake-ups that ran within `IMMEDIATE_NS` (all of them, none discarded).
+    immediate: u64,
+}
+
+/// A wake-up that runs this soon preempted the spinner; one that waited for the spinner's
+/// slice to end takes 0.5-0.8 ms under TCG (base_slice 0.75 ms, HZ 1000).
+const IMMEDIATE_NS: u64 = 300_000;
+/// Wake-ups of the counting probe.
+const COUNT_WAKEUPS: usize = SAMPLES + DISCARD;
+
+/// The light probe of `preempt_count_only_lags_decisions`: like `light_probe`, but it keeps
+/// every sample, since every wake-up can be counted.
+fn counting_probe(io: &mut WorkerIo) -> i32 {
+    let mut samples = Vec::with_capacity(COUNT_WAKEUPS);
+    let mut target = util::now_ns() + PERIOD_NS;
+    for _ in 0..COUNT_WAKEUPS {
+        util::sleep_until_ns(target);
+        let now = util::now_ns();
+        samples.push(now.saturating_sub(target));
+        util::spin_until_ns(now + LIGHT_RUN_NS);
+        target += PERIOD_NS;
+    }
+    io.send(&util::encode_u64s(&samples));
+    0
 }
 
 fn preempt_count_phase(env: &Env, label: &str, sysctl: &str) -> Result<CountPhase, Stop> {
@@ -590,66 +599,103 @@ fn preempt_count_phase(env: &Env, label: &str, sysctl: &str) -> Result<CountPhas
     let light_cg = group(env, &format!("{label}-light"), true)?;
     let mut heavy_w = start(env, &heavy_cg, heavy)?;
     util::sleep_ms(SETTLE_MS);
-    let switches0 = proc_status_u64(heavy_w.pid(), "nonvoluntary_ctxt_switches")?;
-    let mut light = start(env, &light_cg, light_probe)?;
+    let mut light = start(env, &light_cg, counting_probe)?;
     let raw = light.finish(LIGHT_TIMEOUT).or_fail("light worker")?;
-    let switches1 = proc_status_u64(heavy_w.pid(), "nonvoluntary_ctxt_switches")?;
     let counted = stat(&light_cg, "lags_wakeup_preempts")?;
     let picks = stat(&light_cg, "lags_picks")?;
     heavy_gap(&mut heavy_w)?;
     let samples = util::decode_u64s(&raw);
     ensure!(
-        samples.len() == SAMPLES,
-        "phase {label}: expected {SAMPLES} latency samples, got {}",
+        samples.len() == COUNT_WAKEUPS,
+        "phase {label}: expected {COUNT_WAKEUPS} latency samples, got {}",
         samples.len()
     );
     Ok(CountPhase {
-        preempted: switches1.saturating_sub(switches0),
         counted,
         picks,
+        immediate: samples.iter().filter(|&&l| l < IMMEDIATE_NS).count() as u64,
     })
 }
 
-// Expect `lags_wakeup_preempts` and `lags_picks` to count only decisions stock EEVDF would
-// not have made. Two LAGS groups share the CPU: a spinner that ran alone first (its credit
-// gives it a long request) and the light probe. With two entities, a waker with positive lag
-// makes the spinner ineligible, and stock EEVDF preempts an ineligible current entity and
-// picks the waker as LAGS does; a waker with negative lag is not eligible and preempts
-// nobody. So the light group's counts must stay near 0. The same scenario with the global
-// switch off (stock EEVDF) shows that: the preemption count may exceed the spinner's extra
-// preemptions under LAGS by the tolerance only (a waker with exactly zero lag, kernel threads
-// that briefly make a third entity). `lags_picks` is counted while schedstats are on.
+// Expect `lags_wakeup_preempts` and `lags_picks` to count the decisions LAGS changed, and
+// only those. Two LAGS groups share the CPU: a spinner that ran alone first (its credit gives
+// it a long request) and a light probe waking every 4 ms, first with stock EEVDF (global
+// switch off), then with LAGS.
+//
+// 1. NO_DELAY_ZERO (wakers keep their positive lag): with two entities, a waker with positive
+//    lag makes the spinner ineligible, and stock EEVDF preempts an ineligible current entity
+//    and picks the waker as LAGS does; a waker with negative lag preempts nobody. LAGS
+//    changes no decision, so both counts stay within the tolerance (kernel threads briefly
+//    make a third entity; a waker with exactly zero lag).
+// 2. Default features: DELAY_ZERO clips a waker's lag to 0, so the spinner stays eligible
+//    and stock EEVDF lets it finish its slice; LAGS's longer request for the spinner lets the
+//    waker preempt at once. Those wake-ups are LAGS's doing and must be counted: at least
+//    the extra immediate wake-ups over stock's, minus the tolerance.
+// 3. With schedstats off, `lags_picks` is not counted (it costs a second pick).
 fn preempt_count_only_lags_decisions(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
     let _schedstats = Restore::save(SCHEDSTATS).or_fail(SCHEDSTATS)?;
     util::write_file(SCHEDSTATS, "1").or_fail(&format!("writing 1 to {SCHEDSTATS}"))?;
-    let stock = preempt_count_phase(&env, "pc-stock", "0")?;
-    let lags = preempt_count_phase(&env, "pc-lags", "1")?;
-    let wakeups = (SAMPLES + DISCARD) as u64;
-    let extra = lags.preempted.saturating_sub(stock.preempted);
-    let tolerance = wakeups / 20;
+    let tolerance = COUNT_WAKEUPS as u64 / 20;
+
+    let zero = util::SchedFeature::set("DELAY_ZERO", false).or_fail("NO_DELAY_ZERO")?;
+    let stock = preempt_count_phase(&env, "pk-stock", "0")?;
+    let lags = preempt_count_phase(&env, "pk-lags", "1")?;
+    drop(zero);
     ctx.diag(format!(
-        "{wakeups} light wake-ups; the spinner's involuntary switches: stock {}, LAGS {}; \
-         light lags_wakeup_preempts {} (allowed: {extra} extra + {tolerance}), lags_picks {}",
-        stock.preempted, lags.preempted, lags.counted, lags.picks
+        "NO_DELAY_ZERO: {COUNT_WAKEUPS} light wake-ups, immediate (< {}): stock {}, LAGS {}; \
+         light lags_wakeup_preempts {}, lags_picks {} (tolerance {tolerance})",
+        util::us(IMMEDIATE_NS),
+        stock.immediate,
+        lags.immediate,
+        lags.counted,
+        lags.picks
     ));
-    ctx.check(lags.counted <= extra + tolerance, || {
+    for (what, n) in [
+        ("lags_wakeup_preempts", lags.counted),
+        ("lags_picks", lags.picks),
+    ] {
+        ctx.check(n <= tolerance, || {
+            format!(
+                "light {what} with NO_DELAY_ZERO: expected <= {tolerance} (stock EEVDF makes \
+                 the same decisions), got {n}"
+            )
+        });
+    }
+
+    let stock = preempt_count_phase(&env, "pz-stock", "0")?;
+    let lags = preempt_count_phase(&env, "pz-lags", "1")?;
+    let extra = lags.immediate.saturating_sub(stock.immediate);
+    ctx.diag(format!(
+        "DELAY_ZERO: immediate wake-ups: stock {}, LAGS {} ({extra} extra); light \
+         lags_wakeup_preempts {}, lags_picks {}",
+        stock.immediate, lags.immediate, lags.counted, lags.picks
+    ));
+    ctx.check(lags.counted + tolerance >= extra, || {
         format!(
-            "light lags_wakeup_preempts: expected <= {} (LAGS preempted the spinner {} times, \
-             stock EEVDF {} times), got {}",
-            extra + tolerance,
-            lags.preempted,
-            stock.preempted,
+            "light lags_wakeup_preempts with DELAY_ZERO: expected >= {} ({extra} more wake-ups \
+             than with stock EEVDF ran at once), got {}",
+            extra.saturating_sub(tolerance),
             lags.counted
         )
     });
-    ctx.check(lags.picks <= extra + tolerance, || {
+
+    // 3. The same with schedstats off: lags_picks costs a second pick, so it is not counted;
+    //    lags_wakeup_preempts is.
+    util::write_file(SCHEDSTATS, "0").or_fail(&format!("writing 0 to {SCHEDSTATS}"))?;
+    let off = preempt_count_phase(&env, "ps-lags", "1")?;
+    ctx.diag(format!(
+        "schedstats off: light lags_wakeup_preempts {}, lags_picks {}",
+        off.counted, off.picks
+    ));
+    ctx.check(off.picks == 0, || {
         format!(
-            "light lags_picks: expected <= {} (the light group runs when it preempts, and stock \
-             EEVDF preempted as often), got {}",
-            extra + tolerance,
-            lags.picks
+            "light lags_picks with schedstats off: expected 0, got {}",
+            off.picks
         )
+    });
+    ctx.check(off.counted > 0, || {
+        "light lags_wakeup_preempts with schedstats off: expected > 0, got 0".to_owned()
     });
     Ok(())
 }

@@ -60,6 +60,8 @@ pub const SUITE: Suite = Suite {
     ],
 };
 
+/// The schedstats switch: `lags_picks` is counted only while it is on.
+pub const SCHEDSTATS: &str = "/proc/sys/kernel/sched_schedstats";
 pub const SYSCTL: &str = "/proc/sys/kernel/sched_lags";
 pub const DEBUGFS_DIR: &str = "/sys/kernel/debug/sched/lags";
 pub const CREDIT_PERIOD_NS: u64 = 1_000_000_000;

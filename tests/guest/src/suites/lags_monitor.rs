@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::lags_iface::{need_lags, SYSCTL};
+use super::lags_iface::{need_lags, SCHEDSTATS, SYSCTL};
 use super::{ensure, fail, skip, Ctx, OrFail, Stop, Suite, Test, TestResult};
 use crate::util::{self, Cgroup, Restore, Worker, WorkerIo, CGROUP2_ROOT};
 
@@ -330,8 +330,9 @@ fn spinner(io: &mut WorkerIo) -> i32 {
     0
 }
 
-/// A light LAGS group: 1 ms of CPU, then 3 ms asleep. Next to a spinner it has the lower
-/// credit, so its short requests let it run ahead (counted as LAGS picks).
+/// A light LAGS group: 1 ms of CPU, then 3 ms asleep. Next to a spinner, whose credit gives
+/// it a long request, its wake-ups run before the spinner's slice ends (counted as LAGS
+/// picks and wakeup preemptions).
 fn waker(io: &mut WorkerIo) -> i32 {
     while !io.stop_requested() {
         util::spin_cpu_ns(1_000_000);
@@ -491,10 +492,13 @@ fn lists_a_thousand_groups(ctx: &mut Ctx) -> TestResult {
 
 // Expect each group's credit, picks and wakeup preemptions in the snapshot to lie between two
 // reads of its cpu.stat taken just before and just after it (credit within 5%), for a spinner
-// and a light waker, whose short requests let it run ahead of the spinner (picks > 0).
+// and a light waker that runs before the spinner's long request ends (picks > 0; picks are
+// counted while schedstats are on).
 fn numbers_match_cpu_stat(ctx: &mut Ctx) -> TestResult {
     need_loaded(ctx)?;
     let env = setup()?;
+    let _schedstats = Restore::save(SCHEDSTATS).or_fail(SCHEDSTATS)?;
+    util::write_file(SCHEDSTATS, "1").or_fail(&format!("writing 1 to {SCHEDSTATS}"))?;
     let cgs = [group(&env, "n0", true)?, group(&env, "n1", true)?];
     let mut workers = Vec::new();
     workers.push(start(&env, &cgs[0], spinner)?);

@@ -78,6 +78,50 @@ impl Drop for Restore {
     }
 }
 
+/// A scheduler feature (debugfs `sched/features`) set for a test and put back on drop.
+pub struct SchedFeature {
+    name: &'static str,
+    was_on: bool,
+}
+
+impl SchedFeature {
+    pub const FILE: &'static str = "/sys/kernel/debug/sched/features";
+
+    /// Turns feature `name` on or off, remembering its current state.
+    pub fn set(name: &'static str, on: bool) -> io::Result<SchedFeature> {
+        let list = read_trimmed(Self::FILE)?;
+        let no = format!("NO_{name}");
+        let was_on = match list.split_whitespace().find(|f| *f == name || *f == no) {
+            Some(f) => f == name,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{}: no feature {name}", Self::FILE),
+                ))
+            }
+        };
+        write_file(Self::FILE, if on { name } else { &no })?;
+        Ok(SchedFeature { name, was_on })
+    }
+}
+
+impl Drop for SchedFeature {
+    fn drop(&mut self) {
+        let value = if self.was_on {
+            self.name.to_owned()
+        } else {
+            format!("NO_{}", self.name)
+        };
+        if let Err(e) = write_file(Self::FILE, &value) {
+            warn(format!(
+                "cleanup: restoring {value} in {} failed: {}",
+                Self::FILE,
+                describe_err(&e)
+            ));
+        }
+    }
+}
+
 // Mounts
 
 pub use lags_pid1::fs::{chown, mount, umount};
