@@ -15,6 +15,7 @@ pub const DEFAULT_SUITES: &[&str] = &[
     "cgroup",
     "module",
     "lags_iface",
+    "lags_smp",
     "lags_behaviour",
     "lags_guarantees",
     "lags_monitor",

@@ -20,6 +20,7 @@ pub mod lags_guarantees;
 pub mod lags_hostile;
 pub mod lags_iface;
 pub mod lags_monitor;
+pub mod lags_smp;
 pub mod lags_stress;
 pub mod lags_v1;
 pub mod module;
@@ -32,6 +33,7 @@ pub const ALL: &[Suite] = &[
     cgroup::SUITE,
     module::SUITE,
     lags_iface::SUITE,
+    lags_smp::SUITE,
     lags_behaviour::SUITE,
     lags_guarantees::SUITE,
     lags_monitor::SUITE,

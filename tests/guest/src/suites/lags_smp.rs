@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `lags_smp`: LAGS behaviour that needs more than one CPU.
+//!
+//! A group's tasks may run on several CPUs, while EEVDF sizes requests per CPU. Groups live
+//! under `/sys/fs/cgroup/lagssmp`; workers are pinned; the runner stays off the first CPU.
+//! Skipped with fewer than two CPUs.
+
+use std::time::Duration;
+
+use super::lags_iface::{need_lags, SYSCTL};
+use super::{ensure, skip, Ctx, OrFail, Stop, Suite, Test, TestResult};
+use crate::util::{self, AffinityGuard, Cgroup, Restore, Worker, WorkerIo};
+
+pub const SUITE: Suite = Suite {
+    name: "lags_smp",
+    tests: &[Test {
+        name: "request_judged_per_cpu",
+        run: request_judged_per_cpu,
+    }],
+};
+
+/// Spinners run this long before the window opens: two credit time constants.
+const SETTLE_MS: u64 = 2_000;
+const WINDOW_MS: u64 = 3_000;
+const WORKER_TIMEOUT: Duration = Duration::from_secs(20);
+/// The two phases' run lengths may differ by this factor (a request of 4 s against 8 s
+/// differs by 2).
+const RUN_RATIO_MAX: f64 = 1.3;
+
+struct Env {
+    cpus: [usize; 2],
+    // Dropped in this order: the groups, then the sysctl, then the runner's affinity.
+    parent: Cgroup,
+    _sysctl: Restore,
+    _pin: Option<AffinityGuard>,
+}
+
+fn setup(ctx: &mut Ctx) -> Result<Env, Stop> {
+    need_lags(ctx)?;
+    let util::TestCpu { cpu, others, pin } = util::test_cpu().or_fail("test CPU")?;
+    let Some(&second) = others.first() else {
+        return skip("needs two CPUs");
+    };
+    let sysctl = Restore::save(SYSCTL).or_fail(SYSCTL)?;
+    util::write_file(SYSCTL, "1").or_fail("switching LAGS on")?;
+    util::ensure_v2_cpu(Duration::from_secs(5)).or_fail("enabling cpu on cgroup v2")?;
+    let parent = Cgroup::new_v2("lagssmp").or_fail("creating /sys/fs/cgroup/lagssmp")?;
+    parent
+        .enable_cpu_for_children()
+        .or_fail("+cpu in lagssmp/cgroup.subtree_control")?;
+    ctx.diag(format!(
+        "workers on CPUs {cpu} and {second}, runner on {others:?}"
+    ));
+    Ok(Env {
+        cpus: [cpu, second],
+        parent,
+        _sysctl: sysctl,
+        _pin: pin,
+    })
+}
+
+fn group(env: &Env, name: &str, weight: u32, lags: bool) -> Result<Cgroup, Stop> {
+    let cg = env
+        .parent
+        .child(name)
+        .or_fail(&format!("creating lagssmp/{name}"))?;
+    cg.write("cpu.weight", weight.to_string())
+        .or_fail(&format!("writing cpu.weight of lagssmp/{name}"))?;
+    cg.write("cpu.lags", if lags { "1" } else { "0" })
+        .or_fail(&format!("writing cpu.lags of lagssmp/{name}"))?;
+    Ok(cg)
+}
+
+fn spinner(io: &mut WorkerIo) -> i32 {
+    while !io.stop_requested() {
+        util::spin_cpu_ns(1_000_000);
+    }
+    0
+}
+
+fn start(cg: &Cgroup, cpu: usize) -> Result<Worker, Stop> {
+    let mut w = Worker::spawn(spinner).or_fail("fork")?;
+    w.start_in(cg, Some(cpu)).or_fail("starting worker")?;
+    Ok(w)
+}
+
+/// CPU time (ns, /proc/PID/schedstat) and involuntary switches (/proc/PID/status) of a task.
+fn runs(pid: libc::pid_t) -> Result<(u64, u64), Stop> {
+    let sched = util::read_trimmed(format!("/proc/{pid}/schedstat"))
+        .or_fail(&format!("/proc/{pid}/schedstat"))?;
+    let exec = sched.split_whitespace().next().and_then(|v| v.parse().ok());
+    let status = util::read_trimmed(format!("/proc/{pid}/status"))
+        .or_fail(&format!("/proc/{pid}/status"))?;
+    let switches = status.lines().find_map(|l| {
+        l.strip_prefix("nonvoluntary_ctxt_switches:")?
+            .trim()
+            .parse()
+            .ok()
+    });
+    match (exec, switches) {
+        (Some(e), Some(s)) => Ok((e, s)),
+        _ => Err(Stop::Fail(format!(
+            "/proc/{pid}: no exec time in schedstat or no nonvoluntary_ctxt_switches in status"
+        ))),
+    }
+}
+
+/// The mean length of the runs of `probe` (ns of CPU per involuntary switch) over the window.
+fn mean_run(probe: &Worker) -> Result<(u64, u64, u64), Stop> {
+    let (e0, s0) = runs(probe.pid())?;
+    util::sleep_ms(WINDOW_MS);
+    let (e1, s1) = runs(probe.pid())?;
+    let (exec, switches) = (e1 - e0, s1 - s0);
+    ensure!(
+        switches > 0,
+        "the probe was never preempted in {WINDOW_MS} ms (ran {} ms)",
+        exec / 1_000_000
+    );
+    Ok((exec / switches, exec, switches))
+}
+
+// Expect the request of a group's entity on a CPU to depend on what the group received on
+// that CPU, not on what it ran elsewhere. On the first CPU a spinner of group A (weight 100)
+// shares the CPU with a spinner `probe` of another LAGS group, whose entity there weighs half
+// of A's; the probe gets a third of the CPU, exactly its entitlement, so its request is the
+// same in both phases:
+// * P: the probe's group (weight 100) also runs a spinner on the second CPU, which splits the
+//   group's weight into two halves;
+// * Q: the probe's group has weight 50 and runs nothing else; a third group keeps the second
+//   CPU busy.
+// Busy spinners run their whole request at once, so the probe's mean run (CPU time per
+// involuntary switch) is its request. If the credit the group earned on the second CPU
+// counted against its entitlement on the first (the credit is 1.33 CPUs in P, 0.33 in Q), P
+// would give the probe the longest request, 8 x base_slice, against 4 x in Q.
+fn request_judged_per_cpu(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let [first, second] = env.cpus;
+
+    let a = group(&env, "p-a", 100, true)?;
+    let b = group(&env, "p-b", 100, true)?;
+    let mut workers = vec![start(&a, first)?, start(&b, first)?, start(&b, second)?];
+    util::sleep_ms(SETTLE_MS);
+    let (run_p, exec_p, sw_p) = mean_run(&workers[1])?;
+    let credit_p = b.cpu_stat("lags_credit_mcpu").or_fail("cpu.stat")?;
+    for w in &mut workers {
+        w.finish(WORKER_TIMEOUT).or_fail("spinner")?;
+    }
+
+    let a = group(&env, "q-a", 100, true)?;
+    let b = group(&env, "q-b", 50, true)?;
+    let c = group(&env, "q-c", 100, false)?;
+    let mut workers = vec![start(&a, first)?, start(&b, first)?, start(&c, second)?];
+    util::sleep_ms(SETTLE_MS);
+    let (run_q, exec_q, sw_q) = mean_run(&workers[1])?;
+    let credit_q = b.cpu_stat("lags_credit_mcpu").or_fail("cpu.stat")?;
+    for w in &mut workers {
+        w.finish(WORKER_TIMEOUT).or_fail("spinner")?;
+    }
+
+    let ratio = run_p as f64 / run_q.max(1) as f64;
+    ctx.diag(format!(
+        "probe: P (group on both CPUs, credit {credit_p} mcpu) {} ms in {sw_p} runs, mean {}; \
+         Q (group on the first CPU only, credit {credit_q} mcpu) {} ms in {sw_q} runs, mean \
+         {}; P/Q {ratio:.2}",
+        exec_p / 1_000_000,
+        util::ms(run_p),
+        exec_q / 1_000_000,
+        util::ms(run_q)
+    ));
+    ctx.check(
+        (1.0 / RUN_RATIO_MAX..=RUN_RATIO_MAX).contains(&ratio),
+        || {
+            format!(
+                "the probe's mean run with its group also busy on another CPU: expected within \
+             {RUN_RATIO_MAX}x of the same entitlement on one CPU ({}), got {} ({ratio:.2}x)",
+                util::ms(run_q),
+                util::ms(run_p)
+            )
+        },
+    );
+    Ok(())
+}
