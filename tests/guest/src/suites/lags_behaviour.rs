@@ -200,6 +200,17 @@ fn heavy_gap(w: &mut Worker) -> Result<u64, Stop> {
     Ok(out[0])
 }
 
+/// A probe's latency samples (ns), which must be `expected` many.
+fn latency_samples(raw: &[u8], expected: usize, label: &str) -> Result<Vec<u64>, Stop> {
+    let samples = util::decode_u64s(raw);
+    ensure!(
+        samples.len() == expected,
+        "phase {label}: expected {expected} latency samples, got {}",
+        samples.len()
+    );
+    Ok(samples)
+}
+
 /// One phase of the latency experiment.
 #[derive(Clone, Debug)]
 struct Phase {
@@ -267,12 +278,7 @@ fn run_phase(env: &Env, label: &str, members: Members, sysctl: &str) -> Result<P
         .iter_mut()
         .map(heavy_gap)
         .collect::<Result<Vec<_>, _>>()?;
-    let samples = util::decode_u64s(&raw);
-    ensure!(
-        samples.len() == SAMPLES,
-        "phase {label}: expected {SAMPLES} latency samples, got {}",
-        samples.len()
-    );
+    let samples = latency_samples(&raw, SAMPLES, label)?;
     Ok(Phase {
         lat: Summary::of(&samples),
         heavy_gaps,
@@ -604,12 +610,7 @@ fn preempt_count_phase(env: &Env, label: &str, sysctl: &str) -> Result<CountPhas
     let counted = stat(&light_cg, "lags_wakeup_preempts")?;
     let picks = stat(&light_cg, "lags_picks")?;
     heavy_gap(&mut heavy_w)?;
-    let samples = util::decode_u64s(&raw);
-    ensure!(
-        samples.len() == COUNT_WAKEUPS,
-        "phase {label}: expected {COUNT_WAKEUPS} latency samples, got {}",
-        samples.len()
-    );
+    let samples = latency_samples(&raw, COUNT_WAKEUPS, label)?;
     Ok(CountPhase {
         counted,
         picks,

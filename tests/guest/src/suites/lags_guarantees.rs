@@ -10,9 +10,9 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::lags_iface::{need_lags, DEBUGFS_DIR, SYSCTL};
+use super::lags_iface::{PinnedEnv, DEBUGFS_DIR, SYSCTL};
 use super::{ensure, fail, Ctx, OrFail, Stop, Suite, Test, TestResult};
-use crate::util::{self, AffinityGuard, Cgroup, Restore, Worker, WorkerIo, NOBODY};
+use crate::util::{self, Cgroup, Restore, Worker, WorkerIo, NOBODY};
 
 pub const SUITE: Suite = Suite {
     name: "lags_guarantees",
@@ -77,34 +77,10 @@ const NON_LAGS_FLOOR: f64 = 0.90;
 const SCHED_CALLS_TOLERANCE: f64 = 0.10;
 const WORKER_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Env {
-    /// The CPU every worker runs on.
-    cpu: usize,
-    /// CPUs the runner (and helpers such as the toggler) use: others if there are any.
-    others: Vec<usize>,
-    // Dropped in this order: the groups, then the sysctl, then the runner's affinity.
-    parent: Cgroup,
-    _sysctl: Restore,
-    _pin: Option<AffinityGuard>,
-}
+type Env = PinnedEnv;
 
 fn setup(ctx: &mut Ctx) -> Result<Env, Stop> {
-    need_lags(ctx)?;
-    let util::TestCpu { cpu, others, pin } = util::test_cpu().or_fail("test CPU")?;
-    let sysctl = Restore::save(SYSCTL).or_fail(SYSCTL)?;
-    util::write_file(SYSCTL, "1").or_fail("switching LAGS on")?;
-    util::ensure_v2_cpu(Duration::from_secs(5)).or_fail("enabling cpu on cgroup v2")?;
-    let parent = Cgroup::new_v2("lagsg").or_fail("creating /sys/fs/cgroup/lagsg")?;
-    parent
-        .enable_cpu_for_children()
-        .or_fail("+cpu in lagsg/cgroup.subtree_control")?;
-    Ok(Env {
-        cpu,
-        others,
-        parent,
-        _sysctl: sysctl,
-        _pin: pin,
-    })
+    PinnedEnv::setup(ctx, "lagsg")
 }
 
 /// What a group's worker does.

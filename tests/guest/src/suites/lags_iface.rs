@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::{ensure, fail, skip, Ctx, OrFail, Stop, Suite, Test, TestResult};
 use crate::util::NOBODY;
-use crate::util::{self, Cgroup, Restore, Worker, CGROUP2_ROOT};
+use crate::util::{self, AffinityGuard, Cgroup, Restore, Worker, CGROUP2_ROOT};
 
 pub const SUITE: Suite = Suite {
     name: "lags_iface",
@@ -105,6 +105,41 @@ pub fn need_lags(ctx: &Ctx) -> TestResult {
         return skip("kernel built without CONFIG_SCHED_LAGS (lags.expect_lags=0)");
     }
     Ok(())
+}
+
+/// What the suites that pin their workers share: the test CPU, the other usable CPUs (where
+/// the runner moved), the global switch on, and a parent group `dir` under the cgroup v2 root
+/// with the cpu controller enabled for its children.
+pub struct PinnedEnv {
+    /// The CPU the workers run on.
+    pub cpu: usize,
+    /// The runner's CPUs (and helpers'): all other usable CPUs, empty with one CPU.
+    pub others: Vec<usize>,
+    // Dropped in this order: the groups, then the sysctl, then the runner's affinity.
+    pub parent: Cgroup,
+    _sysctl: Restore,
+    _pin: Option<AffinityGuard>,
+}
+
+impl PinnedEnv {
+    pub fn setup(ctx: &Ctx, dir: &str) -> Result<PinnedEnv, Stop> {
+        need_lags(ctx)?;
+        let util::TestCpu { cpu, others, pin } = util::test_cpu().or_fail("test CPU")?;
+        let sysctl = Restore::save(SYSCTL).or_fail(SYSCTL)?;
+        util::write_file(SYSCTL, "1").or_fail("switching LAGS on")?;
+        util::ensure_v2_cpu(Duration::from_secs(5)).or_fail("enabling cpu on cgroup v2")?;
+        let parent = Cgroup::new_v2(dir).or_fail(&format!("creating /sys/fs/cgroup/{dir}"))?;
+        parent
+            .enable_cpu_for_children()
+            .or_fail(&format!("+cpu in {dir}/cgroup.subtree_control"))?;
+        Ok(PinnedEnv {
+            cpu,
+            others,
+            parent,
+            _sysctl: sysctl,
+            _pin: pin,
+        })
+    }
 }
 
 /// A new v2 cgroup under the root with the cpu controller, which must have `cpu.lags`.

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use super::lags_iface::{need_lags, SYSCTL};
+use super::lags_iface::PinnedEnv;
 use super::{ensure, skip, Ctx, OrFail, Stop, Suite, Test, TestResult};
-use crate::util::{self, AffinityGuard, Cgroup, Restore, Worker, WorkerIo};
+use crate::util::{self, Cgroup, Worker, WorkerIo};
 
 pub const SUITE: Suite = Suite {
     name: "lags_smp",
@@ -27,40 +27,33 @@ const WORKER_TIMEOUT: Duration = Duration::from_secs(20);
 /// differs by 2).
 const RUN_RATIO_MAX: f64 = 1.3;
 
+/// The pinned-suite set-up and the two CPUs the workers use.
 struct Env {
     cpus: [usize; 2],
-    // Dropped in this order: the groups, then the sysctl, then the runner's affinity.
-    parent: Cgroup,
-    _sysctl: Restore,
-    _pin: Option<AffinityGuard>,
+    base: PinnedEnv,
 }
 
 fn setup(ctx: &mut Ctx) -> Result<Env, Stop> {
-    need_lags(ctx)?;
-    let util::TestCpu { cpu, others, pin } = util::test_cpu().or_fail("test CPU")?;
-    let Some(&second) = others.first() else {
+    if util::online_cpus().or_fail("online CPUs")?.len() < 2 {
         return skip("needs two CPUs");
+    }
+    let base = PinnedEnv::setup(ctx, "lagssmp")?;
+    let Some(&second) = base.others.first() else {
+        return skip("needs two usable CPUs");
     };
-    let sysctl = Restore::save(SYSCTL).or_fail(SYSCTL)?;
-    util::write_file(SYSCTL, "1").or_fail("switching LAGS on")?;
-    util::ensure_v2_cpu(Duration::from_secs(5)).or_fail("enabling cpu on cgroup v2")?;
-    let parent = Cgroup::new_v2("lagssmp").or_fail("creating /sys/fs/cgroup/lagssmp")?;
-    parent
-        .enable_cpu_for_children()
-        .or_fail("+cpu in lagssmp/cgroup.subtree_control")?;
     ctx.diag(format!(
-        "workers on CPUs {cpu} and {second}, runner on {others:?}"
+        "workers on CPUs {} and {second}, runner on {:?}",
+        base.cpu, base.others
     ));
     Ok(Env {
-        cpus: [cpu, second],
-        parent,
-        _sysctl: sysctl,
-        _pin: pin,
+        cpus: [base.cpu, second],
+        base,
     })
 }
 
 fn group(env: &Env, name: &str, weight: u32, lags: bool) -> Result<Cgroup, Stop> {
     let cg = env
+        .base
         .parent
         .child(name)
         .or_fail(&format!("creating lagssmp/{name}"))?;
@@ -119,6 +112,34 @@ fn mean_run(probe: &Worker) -> Result<(u64, u64, u64), Stop> {
     Ok((exec / switches, exec, switches))
 }
 
+/// Creates `groups`, starts `spinners` (group index, CPU), lets the credits settle and
+/// returns the mean run, CPU time and involuntary switches of spinner 1 (the probe) over the
+/// window, and the credit of the probe's group.
+fn probe_phase(
+    env: &Env,
+    groups: &[(&str, u32, bool)],
+    spinners: &[(usize, usize)],
+) -> Result<(u64, u64, u64, u64), Stop> {
+    let cgs = groups
+        .iter()
+        .map(|&(name, weight, lags)| group(env, name, weight, lags))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Declared after the groups, so they are killed before the groups go.
+    let mut workers = spinners
+        .iter()
+        .map(|&(g, cpu)| start(&cgs[g], cpu))
+        .collect::<Result<Vec<_>, _>>()?;
+    util::sleep_ms(SETTLE_MS);
+    let (run, exec, switches) = mean_run(&workers[1])?;
+    let credit = cgs[spinners[1].0]
+        .cpu_stat("lags_credit_mcpu")
+        .or_fail("cpu.stat")?;
+    for w in &mut workers {
+        w.finish(WORKER_TIMEOUT).or_fail("spinner")?;
+    }
+    Ok((run, exec, switches, credit))
+}
+
 // Expect the request of a group's entity on a CPU to depend on what the group received on
 // that CPU, not on what it ran elsewhere. On the first CPU a spinner of group A (weight 100)
 // shares the CPU with a spinner `probe` of another LAGS group, whose entity there weighs half
@@ -136,26 +157,17 @@ fn request_judged_per_cpu(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
     let [first, second] = env.cpus;
 
-    let a = group(&env, "p-a", 100, true)?;
-    let b = group(&env, "p-b", 100, true)?;
-    let mut workers = vec![start(&a, first)?, start(&b, first)?, start(&b, second)?];
-    util::sleep_ms(SETTLE_MS);
-    let (run_p, exec_p, sw_p) = mean_run(&workers[1])?;
-    let credit_p = b.cpu_stat("lags_credit_mcpu").or_fail("cpu.stat")?;
-    for w in &mut workers {
-        w.finish(WORKER_TIMEOUT).or_fail("spinner")?;
-    }
-
-    let a = group(&env, "q-a", 100, true)?;
-    let b = group(&env, "q-b", 50, true)?;
-    let c = group(&env, "q-c", 100, false)?;
-    let mut workers = vec![start(&a, first)?, start(&b, first)?, start(&c, second)?];
-    util::sleep_ms(SETTLE_MS);
-    let (run_q, exec_q, sw_q) = mean_run(&workers[1])?;
-    let credit_q = b.cpu_stat("lags_credit_mcpu").or_fail("cpu.stat")?;
-    for w in &mut workers {
-        w.finish(WORKER_TIMEOUT).or_fail("spinner")?;
-    }
+    // Groups (name, cpu.weight, cpu.lags) and spinners (group, CPU); the probe is spinner 1.
+    let (run_p, exec_p, sw_p, credit_p) = probe_phase(
+        &env,
+        &[("p-a", 100, true), ("p-b", 100, true)],
+        &[(0, first), (1, first), (1, second)],
+    )?;
+    let (run_q, exec_q, sw_q, credit_q) = probe_phase(
+        &env,
+        &[("q-a", 100, true), ("q-b", 50, true), ("q-c", 100, false)],
+        &[(0, first), (1, first), (2, second)],
+    )?;
 
     let ratio = run_p as f64 / run_q.max(1) as f64;
     ctx.diag(format!(
