@@ -638,8 +638,8 @@ fn preempt_count_phase(env: &Env, label: &str, sysctl: &str) -> Result<CountPhas
 // 3. With schedstats off, `lags_picks` is not counted (it costs a second pick).
 fn preempt_count_only_lags_decisions(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
-    let _schedstats = Restore::save(SCHEDSTATS).or_fail(SCHEDSTATS)?;
-    util::write_file(SCHEDSTATS, "1").or_fail(&format!("writing 1 to {SCHEDSTATS}"))?;
+    let _schedstats =
+        Restore::set(SCHEDSTATS, "1").or_fail(&format!("writing 1 to {SCHEDSTATS}"))?;
     let tolerance = COUNT_WAKEUPS as u64 / 20;
 
     let zero = util::SchedFeature::set("DELAY_ZERO", false).or_fail("NO_DELAY_ZERO")?;

@@ -125,8 +125,7 @@ impl PinnedEnv {
     pub fn setup(ctx: &Ctx, dir: &str) -> Result<PinnedEnv, Stop> {
         need_lags(ctx)?;
         let util::TestCpu { cpu, others, pin } = util::test_cpu().or_fail("test CPU")?;
-        let sysctl = Restore::save(SYSCTL).or_fail(SYSCTL)?;
-        util::write_file(SYSCTL, "1").or_fail("switching LAGS on")?;
+        let sysctl = Restore::set(SYSCTL, "1").or_fail("switching LAGS on")?;
         util::ensure_v2_cpu(Duration::from_secs(5)).or_fail("enabling cpu on cgroup v2")?;
         let parent = Cgroup::new_v2(dir).or_fail(&format!("creating /sys/fs/cgroup/{dir}"))?;
         parent

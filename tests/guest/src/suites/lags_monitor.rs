@@ -497,8 +497,8 @@ fn lists_a_thousand_groups(ctx: &mut Ctx) -> TestResult {
 fn numbers_match_cpu_stat(ctx: &mut Ctx) -> TestResult {
     need_loaded(ctx)?;
     let env = setup()?;
-    let _schedstats = Restore::save(SCHEDSTATS).or_fail(SCHEDSTATS)?;
-    util::write_file(SCHEDSTATS, "1").or_fail(&format!("writing 1 to {SCHEDSTATS}"))?;
+    let _schedstats =
+        Restore::set(SCHEDSTATS, "1").or_fail(&format!("writing 1 to {SCHEDSTATS}"))?;
     let cgs = [group(&env, "n0", true)?, group(&env, "n1", true)?];
     let mut workers = Vec::new();
     workers.push(start(&env, &cgs[0], spinner)?);

@@ -60,6 +60,13 @@ impl Restore {
         Ok(Restore { path, value })
     }
 
+    /// Remembers the current value of `path`, then writes `value` to it.
+    pub fn set(path: impl AsRef<Path>, value: &str) -> io::Result<Restore> {
+        let saved = Restore::save(path)?;
+        write_file(&saved.path, value)?;
+        Ok(saved)
+    }
+
     pub fn value(&self) -> &str {
         &self.value
     }
