@@ -4,7 +4,7 @@
 //! * Fuzzing: `cpu.lags`, `kernel.sched_lags` and every file in debugfs `sched/lags/` get
 //!   boundary and seeded-random writes (lengths 0 to a page, signs, overflow, embedded NULs,
 //!   non-ASCII). Each input is checked against a model of the kernel's parser (the LAGS
-//!   handlers in patches 3 and 4, `proc_dointvec_minmax()` for the sysctl): an invalid write
+//!   handlers in patches 5 and 6, `proc_dointvec_minmax()` for the sysctl): an invalid write
 //!   must fail with EINVAL and change nothing, a valid one must return the accepted length
 //!   and take effect, and the value read back must always be valid. A zero-length write may
 //!   return 0 (kernfs and sysctl never call the handler) or EINVAL, and must change nothing.
@@ -81,7 +81,7 @@ pub enum Expect {
     Valid { value: u64, consumed: usize },
 }
 
-/// `cpu_lags_write()` (patch 3): exactly "0" or "1", optionally followed by one newline.
+/// `cpu_lags_write()` (patch 5): exactly "0" or "1", optionally followed by one newline.
 pub fn model_cpu_lags(b: &[u8]) -> Expect {
     match b {
         [] => Expect::Empty,
@@ -93,7 +93,7 @@ pub fn model_cpu_lags(b: &[u8]) -> Expect {
     }
 }
 
-/// `sched_lags_tunable_write()` (patch 4): fewer than 24 bytes, no NUL, then
+/// `sched_lags_tunable_write()` (patch 6): fewer than 24 bytes, no NUL, then
 /// `kstrtou64(buf, 10)` (optional '+', decimal digits, one optional trailing newline, no
 /// overflow) and `min <= value <= max`.
 pub fn model_tunable(b: &[u8], min: u64, max: u64) -> Expect {
