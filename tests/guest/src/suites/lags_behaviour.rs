@@ -40,6 +40,10 @@ pub const SUITE: Suite = Suite {
             name: "preempt_count_only_lags_decisions",
             run: preempt_count_only_lags_decisions,
         },
+        Test {
+            name: "picks_count_only_picks",
+            run: picks_count_only_picks,
+        },
     ],
 };
 
@@ -700,6 +704,92 @@ fn preempt_count_only_lags_decisions(ctx: &mut Ctx) -> TestResult {
     });
     ctx.check(off.counted > 0, || {
         "light lags_wakeup_preempts with schedstats off: expected > 0, got 0".to_owned()
+    });
+    Ok(())
+}
+
+/// `setpriority()` calls per run of the renicing probe.
+const RENICES_PER_RUN: u64 = 16;
+
+/// The task's times switched in (the third field of `/proc/<pid>/schedstat`).
+fn switched_in(pid: &str) -> Option<u64> {
+    util::read_trimmed(format!("/proc/{pid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// The light probe of `picks_count_only_picks`: wakes on the 4 ms grid and, in each 200 us
+/// run, changes its own nice value between 0 and 1 `RENICES_PER_RUN` times. Each change
+/// takes the running task off the CPU's fair class and puts it back (`set_user_nice()`:
+/// dequeue, `put_prev_task()`, enqueue, `set_next_task()`) without a pick. Sends
+/// [renices, times switched in].
+fn renicing_probe(io: &mut WorkerIo) -> i32 {
+    let Some(before) = switched_in("self") else {
+        io.send_kv("schedstat", "/proc/self/schedstat unreadable");
+        return 1;
+    };
+    let mut renices = 0u64;
+    let mut target = util::now_ns() + PERIOD_NS;
+    for _ in 0..COUNT_WAKEUPS {
+        util::sleep_until_ns(target);
+        let now = util::now_ns();
+        for i in 0..RENICES_PER_RUN {
+            // SAFETY: setpriority() only reads its integer arguments; 0 is this process.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, (i % 2) as libc::c_int) } == 0 {
+                renices += 1;
+            }
+        }
+        util::spin_until_ns(now + LIGHT_RUN_NS);
+        target += PERIOD_NS;
+    }
+    let after = switched_in("self").unwrap_or(before);
+    io.send(&util::encode_u64s(&[renices, after - before]));
+    0
+}
+
+// Expect `lags_picks` to count picks, not the `put_prev_task()` / `set_next_task()` round
+// trips with which the kernel changes a running task's nice value, policy, priority or
+// cgroup. A light LAGS group wakes every 4 ms next to a spinning LAGS group that ran alone
+// first, as in `preempt_count_only_lags_decisions` (with DELAY_ZERO, about a third of its
+// wake-ups run ahead of the spinner because of LAGS), and renices itself 16 times in each
+// run. The group has one task, so its entity cannot be picked more often than that task
+// is switched in; every round trip in a counted run would count again otherwise.
+fn picks_count_only_picks(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let _schedstats =
+        Restore::set(SCHEDSTATS, "1").or_fail(&format!("writing 1 to {SCHEDSTATS}"))?;
+    set_sysctl("1")?;
+    let heavy_cg = group(&env, "pr-heavy", true)?;
+    let light_cg = group(&env, "pr-light", true)?;
+    let mut heavy_w = start(&env, &heavy_cg, heavy)?;
+    util::sleep_ms(SETTLE_MS);
+    let mut light = start(&env, &light_cg, renicing_probe)?;
+    let out = util::decode_u64s(&light.finish(LIGHT_TIMEOUT).or_fail("light worker")?);
+    heavy_gap(&mut heavy_w)?;
+    ensure!(
+        out.len() == 2,
+        "renicing probe: expected [renices, switched in], got {out:?}"
+    );
+    let (renices, ins) = (out[0], out[1]);
+    let picks = stat(&light_cg, "lags_picks")?;
+    ctx.diag(format!(
+        "light: {renices} renices, switched in {ins} times, lags_picks {picks}, \
+         lags_wakeup_preempts {}",
+        stat(&light_cg, "lags_wakeup_preempts")?
+    ));
+    let expected = COUNT_WAKEUPS as u64 * RENICES_PER_RUN;
+    ensure!(
+        renices == expected,
+        "renicing probe: expected {expected} successful setpriority() calls, got {renices}"
+    );
+    ctx.check(picks <= ins, || {
+        format!(
+            "light lags_picks: expected <= {ins} (the times its only task was switched in), \
+             got {picks}"
+        )
     });
     Ok(())
 }
