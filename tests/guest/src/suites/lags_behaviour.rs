@@ -745,8 +745,11 @@ fn renicing_probe(io: &mut WorkerIo) -> i32 {
         util::spin_until_ns(now + LIGHT_RUN_NS);
         target += PERIOD_NS;
     }
-    let after = switched_in("self").unwrap_or(before);
-    io.send(&util::encode_u64s(&[renices, after - before]));
+    let Some(after) = switched_in("self") else {
+        io.send_kv("schedstat", "/proc/self/schedstat unreadable");
+        return 1;
+    };
+    io.send(&util::encode_u64s(&[renices, after.saturating_sub(before)]));
     0
 }
 
