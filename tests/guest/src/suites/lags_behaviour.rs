@@ -44,6 +44,10 @@ pub const SUITE: Suite = Suite {
             name: "picks_count_only_picks",
             run: picks_count_only_picks,
         },
+        Test {
+            name: "wait_ended_by_class_change_counts",
+            run: wait_ended_by_class_change_counts,
+        },
     ],
 };
 
@@ -712,13 +716,9 @@ fn preempt_count_only_lags_decisions(ctx: &mut Ctx) -> TestResult {
 const RENICES_PER_RUN: u64 = 16;
 
 /// The task's times switched in (the third field of `/proc/<pid>/schedstat`).
-fn switched_in(pid: &str) -> Option<u64> {
-    util::read_trimmed(format!("/proc/{pid}/schedstat"))
-        .ok()?
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
+/// The times the calling process was switched in.
+fn switched_in() -> Option<u64> {
+    util::SchedStat::of("self").ok().map(|s| s.switched_in)
 }
 
 /// The light probe of `picks_count_only_picks`: wakes on the 4 ms grid and, in each 200 us
@@ -727,7 +727,7 @@ fn switched_in(pid: &str) -> Option<u64> {
 /// dequeue, `put_prev_task()`, enqueue, `set_next_task()`) without a pick. Sends
 /// [renices, times switched in].
 fn renicing_probe(io: &mut WorkerIo) -> i32 {
-    let Some(before) = switched_in("self") else {
+    let Some(before) = switched_in() else {
         io.send_kv("schedstat", "/proc/self/schedstat unreadable");
         return 1;
     };
@@ -745,7 +745,7 @@ fn renicing_probe(io: &mut WorkerIo) -> i32 {
         util::spin_until_ns(now + LIGHT_RUN_NS);
         target += PERIOD_NS;
     }
-    let Some(after) = switched_in("self") else {
+    let Some(after) = switched_in() else {
         io.send_kv("schedstat", "/proc/self/schedstat unreadable");
         return 1;
     };
@@ -792,6 +792,79 @@ fn picks_count_only_picks(ctx: &mut Ctx) -> TestResult {
         format!(
             "light lags_picks: expected <= {ins} (the times its only task was switched in), \
              got {picks}"
+        )
+    });
+    Ok(())
+}
+
+/// How long the real-time worker of `wait_ended_by_class_change_counts` holds the CPU.
+const RT_SPIN_NS: u64 = 200_000_000;
+
+/// Sets itself SCHED_FIFO, spins `RT_SPIN_NS`, sets itself back to SCHED_OTHER and spins
+/// another 10 ms in the fair class. Sends [status], 0 when every policy change succeeded.
+fn rt_then_fair(io: &mut WorkerIo) -> i32 {
+    if let Err(e) = util::set_fifo(1) {
+        io.send_kv("sched_setscheduler(SCHED_FIFO)", e);
+        return 1;
+    }
+    util::spin_until_ns(util::now_ns() + RT_SPIN_NS);
+    if let Err(e) = util::set_other() {
+        io.send_kv("sched_setscheduler(SCHED_OTHER)", e);
+        return 1;
+    }
+    util::spin_until_ns(util::now_ns() + 10_000_000);
+    io.send(&util::encode_u64s(&[0]));
+    0
+}
+
+// Expect a LAGS group's wait to be recorded when it ends in a `set_next_task()` that is not
+// a pick. Group G holds a spinning fair task A. Its second task B turns itself SCHED_FIFO:
+// the fair class stops running, and G's entity waits in the root runqueue, A queued in it.
+// After 200 ms B turns itself back to SCHED_OTHER, and the kernel makes the running B the
+// fair class's current task with `set_next_task(first == false)`, which takes G's entity
+// off the queue to run: that ends G's 200 ms wait. G's lags_wait_max_us must show it, and
+// lags_starved_picks must count it (the wait is longer than the 50 ms threshold). A's own
+// longest gap shows that the fair class did not run meanwhile (6.12's deferred fair
+// server could otherwise run it), which the check relies on.
+fn wait_ended_by_class_change_counts(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    set_sysctl("1")?;
+    let g = group(&env, "rt-wait", true)?;
+    let mut a = start(&env, &g, heavy)?;
+    util::sleep_ms(300);
+    let before_us = stat(&g, "lags_wait_max_us")?;
+    let starved_before = stat(&g, "lags_starved_picks")?;
+    let mut b = start(&env, &g, rt_then_fair)?;
+    let out = util::decode_u64s(&b.finish(WORKER_TIMEOUT).or_fail("real-time worker")?);
+    ensure!(
+        out == [0],
+        "real-time worker: expected [0] (policy changes succeeded), got {out:?}"
+    );
+    let wait_us = stat(&g, "lags_wait_max_us")?;
+    let starved = stat(&g, "lags_starved_picks")?;
+    let a_gap = heavy_gap(&mut a)?;
+    ctx.diag(format!(
+        "A's longest gap {}, G's lags_wait_max_us {before_us} -> {wait_us}, \
+         lags_starved_picks {starved_before} -> {starved}",
+        util::ms(a_gap)
+    ));
+    let floor_ns = RT_SPIN_NS * 3 / 4;
+    ensure!(
+        a_gap >= floor_ns,
+        "A's longest gap: expected >= {} (B's SCHED_FIFO spin holding the CPU), got {}",
+        util::ms(floor_ns),
+        util::ms(a_gap)
+    );
+    ctx.check(wait_us * 1_000 >= floor_ns, || {
+        format!(
+            "G's lags_wait_max_us: expected >= {} (the wait behind B's SCHED_FIFO spin), got {wait_us}",
+            floor_ns / 1_000
+        )
+    });
+    ctx.check(starved > starved_before, || {
+        format!(
+            "G's lags_starved_picks: expected more than {starved_before} after a {} wait, got {starved}",
+            util::ms(floor_ns)
         )
     });
     Ok(())

@@ -79,9 +79,7 @@ fn start(cg: &Cgroup, cpu: usize) -> Result<Worker, Stop> {
 
 /// CPU time (ns, /proc/PID/schedstat) and involuntary switches (/proc/PID/status) of a task.
 fn runs(pid: libc::pid_t) -> Result<(u64, u64), Stop> {
-    let sched = util::read_trimmed(format!("/proc/{pid}/schedstat"))
-        .or_fail(&format!("/proc/{pid}/schedstat"))?;
-    let exec = sched.split_whitespace().next().and_then(|v| v.parse().ok());
+    let exec = util::SchedStat::of(pid).or_fail("schedstat")?.exec_ns;
     let status = util::read_trimmed(format!("/proc/{pid}/status"))
         .or_fail(&format!("/proc/{pid}/status"))?;
     let switches = status.lines().find_map(|l| {
@@ -90,10 +88,10 @@ fn runs(pid: libc::pid_t) -> Result<(u64, u64), Stop> {
             .parse()
             .ok()
     });
-    match (exec, switches) {
-        (Some(e), Some(s)) => Ok((e, s)),
-        _ => Err(Stop::Fail(format!(
-            "/proc/{pid}: no exec time in schedstat or no nonvoluntary_ctxt_switches in status"
+    match switches {
+        Some(s) => Ok((exec, s)),
+        None => Err(Stop::Fail(format!(
+            "/proc/{pid}/status: no nonvoluntary_ctxt_switches"
         ))),
     }
 }

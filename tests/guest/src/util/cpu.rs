@@ -128,3 +128,42 @@ pub fn test_cpu() -> Result<TestCpu, String> {
 pub fn set_fifo(priority: i32) -> io::Result<()> {
     lags_pid1::sched::set_scheduler(libc::SCHED_FIFO, priority)
 }
+
+/// A task's `/proc/PID/schedstat` line: time on the CPU, time waiting on a runqueue (both
+/// ns) and the number of times it was switched in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedStat {
+    pub exec_ns: u64,
+    pub wait_ns: u64,
+    pub switched_in: u64,
+}
+
+impl SchedStat {
+    pub fn parse(text: &str) -> Result<SchedStat, String> {
+        let fields: Vec<u64> = text
+            .split_whitespace()
+            .map(|f| f.parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("schedstat: expected three numbers, got {text:?}"))?;
+        match fields[..] {
+            [exec_ns, wait_ns, switched_in] => Ok(SchedStat {
+                exec_ns,
+                wait_ns,
+                switched_in,
+            }),
+            _ => Err(format!("schedstat: expected three numbers, got {text:?}")),
+        }
+    }
+
+    /// The line of `pid` (a number or `self`).
+    pub fn of(pid: impl std::fmt::Display) -> Result<SchedStat, String> {
+        let path = format!("/proc/{pid}/schedstat");
+        let text = read_file(&path).map_err(|e| format!("{path}: {}", describe_err(&e)))?;
+        SchedStat::parse(&text)
+    }
+}
+
+/// Sets the calling process's policy back to SCHED_OTHER (nice unchanged).
+pub fn set_other() -> io::Result<()> {
+    lags_pid1::sched::set_scheduler(libc::SCHED_OTHER, 0)
+}

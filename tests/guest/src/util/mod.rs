@@ -100,6 +100,22 @@ mod tests {
         assert!(parse_cpu_list("x").is_err());
     }
 
+    // Expect a schedstat line's three fields, and an error for anything else.
+    #[test]
+    fn schedstat_lines() {
+        assert_eq!(
+            SchedStat::parse("123 45 6\n").unwrap(),
+            SchedStat {
+                exec_ns: 123,
+                wait_ns: 45,
+                switched_in: 6
+            }
+        );
+        assert!(SchedStat::parse("123 45").is_err());
+        assert!(SchedStat::parse("1 2 3 4").is_err());
+        assert!(SchedStat::parse("1 x 3").is_err());
+    }
+
     // Expect flat-keyed lookups to match whole keys only.
     #[test]
     fn keyed_files() {
