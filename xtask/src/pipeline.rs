@@ -266,12 +266,64 @@ pub fn vm_selftest(paths: &Paths, base: &QemuTestArgs) -> Result<()> {
             )),
         }
     }
+    let name = "vm --accel icount twice: identical switch counts and CPU times";
+    eprintln!("\n=== vm self-test: {name} ===");
+    let mut det = vm(&["sh", "-c", DETERMINISM_PROBE]);
+    det.machine = MachineArgs {
+        accel: Some(crate::vm::Accel::Icount),
+        cpus: 1,
+        mem: 1024,
+    };
+    let runs = [
+        det.clone().execute(paths, &paths.root, false)?,
+        det.execute(paths, &paths.root, false)?,
+    ];
+    match same_run(&runs[0], &runs[1]) {
+        Ok(()) => eprintln!("[ci] {name}: ok"),
+        Err(e) => bad.push(format!(
+            "{name}: {e} (consoles: {}, {})",
+            runs[0].console_log.display(),
+            runs[1].console_log.display()
+        )),
+    }
     if bad.is_empty() {
         Ok(())
     } else {
         Err(util::failure(
             util::Exit::TestsFailed,
             format!("vm self-test failed:\n  {}", bad.join("\n  ")),
+        ))
+    }
+}
+
+/// A guest program for the determinism self-test: a busy loop, then the guest clock, the
+/// context switches and interrupts since boot, and CPU 0's schedstat line (its run and wait
+/// time, ns, and its timeslices).
+const DETERMINISM_PROBE: &str = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; \
+    cat /proc/uptime; grep -E '^(ctxt|intr|processes) ' /proc/stat | cut -d' ' -f1,2; \
+    grep '^cpu0 ' /proc/schedstat";
+
+/// Two `--accel icount` runs of [`DETERMINISM_PROBE`] must print the same (non-empty) thing.
+fn same_run(a: &crate::vm_cmd::VmReport, b: &crate::vm_cmd::VmReport) -> Result<(), String> {
+    use crate::vm_cmd::Outcome;
+    for r in [a, b] {
+        if r.outcome != Outcome::Command(0) {
+            return Err(format!("expected exit 0, got {:?}", r.outcome));
+        }
+        if !r.output.contains("ctxt ") || !r.output.contains("cpu0 ") {
+            return Err(format!(
+                "expected ctxt and cpu0 lines, got {:?}",
+                r.output.trim()
+            ));
+        }
+    }
+    if a.output == b.output {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected identical output, got {:?} and {:?}",
+            a.output.trim(),
+            b.output.trim()
         ))
     }
 }

@@ -200,7 +200,7 @@ mod tests {
             "tcg,thread=single",
             "-icount shift=3,sleep=off,align=off",
             "-rdrand,-rdseed",
-            "-rtc clock=vm",
+            "-rtc base=2026-01-01T00:00:00,clock=vm",
         ] {
             assert!(a.contains(part), "{part} missing in {a}");
         }

@@ -97,15 +97,18 @@ pub fn accel_args(accel: Accel) -> Vec<OsString> {
         Accel::Mttcg => tcg("multi", "max"),
         // Guest time is instruction count x 2^ICOUNT_SHIFT ns; sleep=off lets an idle guest's
         // clock jump ahead instead of waiting in real time, align=off never slows the guest
-        // to real time. No host entropy reaches the guest (rdrand/rdseed off), so one vCPU
-        // runs the same way every time. apply_accel() refuses more than one vCPU.
+        // to real time. No host entropy reaches the guest (rdrand/rdseed off), and the RTC
+        // starts at a fixed date and runs on the guest clock: the kernel mixes the wall-clock
+        // time at boot into its random pool, which seeds address-space randomisation and
+        // hash tables, so a host date would make every run take different paths. So one
+        // vCPU runs the same way every time. apply_accel() refuses more than one vCPU.
         Accel::Icount => {
             let mut v = tcg("single", "max,-rdrand,-rdseed");
             v.extend([
                 "-icount".into(),
                 format!("shift={ICOUNT_SHIFT},sleep=off,align=off").into(),
                 "-rtc".into(),
-                "clock=vm".into(),
+                format!("base={ICOUNT_RTC_BASE},clock=vm").into(),
             ]);
             v
         }
@@ -114,6 +117,9 @@ pub fn accel_args(accel: Accel) -> Vec<OsString> {
 
 /// `-icount` shift: 2^3 ns of guest time per instruction, a 125 MHz guest CPU.
 pub const ICOUNT_SHIFT: u32 = 3;
+
+/// The guest's wall-clock time at boot in deterministic mode.
+pub const ICOUNT_RTC_BASE: &str = "2026-01-01T00:00:00";
 
 /// Kernel, initramfs and command line.
 pub fn kernel_args(spec: &VmSpec) -> Vec<OsString> {
