@@ -26,6 +26,10 @@ pub const SUITE: Suite = Suite {
             run: idle_never_preferred,
         },
         Test {
+            name: "cpu_max_respected",
+            run: cpu_max_respected,
+        },
+        Test {
             name: "non_lags_sibling_keeps_share",
             run: non_lags_sibling_keeps_share,
         },
@@ -102,6 +106,8 @@ struct Member {
     idle: bool,
     lags: bool,
     load: Load,
+    /// `cpu.max` (quota and period, µs), if the group is capped.
+    max: Option<(u64, u64)>,
 }
 
 impl Member {
@@ -112,6 +118,7 @@ impl Member {
             idle: false,
             lags,
             load: Load::Spin,
+            max: None,
         }
     }
 }
@@ -159,6 +166,10 @@ impl Scenario {
             if m.idle {
                 cg.write("cpu.idle", "1")
                     .or_fail(&format!("cpu.idle of {name}"))?;
+            }
+            if let Some((quota, period)) = m.max {
+                cg.write("cpu.max", format!("{quota} {period}"))
+                    .or_fail(&format!("cpu.max of {name}"))?;
             }
             cg.write("cpu.lags", if m.lags { "1" } else { "0" })
                 .or_fail(&format!("cpu.lags of {name}"))?;
@@ -288,6 +299,90 @@ fn idle_never_preferred(ctx: &mut Ctx) -> TestResult {
         within,
         "cpu.idle group with cpu.lags=1 got {:.1}% of the CPU next to a busy normal sibling; \
          stock gives it {:.1}%",
+        shares[1] * 100.0,
+        shares[0] * 100.0
+    );
+    Ok(())
+}
+
+/// `cpu.max` of the capped group in `cpu_max_respected`: 20% of a 200 ms period.
+const CAP: (u64, u64) = (40_000, 200_000);
+
+// Expect `cpu.max` (Kubernetes CPU limits) to cap a busy LAGS group as it caps a stock one:
+// a spinning group limited to 20% next to an unlimited spinning sibling gets at most 20% plus
+// one point, with cpu.lags=1 as without, and the sibling takes the rest. While throttled the
+// capped group is off the runqueue, not waiting: its lags_wait_max_us must stay below the
+// 160 ms it spends throttled in every period (the bound is 100 ms, the TCG slack used
+// elsewhere), and lags_starved_picks must not count a throttled period as a starved wait.
+fn cpu_max_respected(ctx: &mut Ctx) -> TestResult {
+    let env = setup(ctx)?;
+    let cap = CAP.0 as f64 / CAP.1 as f64;
+    let mut shares = Vec::new();
+    for lags in [false, true] {
+        let label = if lags { "lags" } else { "stock" };
+        let capped = Member {
+            max: Some(CAP),
+            ..Member::new("capped", 100, lags)
+        };
+        let s = Scenario::start(
+            &env,
+            &format!("m-{label}"),
+            &[capped, Member::new("free", 100, lags)],
+        )?;
+        util::sleep_ms(SETTLE_MS);
+        let u = s.window(WINDOW_MS)?;
+        let stat = if lags {
+            let g = &s.groups[0];
+            Some((
+                g.cpu_stat("lags_wait_max_us").or_fail("cpu.stat")?,
+                g.cpu_stat("lags_starved_picks").or_fail("cpu.stat")?,
+                g.cpu_stat("nr_throttled").or_fail("cpu.stat")?,
+            ))
+        } else {
+            None
+        };
+        s.stop()?;
+        let sh = share(u[0], &u);
+        ctx.diag(format!(
+            "{label}: usage {u:?} us, capped share {:.1}%{}",
+            sh * 100.0,
+            stat.map_or(String::new(), |(w, sp, t)| format!(
+                ", capped lags_wait_max_us {w}, lags_starved_picks {sp}, nr_throttled {t}"
+            ))
+        ));
+        let under_cap = sh <= cap + 0.01;
+        ensure!(
+            under_cap,
+            "{label}: the group capped at {:.0}% (cpu.max {} {}) got {:.1}% of the CPU",
+            cap * 100.0,
+            CAP.0,
+            CAP.1,
+            sh * 100.0
+        );
+        let near_cap = sh >= cap - 0.05;
+        ensure!(
+            near_cap,
+            "{label}: the group capped at {:.0}% got only {:.1}% next to one equal sibling",
+            cap * 100.0,
+            sh * 100.0
+        );
+        if let Some((wait_us, starved, throttled)) = stat {
+            ensure!(
+                throttled > 0,
+                "{label}: the capped group was never throttled (nr_throttled 0)"
+            );
+            ensure!(
+                wait_us < 100_000 && starved == 0,
+                "{label}: capped group's lags_wait_max_us {wait_us}, lags_starved_picks \
+                 {starved}; expected < 100000 and 0: throttled time is not a wait"
+            );
+        }
+        shares.push(sh);
+    }
+    let within = (shares[1] - shares[0]).abs() <= 0.02;
+    ensure!(
+        within,
+        "capped share with cpu.lags=1 {:.1}%, stock {:.1}%: expected within 2 points",
         shares[1] * 100.0,
         shares[0] * 100.0
     );
