@@ -16,8 +16,10 @@ use crate::util::{self, failure, Exit, Paths};
 /// Arguments of `cargo xtask check-series`.
 #[derive(Debug, clap::Args)]
 pub struct CheckSeriesArgs {
-    /// Also compile kernel/sched/, init/ and rust/ at every patch of the applied series
-    /// (needs a configured default profile; checks out each commit in turn).
+    /// Also compile every patch of the applied series on its own: kernel/sched/, init/ and
+    /// rust/ in the default profile's configuration and with CONFIG_SCHED_LAGS=n,
+    /// kernel/sched/ with CONFIG_PROC_SYSCTL=n and CONFIG_WERROR=y (needs a configured
+    /// default profile; checks out each commit in turn).
     #[arg(long)]
     pub build_each: bool,
 }
@@ -301,6 +303,72 @@ impl CheckSeriesArgs {
 
 /// Compiles kernel/sched/, init/ and rust/ at every commit of the applied series, then returns the
 /// tree to the series head.
+/// A kernel configuration every commit of the series must compile in.
+struct Variant {
+    name: &'static str,
+    /// `scripts/config` arguments applied to the default profile's `.config`.
+    edits: &'static [&'static str],
+    /// make targets.
+    targets: &'static [&'static str],
+}
+
+/// The default profile's configuration, and two that single commits have broken before:
+/// LAGS configured out (every hook must have its stub), and no sysctl with warnings as
+/// errors (a helper used only by the sysctl handler until a later patch was an unused
+/// static function, an error with `CONFIG_WERROR`).
+const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "default",
+        edits: &[],
+        targets: &["kernel/sched/", "init/", "rust/"],
+    },
+    Variant {
+        name: "nolags",
+        edits: &["--disable", "SCHED_LAGS"],
+        targets: &["kernel/sched/", "init/", "rust/"],
+    },
+    Variant {
+        name: "nosysctl",
+        // PROC_SYSCTL has a prompt only with EXPERT.
+        edits: &[
+            "--enable",
+            "EXPERT",
+            "--disable",
+            "PROC_SYSCTL",
+            "--enable",
+            "WERROR",
+        ],
+        targets: &["kernel/sched/"],
+    },
+];
+
+/// Checks that every `--enable X` / `--disable X` of `edits` holds in `.config` text.
+fn edits_hold(config: &str, edits: &[&str]) -> Result<(), String> {
+    for pair in edits.chunks(2) {
+        let (want, sym) = match pair {
+            ["--enable", sym] => (format!("CONFIG_{sym}=y"), *sym),
+            ["--disable", sym] => (format!("# CONFIG_{sym} is not set"), *sym),
+            _ => return Err(format!("unsupported scripts/config edit {pair:?}")),
+        };
+        if !config.lines().any(|l| l == want) {
+            return Err(format!(
+                "expected `{want}` after olddefconfig, but CONFIG_{sym} changed back"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The build directory of a variant (`work/build/bisect` for the default).
+fn variant_dir(paths: &Paths, v: &Variant) -> std::path::PathBuf {
+    let build = paths.work.join("build");
+    if v.name == "default" {
+        build.join("bisect")
+    } else {
+        build.join(format!("bisect-{}", v.name))
+    }
+}
+
 fn build_each(paths: &Paths) -> Result<()> {
     let _lock = util::WorkLock::acquire(paths, "check-series")?;
     let repo = git2::Repository::open(paths.src())?;
@@ -311,13 +379,27 @@ fn build_each(paths: &Paths) -> Result<()> {
     walk.hide(base.id())?;
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
     let commits: Vec<git2::Oid> = walk.collect::<Result<_, _>>()?;
-    let out = paths.work.join("build").join("bisect");
-    fs_err::create_dir_all(&out)?;
+    // The default configuration is built first at every commit; a variant's directory
+    // starts as a copy of it (so only what its options touch is rebuilt), with the
+    // variant's edits applied to the copied .config.
+    let default_dir = variant_dir(paths, &VARIANTS[0]);
+    fs_err::create_dir_all(&default_dir)?;
     fs_err::copy(
         paths.build(Profile::Default).join(".config"),
-        out.join(".config"),
+        default_dir.join(".config"),
     )
     .context("configure the default profile first (cargo xtask configure)")?;
+    let prepare = |v: &Variant| -> Result<()> {
+        let out = variant_dir(paths, v);
+        if out.exists() {
+            fs_err::remove_dir_all(&out)?;
+        }
+        util::run(Command::new("cp").arg("-a").arg(&default_dir).arg(&out))
+            .with_context(|| format!("copying {} for {}", default_dir.display(), v.name))?;
+        let mut cmd = Command::new(paths.src().join("scripts/config"));
+        cmd.arg("--file").arg(out.join(".config")).args(v.edits);
+        util::run(&mut cmd).with_context(|| format!("scripts/config for {}", v.name))
+    };
     let checkout = |id: git2::Oid| -> Result<()> {
         let obj = repo.find_object(id, None)?;
         repo.checkout_tree(&obj, Some(git2::build::CheckoutBuilder::new().force()))?;
@@ -325,33 +407,51 @@ fn build_each(paths: &Paths) -> Result<()> {
         Ok(())
     };
     let mut result = Ok(());
-    for (i, id) in commits.iter().enumerate() {
+    'commits: for (i, id) in commits.iter().enumerate() {
         checkout(*id)?;
         let summary = repo
             .find_commit(*id)?
             .summary()
             .unwrap_or_default()
             .to_string();
-        eprintln!(
-            "[check-series] building {}/{}: {summary}",
-            i + 1,
-            commits.len()
-        );
-        let mut cmd = Command::new("make");
-        cmd.arg("-C")
-            .arg(paths.src())
-            .arg(format!("O={}", out.display()))
-            .arg(format!("-j{}", util::jobs()))
-            .args(["olddefconfig", "kernel/sched/", "init/", "rust/"]);
-        util::kernel_make_env(&mut cmd);
-        if !util::run_logged(&mut cmd, &out.join("build.log"), "build-each")? {
-            let text = fs_err::read_to_string(out.join("build.log")).unwrap_or_default();
-            result = Err(anyhow::anyhow!(
-                "patch {} ({summary}) does not build on its own:\n{}",
+        for v in VARIANTS {
+            if i == 0 && !v.edits.is_empty() {
+                prepare(v)?;
+            }
+            eprintln!(
+                "[check-series] building {}/{} ({}): {summary}",
                 i + 1,
-                util::first_error(&text).unwrap_or_default()
-            ));
-            break;
+                commits.len(),
+                v.name
+            );
+            let out = variant_dir(paths, v);
+            let mut cmd = Command::new("make");
+            cmd.arg("-C")
+                .arg(paths.src())
+                .arg(format!("O={}", out.display()))
+                .arg(format!("-j{}", util::jobs()))
+                .arg("olddefconfig")
+                .args(v.targets);
+            util::kernel_make_env(&mut cmd);
+            let built = util::run_logged(&mut cmd, &out.join("build.log"), "build-each")?;
+            if i == 0 {
+                // olddefconfig may have turned an edit back (a hidden prompt, a select).
+                let config = fs_err::read_to_string(out.join(".config"))?;
+                if let Err(e) = edits_hold(&config, v.edits) {
+                    result = Err(anyhow::anyhow!("the {} configuration: {e}", v.name));
+                    break 'commits;
+                }
+            }
+            if !built {
+                let text = fs_err::read_to_string(out.join("build.log")).unwrap_or_default();
+                result = Err(anyhow::anyhow!(
+                    "patch {} ({summary}) does not build on its own in the {} configuration:\n{}",
+                    i + 1,
+                    v.name,
+                    util::first_error(&text).unwrap_or_default()
+                ));
+                break 'commits;
+            }
         }
     }
     // Back to the series head, whatever happened.
@@ -362,6 +462,23 @@ fn build_each(paths: &Paths) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Expect a variant's edits to be checked against the resulting .config, so that an
+    // option olddefconfig turned back (PROC_SYSCTL without EXPERT) is an error, not a
+    // variant that silently builds the default configuration again.
+    #[test]
+    fn variant_edits_checked() {
+        let edits = ["--enable", "EXPERT", "--disable", "PROC_SYSCTL"];
+        let ok = "CONFIG_EXPERT=y\n# CONFIG_PROC_SYSCTL is not set\n";
+        assert_eq!(edits_hold(ok, &edits), Ok(()));
+        let reverted = "CONFIG_EXPERT=y\nCONFIG_PROC_SYSCTL=y\n";
+        let err = edits_hold(reverted, &edits).unwrap_err();
+        assert!(err.contains("CONFIG_PROC_SYSCTL changed back"), "{err}");
+        assert!(edits_hold("", &["--set-val", "X"]).is_err());
+        for v in VARIANTS {
+            assert_eq!(v.edits.len() % 2, 0, "{}: edits come in pairs", v.name);
+        }
+    }
 
     // Expect tip-tree subjects to pass and file paths, lowercase or full stops to fail.
     #[test]
