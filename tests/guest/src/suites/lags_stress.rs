@@ -122,10 +122,46 @@ fn wakeup_worker(io: &mut WorkerIo) -> i32 {
     0
 }
 
+/// Like a wakeup worker, but each step also runs as SCHED_FIFO for a moment, returns to
+/// SCHED_OTHER and changes its nice value: the kernel takes the running task out of the
+/// fair class and puts it back (`set_next_task(first == false)`) in every step.
+fn flip_worker(io: &mut WorkerIo) -> i32 {
+    let mut done = 0;
+    for unit in 0..UNITS {
+        for _ in 0..3 {
+            std::hint::black_box(spin_iters(WAKE_UNIT_ITERS));
+            if let Err(e) = util::set_fifo(1) {
+                io.send_kv("error", format!("sched_setscheduler(SCHED_FIFO): {e}"));
+                return 1;
+            }
+            std::hint::black_box(spin_iters(WAKE_UNIT_ITERS));
+            if let Err(e) = util::set_other() {
+                io.send_kv("error", format!("sched_setscheduler(SCHED_OTHER): {e}"));
+                return 1;
+            }
+            let nice = if unit % 2 == 0 { 0 } else { 5 };
+            // SAFETY: setpriority() only reads its integer arguments; 0 is this process.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+                io.send_kv(
+                    "error",
+                    format!("setpriority: {}", std::io::Error::last_os_error()),
+                );
+                return 1;
+            }
+            util::sleep_until_ns(util::now_ns() + 300_000);
+        }
+        done += 1;
+    }
+    io.send_kv("units", done);
+    0
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Cpu,
     Wakeup,
+    /// A wakeup worker that also changes its policy and nice value, see [`flip_worker`].
+    Flip,
 }
 
 /// A pool of fixed-work workers and the accounting of what they did.
@@ -145,6 +181,7 @@ impl Pool {
         let mut w = Worker::spawn(move |io| match kind {
             Kind::Cpu => cpu_worker(io),
             Kind::Wakeup => wakeup_worker(io),
+            Kind::Flip => flip_worker(io),
         })
         .or_fail("fork")?;
         w.start_in(cg, cpu).or_fail("starting a pool worker")?;
@@ -345,7 +382,9 @@ fn seed_of(ctx: &Ctx) -> u64 {
 
 // Expect cgroups to be created, marked LAGS (nested up to three levels), filled with running
 // tasks, toggled, emptied and removed over and over under a CPU-bound and a wakeup-heavy
-// load without a kernel complaint, and every worker to finish its work.
+// load without a kernel complaint, and every worker to finish its work. Two of the workers
+// also switch themselves to SCHED_FIFO and back and renice themselves in every step, so the
+// groups' entities keep starting to run without a pick.
 fn cgroup_churn(ctx: &mut Ctx) -> TestResult {
     need_lags(ctx)?;
     let base = base_group("churn")?;
@@ -358,6 +397,9 @@ fn cgroup_churn(ctx: &mut Ctx) -> TestResult {
     while util::now_ns() < end {
         pool.reap();
         pool.refill(3, 3, |_| (&home, None))?;
+        while pool.count(Kind::Flip) < 2 {
+            pool.spawn(Kind::Flip, &home, None)?;
+        }
         let depth = 1 + (cycles % 3) as usize;
         let mut chain = vec![lags_child(&base, &format!("c{cycles}"), true)?];
         created += 1;
