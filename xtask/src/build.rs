@@ -117,14 +117,8 @@ pub fn build_kernel(paths: &Paths, profile: Profile, force: bool) -> Result<()> 
     }
     let _ = fs_err::remove_file(&stamp_file);
     let log = out.join("build.log");
-    let mut cmd = Command::new("make");
-    cmd.arg("-C")
-        .arg(paths.src())
-        .arg(format!("O={}", out.display()))
-        .arg(format!("-j{}", util::jobs()))
-        .arg("LOCALVERSION=")
-        .args(["bzImage", "modules"]);
-    util::kernel_make_env(&mut cmd);
+    let mut cmd = util::kernel_make(paths, &out);
+    cmd.arg("LOCALVERSION=").args(["bzImage", "modules"]);
     if !util::run_logged(&mut cmd, &log, "build-kernel")? {
         let text = fs_err::read_to_string(&log).unwrap_or_default();
         let first = util::first_error(&text).unwrap_or_else(|| last_lines(&text, 15));

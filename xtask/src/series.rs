@@ -425,14 +425,8 @@ fn build_each(paths: &Paths) -> Result<()> {
                 v.name
             );
             let out = variant_dir(paths, v);
-            let mut cmd = Command::new("make");
-            cmd.arg("-C")
-                .arg(paths.src())
-                .arg(format!("O={}", out.display()))
-                .arg(format!("-j{}", util::jobs()))
-                .arg("olddefconfig")
-                .args(v.targets);
-            util::kernel_make_env(&mut cmd);
+            let mut cmd = util::kernel_make(paths, &out);
+            cmd.arg("olddefconfig").args(v.targets);
             let built = util::run_logged(&mut cmd, &out.join("build.log"), "build-each")?;
             if i == 0 {
                 // olddefconfig may have turned an edit back (a hidden prompt, a select).

@@ -279,6 +279,18 @@ pub fn kernel_make_env(cmd: &mut Command) -> &mut Command {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
 }
 
+/// `make -C <kernel source> O=<out> -j<jobs>` with the kernel's Rust toolchain
+/// ([`kernel_make_env`]); the caller adds the variables and targets.
+pub fn kernel_make(paths: &Paths, out: &Path) -> Command {
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(paths.src())
+        .arg(format!("O={}", out.display()))
+        .arg(format!("-j{}", jobs()));
+    kernel_make_env(&mut cmd);
+    cmd
+}
+
 /// Number of CPUs to build with.
 pub fn jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
