@@ -301,11 +301,11 @@ impl CheckSeriesArgs {
     }
 }
 
-/// Compiles kernel/sched/, init/ and rust/ at every commit of the applied series, then returns the
-/// tree to the series head.
 /// A kernel configuration every commit of the series must compile in.
 struct Variant {
     name: &'static str,
+    /// Its build directory under `work/build`.
+    dir: &'static str,
     /// `scripts/config` arguments applied to the default profile's `.config`.
     edits: &'static [&'static str],
     /// make targets.
@@ -319,16 +319,19 @@ struct Variant {
 const VARIANTS: &[Variant] = &[
     Variant {
         name: "default",
+        dir: "bisect",
         edits: &[],
         targets: &["kernel/sched/", "init/", "rust/"],
     },
     Variant {
         name: "nolags",
+        dir: "bisect-nolags",
         edits: &["--disable", "SCHED_LAGS"],
         targets: &["kernel/sched/", "init/", "rust/"],
     },
     Variant {
         name: "nosysctl",
+        dir: "bisect-nosysctl",
         // PROC_SYSCTL has a prompt only with EXPERT.
         edits: &[
             "--enable",
@@ -359,16 +362,12 @@ fn edits_hold(config: &str, edits: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// The build directory of a variant (`work/build/bisect` for the default).
 fn variant_dir(paths: &Paths, v: &Variant) -> std::path::PathBuf {
-    let build = paths.work.join("build");
-    if v.name == "default" {
-        build.join("bisect")
-    } else {
-        build.join(format!("bisect-{}", v.name))
-    }
+    paths.work.join("build").join(v.dir)
 }
 
+/// Compiles every commit of the applied series in each of [`VARIANTS`], then returns the
+/// tree to the series head.
 fn build_each(paths: &Paths) -> Result<()> {
     let _lock = util::WorkLock::acquire(paths, "check-series")?;
     let repo = git2::Repository::open(paths.src())?;
