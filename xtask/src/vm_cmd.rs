@@ -856,6 +856,9 @@ mod tests {
             "no silence limit by default"
         );
         assert!(Cli::try_parse_from(["vm", "--share", "/x", "--no-share"]).is_err());
+        // Issue 11 names the deterministic mode `--clock icount`.
+        let c = parse(&["--clock", "icount", "--cpus", "1", "--", "true"]);
+        assert_eq!(c.machine.accel, Some(Accel::Icount));
     }
 
     // Expect a script to be carried and run with /bin/sh, argv becoming its arguments.

@@ -57,6 +57,7 @@ impl Interval {
 /// One run's window, second by second, with dense histograms.
 struct Series {
     good: Vec<u64>,
+    completed: Vec<u64>,
     hist: Vec<Vec<u64>>,
 }
 
@@ -67,6 +68,7 @@ impl Series {
         }
         Some(Series {
             good: r.per_second.iter().map(|s| s.good).collect(),
+            completed: r.per_second.iter().map(|s| s.completed).collect(),
             hist: r
                 .per_second
                 .iter()
@@ -84,10 +86,13 @@ impl Series {
     }
 }
 
-/// Goodput (requests under the threshold per second), p50 and p99 (ms) of pooled seconds.
+/// Goodput (requests under the threshold per second), the fraction of completed requests
+/// under the threshold, p50 and p99 (ms) of pooled seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Stat {
     goodput: f64,
+    /// `None` when no request completed.
+    fraction: Option<f64>,
     p50: Option<f64>,
     p99: Option<f64>,
 }
@@ -95,11 +100,13 @@ struct Stat {
 /// The statistic over (run, the seconds chosen from it) pairs, pooled.
 fn stat<'a>(parts: impl Iterator<Item = (&'a Series, &'a [usize])>) -> Stat {
     let mut good = 0u64;
+    let mut completed = 0u64;
     let mut secs = 0usize;
     let mut hist = vec![0u64; HIST_BINS];
     for (s, ix) in parts {
         for &i in ix {
             good += s.good[i];
+            completed += s.completed[i];
             secs += 1;
             for (h, &c) in hist.iter_mut().zip(&s.hist[i]) {
                 *h += c;
@@ -113,6 +120,7 @@ fn stat<'a>(parts: impl Iterator<Item = (&'a Series, &'a [usize])>) -> Stat {
         } else {
             0.0
         },
+        fraction: (completed > 0).then(|| good as f64 / completed as f64),
         p50: dense_quantile_ms(bins(), 0.50),
         p99: dense_quantile_ms(bins(), 0.99),
     }
@@ -155,6 +163,9 @@ fn stat_of_draw(runs: &[&Series], d: &[(usize, Vec<usize>)]) -> Stat {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PointCi {
     pub goodput: Option<Interval>,
+    /// Of the completed requests, the fraction under the threshold (the SLO a capacity is
+    /// judged by).
+    pub good_fraction: Option<Interval>,
     pub p50: Option<Interval>,
     pub p99: Option<Interval>,
     /// Seconds resampled, over all repetitions, and the block length.
@@ -168,16 +179,18 @@ pub fn point_ci(recs: &[&RdhashdRecord]) -> Option<PointCi> {
     let series: Vec<Series> = recs.iter().map(|r| Series::of(r)).collect::<Option<_>>()?;
     let runs: Vec<&Series> = series.iter().collect();
     let mut rng = SplitMix64::new(SEED);
-    let (mut g, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut g, mut frac, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ITERATIONS {
         let lens: Vec<usize> = runs.iter().map(|s| s.good.len()).collect();
         let st = stat_of_draw(&runs, &draw(&lens, &mut rng));
         g.push(st.goodput);
+        frac.extend(st.fraction);
         p50.extend(st.p50);
         p99.extend(st.p99);
     }
     Some(PointCi {
         goodput: Interval::of(&mut g),
+        good_fraction: Interval::of(&mut frac),
         p50: Interval::of(&mut p50),
         p99: Interval::of(&mut p99),
         seconds: runs.iter().map(|s| s.good.len()).sum(),

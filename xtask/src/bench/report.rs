@@ -13,8 +13,8 @@ use super::plan::Settings;
 use super::plot::plots;
 use super::records::Records;
 use super::stats::{
-    overhead_rows, points, rd_capacity, rd_points, OverheadRow, Point, RdPoint, Spread,
-    RD_MIN_REQUESTS,
+    overhead_rows, points, ratio_range, rd_points, scale_capacity, OverheadRow, Point, RdPoint,
+    SloVerdict, Spread, RD_MIN_REQUESTS,
 };
 use crate::util;
 
@@ -109,42 +109,72 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64
     md
 }
 
-/// The capacity table of a closed-loop workload, `unit` naming its scale. Pure.
+/// The capacity section of a closed-loop workload, `unit` naming its scale: each
+/// configuration's bracket with the verdict at every tested scale, and the range of the
+/// LAGS/stock ratio with the two capacity targets decided on it. Pure.
 pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str) -> String {
     let mut md = String::new();
-    let caps = rd_capacity(rd, target);
-    if !caps.is_empty() {
+    let caps = scale_capacity(rd, target);
+    if caps.is_empty() {
+        return md;
+    }
+    md.push_str(&format!(
+        "\n### Capacity\n\nThe SLO holds at a tested count when at least {:.1}% of the completed requests are under the threshold: **held** when the 95% interval of that fraction (the two-stage bootstrap above) lies at or above {:.1}%, **missed** when it lies below, **undecided** when it contains it (without per-second counts, the median decides). Assuming that a missed SLO stays missed at larger counts, a capacity lies from the last count of the first run of held ones up to, not including, the first missed count.\n\n| config | capacity ({unit}) | per tested count: verdict, fraction under the threshold [95% CI] |\n|---|---|---|\n",
+        target * 100.0,
+        target * 100.0
+    ));
+    for c in &caps {
+        let bracket = match (c.at_least, c.below) {
+            (Some(a), Some(b)) => format!("[{a}, {b})"),
+            (Some(a), None) => format!("≥ {a}, no upper bound"),
+            (None, Some(b)) => format!("< {b}"),
+            (None, None) => "undecided".into(),
+        };
+        let detail: Vec<String> = c
+            .verdicts
+            .iter()
+            .map(|(f, v)| {
+                let p = rd.iter().find(|p| p.config == c.config && p.funcs == *f);
+                let ci = p
+                    .and_then(|p| p.ci.as_ref())
+                    .and_then(|ci| ci.good_fraction);
+                let med = p.and_then(|p| p.good_fraction).map(|g| g.median);
+                format!(
+                    "{f}: {} {}{}",
+                    match v {
+                        SloVerdict::Held => "held",
+                        SloVerdict::Missed => "**missed**",
+                        SloVerdict::Undecided => "undecided",
+                    },
+                    med.map_or("–".into(), |m| format!("{:.2}%", m * 100.0)),
+                    ci.map_or(String::new(), |ci| format!(
+                        " [{:.2}, {:.2}]",
+                        ci.lo * 100.0,
+                        ci.hi * 100.0
+                    )),
+                )
+            })
+            .collect();
         md.push_str(&format!(
-            "\n### Capacity\n\nThe most {unit} at which the median fraction of completed requests under the threshold is ≥ {:.1}% (and at every smaller tested count). The tested counts are coarse: a capacity is a lower bound up to the next tested count.\n\n| config | capacity ({unit}) |\n|---|---|\n",
-            target * 100.0
+            "| {} | {bracket} | {} |\n",
+            c.config,
+            detail.join("; ")
         ));
-        for (c, cap, all) in &caps {
-            md.push_str(&format!(
-                "| {c} | {} |\n",
-                match (cap, all) {
-                    (Some(f), true) => format!("≥ {f} (held at every tested count)"),
-                    (Some(f), false) => f.to_string(),
-                    (None, _) => "below the smallest tested count".into(),
-                }
-            ));
-        }
-        let get = |name: &str| caps.iter().find(|c| c.0 == name);
-        if let (Some((_, Some(s), sa)), Some((_, Some(l), la))) = (get("stock"), get("lags")) {
-            let r = *l as f64 / *s as f64;
-            md.push_str(&match (sa, la) {
-                (true, true) => {
-                    "\nCapacity ratio LAGS/stock: both held at every tested count, no ratio.\n"
-                        .to_string()
-                }
-                (true, false) => format!(
-                    "\nCapacity ratio LAGS/stock ≤ {r:.2} (stock held at every tested count).\n"
-                ),
-                (false, true) => format!(
-                    "\nCapacity ratio LAGS/stock ≥ {r:.2} (LAGS held at every tested count).\n"
-                ),
-                (false, false) => format!("\nCapacity ratio LAGS/stock {r:.2}.\n"),
-            });
-        }
+    }
+    let get = |name: &str| caps.iter().find(|c| c.config == name);
+    if let (Some(s), Some(l)) = (get("stock"), get("lags")) {
+        let r = ratio_range(l, s);
+        let say = |v: Option<bool>, yes: &str, no: &str| match v {
+            Some(true) => yes.to_string(),
+            Some(false) => no.to_string(),
+            None => "**undecided** on these counts".to_string(),
+        };
+        md.push_str(&format!(
+            "\nCapacity ratio LAGS/stock: {}.\n\n- Target ratio ≥ 1.3: {}.\n- No capacity loss of more than 5% (ratio ≥ 0.95): {}.\n",
+            r.describe(),
+            say(r.at_least(1.3), "**met**", "**not met**"),
+            say(r.at_least(0.95), "**holds**", "**a loss**"),
+        ));
     }
     md
 }
@@ -446,8 +476,10 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
         "overhead": ov,
         "rdhashd": rd,
         "rdhashd_vs_stock": cmp,
+        "rdhashd_capacity": capacity_json(&rd, target),
         "knative": knp,
         "knative_vs_stock": kcmp,
+        "knative_capacity": capacity_json(&knp, target),
         "records": recs.raw,
     });
     util::write(
@@ -459,6 +491,17 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
     }
     eprintln!("\n{}", md.split("\n## Load sweep").next().unwrap_or(&md));
     Ok(!recs.runs.is_empty() || !recs.overhead.is_empty() || !recs.rd.is_empty())
+}
+
+/// The capacities of a closed-loop workload and the LAGS/stock ratio range, for
+/// results.json.
+fn capacity_json(rd: &[RdPoint], target: f64) -> Value {
+    let caps = scale_capacity(rd, target);
+    let get = |name: &str| caps.iter().find(|c| c.config == name);
+    let ratio = get("lags")
+        .zip(get("stock"))
+        .map(|(l, s)| ratio_range(l, s));
+    json!({ "slo_fraction": target, "configs": caps, "ratio_lags_stock": ratio })
 }
 
 pub(crate) fn env_from_value(v: &Value) -> Env {
@@ -659,5 +702,60 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| ok |"), "{md}");
+    }
+
+    // Expect the capacity section to give each configuration's bracket with the verdict at
+    // every tested count, and to decide the two capacity targets only when the ratio range
+    // lies wholly on one side: first both hold at 8 and miss at 19, so the ratio lies
+    // between 0.42 and 2.38 and neither target is decided; then LAGS holds at 19 where
+    // stock missed at 8, which decides both.
+    #[test]
+    fn capacity_section() {
+        use lags_proto::bench::RdhashdRecord;
+        let rec = |config: &str, funcs: usize, good: u64| RdhashdRecord {
+            config: config.into(),
+            funcs,
+            good,
+            completed: 1000,
+            window_s: 10.0,
+            threshold_ms: 1000.0,
+            ..RdhashdRecord::default()
+        };
+        let recs = [
+            rec("stock", 8, 1000),
+            rec("stock", 19, 900),
+            rec("lags", 8, 995),
+            rec("lags", 19, 950),
+        ];
+        let md = render_capacity(&rd_points(&recs), 0.99, "functions");
+        assert!(
+            md.contains("| lags | [8, 19) | 8: held 99.50%; 19: **missed** 95.00% |"),
+            "{md}"
+        );
+        assert!(md.contains("| stock | [8, 19) |"), "{md}");
+        assert!(
+            md.contains("Capacity ratio LAGS/stock: between 0.42 and 2.38."),
+            "{md}"
+        );
+        assert!(
+            md.contains("- Target ratio ≥ 1.3: **undecided** on these counts."),
+            "{md}"
+        );
+        // LAGS held at 19 functions where stock missed at 8: the ratio exceeds 19/8.
+        let recs = [
+            rec("stock", 8, 900),
+            rec("stock", 4, 1000),
+            rec("lags", 19, 1000),
+        ];
+        let md = render_capacity(&rd_points(&recs), 0.99, "functions");
+        assert!(md.contains("| lags | ≥ 19, no upper bound |"), "{md}");
+        assert!(md.contains("| stock | [4, 8) |"), "{md}");
+        assert!(md.contains("above 2.38, no upper bound"), "{md}");
+        assert!(md.contains("- Target ratio ≥ 1.3: **met**."), "{md}");
+        assert!(
+            md.contains("- No capacity loss of more than 5% (ratio ≥ 0.95): **holds**."),
+            "{md}"
+        );
+        assert_eq!(render_capacity(&[], 0.99, "users"), "");
     }
 }

@@ -265,23 +265,128 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
         .collect()
 }
 
-/// rdhashd capacity of one configuration: the most functions at which the median fraction
-/// of requests under the threshold reaches `target`, provided it held at every smaller tested
-/// function count too (`None`: it held nowhere), and whether it held at the largest tested.
-/// Pure.
-pub fn rd_capacity(rd: &[RdPoint], target: f64) -> Vec<(String, Option<usize>, bool)> {
+/// Whether a closed-loop point met the SLO: at least the target fraction of its completed
+/// requests under the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SloVerdict {
+    /// The 95% interval of the fraction lies at or above the target (without an interval,
+    /// the median does).
+    Held,
+    /// The interval lies below the target (without one, the median does).
+    Missed,
+    /// The interval contains the target: this point cannot say.
+    Undecided,
+}
+
+/// The SLO verdict of a point, from the bootstrap interval of its fraction under the
+/// threshold when there is one, else from the median over the repetitions. Pure.
+pub fn slo_verdict(p: &RdPoint, target: f64) -> Option<SloVerdict> {
+    if let Some(ci) = p.ci.as_ref().and_then(|c| c.good_fraction) {
+        return Some(if ci.lo >= target {
+            SloVerdict::Held
+        } else if ci.hi < target {
+            SloVerdict::Missed
+        } else {
+            SloVerdict::Undecided
+        });
+    }
+    p.good_fraction.map(|g| {
+        if g.median >= target {
+            SloVerdict::Held
+        } else {
+            SloVerdict::Missed
+        }
+    })
+}
+
+/// The capacity of one configuration of a closed-loop workload on the tested scales
+/// (functions or users): assuming the SLO, once missed, stays missed at larger scales,
+/// the capacity c lies in `[at_least, below)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleCapacity {
+    pub config: String,
+    /// The largest tested scale up to which the SLO held at every tested scale; `None`
+    /// when it did not hold at the smallest.
+    pub at_least: Option<usize>,
+    /// The smallest tested scale at which the SLO was missed; `None` when it was missed
+    /// nowhere (the capacity has no upper bound from this run).
+    pub below: Option<usize>,
+    /// Every tested scale with its verdict, ascending.
+    pub verdicts: Vec<(usize, SloVerdict)>,
+}
+
+/// The capacities of every configuration. Undecided scales, and scales after one, widen
+/// the bracket instead of moving it. Pure.
+pub fn scale_capacity(rd: &[RdPoint], target: f64) -> Vec<ScaleCapacity> {
     let configs: std::collections::BTreeSet<&str> = rd.iter().map(|p| p.config.as_str()).collect();
     configs
         .into_iter()
         .map(|c| {
             let mut ps: Vec<&RdPoint> = rd.iter().filter(|p| p.config == c).collect();
             ps.sort_by_key(|p| p.funcs);
-            let holds = |p: &RdPoint| p.good_fraction.is_some_and(|g| g.median >= target);
-            let cap = ps.iter().take_while(|p| holds(p)).last().map(|p| p.funcs);
-            let all = !ps.is_empty() && ps.iter().all(|p| holds(p));
-            (c.to_string(), cap, all)
+            let verdicts: Vec<(usize, SloVerdict)> = ps
+                .iter()
+                .filter_map(|p| slo_verdict(p, target).map(|v| (p.funcs, v)))
+                .collect();
+            let at_least = verdicts
+                .iter()
+                .take_while(|(_, v)| *v == SloVerdict::Held)
+                .last()
+                .map(|(f, _)| *f);
+            let below = verdicts
+                .iter()
+                .find(|(_, v)| *v == SloVerdict::Missed)
+                .map(|(f, _)| *f);
+            ScaleCapacity {
+                config: c.to_string(),
+                at_least,
+                below,
+                verdicts,
+            }
         })
         .collect()
+}
+
+/// The range of a capacity ratio `num / den` that the two brackets allow: the ratio lies
+/// above `lo` and below `hi` (`None`: no upper bound). Pure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RatioRange {
+    pub lo: f64,
+    pub hi: Option<f64>,
+}
+
+pub fn ratio_range(num: &ScaleCapacity, den: &ScaleCapacity) -> RatioRange {
+    let lo = match (num.at_least, den.below) {
+        (Some(a), Some(b)) => a as f64 / b as f64,
+        _ => 0.0,
+    };
+    let hi = match (num.below, den.at_least) {
+        (Some(a), Some(b)) => Some(a as f64 / b as f64),
+        _ => None,
+    };
+    RatioRange { lo, hi }
+}
+
+impl RatioRange {
+    /// Whether the ratio is at least `x`: `Some(true)` when the whole range is, `Some(false)`
+    /// when none of it is, `None` when the range straddles `x`.
+    pub fn at_least(&self, x: f64) -> Option<bool> {
+        if self.lo >= x {
+            Some(true)
+        } else if self.hi.is_some_and(|h| h <= x) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self.hi {
+            Some(h) => format!("between {:.2} and {h:.2}", self.lo),
+            None => format!("above {:.2}, no upper bound", self.lo),
+        }
+    }
 }
 
 /// Overhead of one probe: medians per mode and the change of "on" against "off".
@@ -418,9 +523,9 @@ mod tests {
         assert!(p[2].goodput_norm.is_none() && p[2].goodput.is_some());
     }
 
-    // Expect capacity to stop at the first count where fewer than the target met the
-    // threshold (a later recovery does not count), and to say when the target held at every
-    // tested count or at none.
+    // Expect the capacity bracket to end at the first tested count where the SLO was
+    // missed (a later recovery does not move it), an undecided count to widen it, and a
+    // configuration that held everywhere to have no upper bound.
     #[test]
     fn rdhashd_capacity() {
         let recs = [
@@ -434,14 +539,102 @@ mod tests {
             rd("lags", 38, 990, 1000),
             rd("tuned", 2, 980, 1000),
         ];
-        let caps = rd_capacity(&rd_points(&recs), 0.99);
+        let caps = scale_capacity(&rd_points(&recs), 0.99);
+        let brackets: Vec<(&str, Option<usize>, Option<usize>)> = caps
+            .iter()
+            .map(|c| (c.config.as_str(), c.at_least, c.below))
+            .collect();
         assert_eq!(
-            caps,
-            vec![
-                ("lags".to_string(), Some(38), true),
-                ("stock".to_string(), Some(8), false),
-                ("tuned".to_string(), None, false),
+            brackets,
+            [
+                ("lags", Some(38), None),
+                ("stock", Some(8), Some(16)),
+                ("tuned", None, Some(2)),
             ]
+        );
+        let (lags, stock) = (&caps[0], &caps[1]);
+        // LAGS held up to 38 with no bound; stock's capacity is in [8, 16).
+        let r = ratio_range(lags, stock);
+        assert_eq!(
+            r,
+            RatioRange {
+                lo: 38.0 / 16.0,
+                hi: None
+            }
+        );
+        assert_eq!(r.at_least(1.3), Some(true));
+        // The other way round: stock below 16, LAGS at least 38, so below 16/38.
+        let r = ratio_range(stock, lags);
+        assert_eq!(
+            r,
+            RatioRange {
+                lo: 0.0,
+                hi: Some(16.0 / 38.0)
+            }
+        );
+        assert_eq!(r.at_least(0.95), Some(false));
+        // Both in [8, 16): the ratio lies between 0.5 and 2, so 1.3 is undecided; both in
+        // [12, 14): between 0.857 and 1.167, decided below 1.3 but not at 0.95.
+        let cap = |a, b| ScaleCapacity {
+            config: String::new(),
+            at_least: Some(a),
+            below: Some(b),
+            verdicts: Vec::new(),
+        };
+        let r = ratio_range(&cap(8, 16), &cap(8, 16));
+        assert_eq!((r.lo, r.hi), (0.5, Some(2.0)));
+        assert_eq!(r.at_least(1.3), None);
+        let r = ratio_range(&cap(12, 14), &cap(12, 14));
+        assert_eq!(r.at_least(1.3), Some(false));
+        assert_eq!(r.at_least(0.95), None);
+        assert_eq!(r.describe(), "between 0.86 and 1.17");
+    }
+
+    // Expect the verdict of a point with per-second counts to come from the interval of its
+    // fraction: held when the interval is above the target, missed when below, undecided
+    // when it straddles it, even if the median alone would say "held".
+    #[test]
+    fn slo_verdict_from_interval() {
+        use lags_proto::bench::{Hist, SecondCounts};
+        let with_seconds = |rep: usize, good: u64, completed: u64| RdhashdRecord {
+            per_second: (0..30)
+                .map(|_| SecondCounts {
+                    completed,
+                    good,
+                    hist: Hist {
+                        bins: vec![(60, completed)],
+                    },
+                })
+                .collect(),
+            rep,
+            ..rd("stock", 4, good * 30, completed * 30)
+        };
+        let verdict = |recs: &[RdhashdRecord]| {
+            let p = rd_points(recs);
+            assert_eq!(p.len(), 1);
+            slo_verdict(&p[0], 0.99)
+        };
+        assert_eq!(
+            verdict(&[with_seconds(0, 1000, 1000), with_seconds(1, 999, 1000)]),
+            Some(SloVerdict::Held)
+        );
+        assert_eq!(
+            verdict(&[with_seconds(0, 950, 1000), with_seconds(1, 980, 1000)]),
+            Some(SloVerdict::Missed)
+        );
+        // Medians 0.995 (two of three repetitions above), but one repetition at 0.95.
+        assert_eq!(
+            verdict(&[
+                with_seconds(0, 995, 1000),
+                with_seconds(1, 950, 1000),
+                with_seconds(2, 996, 1000)
+            ]),
+            Some(SloVerdict::Undecided)
+        );
+        // Without per-second counts (older records) the median decides.
+        assert_eq!(
+            verdict(&[rd("stock", 4, 995, 1000)]),
+            Some(SloVerdict::Held)
         );
     }
 }

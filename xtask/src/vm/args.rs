@@ -147,8 +147,9 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<OsString> {
 /// `vm`, `bench`; `robustness` fixes the memory), one definition for their flags.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct MachineArgs {
-    /// Accelerator; default: KVM if a probe boot works, else TCG.
-    #[arg(long, value_enum, env = "LAGS_ACCEL")]
+    /// Accelerator; default: KVM if a probe boot works, else TCG. `--clock icount` (an
+    /// alias) asks for the deterministic instruction-counting clock.
+    #[arg(long, value_enum, env = "LAGS_ACCEL", visible_alias = "clock")]
     pub accel: Option<Accel>,
     /// Virtual CPUs.
     #[arg(long, default_value_t = 2)]
