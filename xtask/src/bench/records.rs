@@ -156,6 +156,16 @@ pub struct Records {
 }
 
 impl Records {
+    /// Whether any run or probe of any workload was recorded.
+    pub fn has_results(&self) -> bool {
+        !self.runs.is_empty()
+            || !self.overhead.is_empty()
+            || !self.rd.is_empty()
+            || !self.kn.is_empty()
+    }
+}
+
+impl Records {
     /// Parses one boot's data channel: one record per line, as `lags_proto::bench::Record`
     /// defines it. Lines that are not JSON (the serial port's start-up noise) are ignored;
     /// JSON that is not a valid record is listed in `invalid` and not used.
@@ -237,6 +247,30 @@ pub(crate) fn load_dir(dir: &Path) -> Result<(Value, Records)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Expect a directory with only knative runs (or only rdhashd runs) to count as results:
+    // `bench --report-only` of a knative run used to fail with "incomplete results".
+    #[test]
+    fn any_workload_counts_as_results() {
+        assert!(!Records::default().has_results());
+        let kn = Records {
+            kn: vec![KnativeRecord {
+                users: 130,
+                pods: 100,
+                intra_op: 3,
+                work_ms: 30.0,
+                rps: 57.0,
+                run: RdhashdRecord::default(),
+            }],
+            ..Records::default()
+        };
+        assert!(kn.has_results());
+        let rd = Records {
+            rd: vec![RdhashdRecord::default()],
+            ..Records::default()
+        };
+        assert!(rd.has_results());
+    }
 
     // Expect a CDF from the sparse histogram at the bins' upper edges.
     #[test]

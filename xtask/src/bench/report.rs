@@ -490,7 +490,7 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
         eprintln!("[bench] WARNING: {w}");
     }
     eprintln!("\n{}", md.split("\n## Load sweep").next().unwrap_or(&md));
-    Ok(!recs.runs.is_empty() || !recs.overhead.is_empty() || !recs.rd.is_empty())
+    Ok(recs.has_results())
 }
 
 /// The capacities of a closed-loop workload and the LAGS/stock ratio range, for
