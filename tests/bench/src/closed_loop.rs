@@ -101,6 +101,49 @@ pub fn start_offset(trace: &Trace, seed: u64, warm: u64, window: u64) -> u64 {
     0
 }
 
+/// An order of `n` ranks in which every prefix spreads over all of them: the middle rank,
+/// then each time the rank farthest from those already taken (the lowest on a tie), so both
+/// ends come second and third and no gap in a prefix is wider than twice the even spacing. A density sweep takes the first F ranks of its largest
+/// trace, so every count samples the whole popularity curve and each count's functions
+/// include the smaller counts'. Pure.
+pub fn spread_order(n: usize) -> Vec<usize> {
+    let mut order = Vec::with_capacity(n);
+    if n == 0 {
+        return order;
+    }
+    let mut dist = vec![usize::MAX; n];
+    let mut next = (n - 1) / 2;
+    for _ in 0..n {
+        order.push(next);
+        for (i, d) in dist.iter_mut().enumerate() {
+            *d = (*d).min(i.abs_diff(next));
+        }
+        next = (0..n)
+            .max_by_key(|&i| (dist[i], usize::MAX - i))
+            .unwrap_or(0);
+    }
+    order
+}
+
+/// The trace of a density sweep's run at `n` functions: the functions at the first `n`
+/// positions of `order` in `full`, the trace of the sweep's largest count, in `full`'s
+/// order. Nested: a larger count runs a superset of a smaller count's functions, so with
+/// the same window its summed target is at least as large every second. An error when
+/// `full` has fewer than `n` functions. Pure.
+pub fn nested(full: &Trace, order: &[usize], n: usize) -> Result<Trace, String> {
+    if n == 0 || n > full.functions.len() || n > order.len() {
+        return Err(format!(
+            "the trace has {} functions; {n} asked for",
+            full.functions.len()
+        ));
+    }
+    let mut ix: Vec<usize> = order[..n].to_vec();
+    ix.sort_unstable();
+    Ok(Trace {
+        functions: ix.iter().map(|&i| full.functions[i].clone()).collect(),
+    })
+}
+
 /// The in-flight targets of one run of `seconds` seconds from trace second `offset`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunTargets {
@@ -166,6 +209,65 @@ mod tests {
     use super::*;
     use crate::trace::FunctionTrace;
     use crate::{hist_bin, histogram};
+
+    // Expect a permutation whose every prefix of k ≥ 3 covers the ranks: both ends in it,
+    // and no gap wider than twice the even spacing (n - 1)/(k - 1), rounded up.
+    #[test]
+    fn spread_order_prefixes() {
+        assert!(spread_order(0).is_empty());
+        assert_eq!(spread_order(1), [0]);
+        let o = spread_order(19);
+        assert_eq!(&o[..3], [9, 0, 18]);
+        let mut sorted = o.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..19).collect::<Vec<_>>());
+        for n in 3..200 {
+            let o = spread_order(n);
+            for k in 3..=n {
+                let mut p = o[..k].to_vec();
+                p.sort_unstable();
+                let gap = p.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+                assert!(p[0] == 0 && p[k - 1] == n - 1, "n {n}, prefix {k}: {p:?}");
+                assert!(
+                    gap <= 2 * (n - 1).div_ceil(k - 1),
+                    "n {n}, prefix {k}: {p:?}"
+                );
+            }
+        }
+    }
+
+    // Expect the run at every count of a sweep to replay a superset of the smaller counts'
+    // functions from the largest count's trace, so that in one window the summed target
+    // grows with the count (issue 11's capacity needs load that rises with density: with a
+    // trace and a window of its own per count it did not, run R), and to refuse a count
+    // larger than the trace.
+    #[test]
+    fn nested_sweep_load_grows_with_count() {
+        let full = Trace::synthetic(19, crate::trace::PROTOTYPE_SECONDS, 42);
+        let order = spread_order(19);
+        let counts = [8, 12, 14, 16, 18, 19];
+        for rep in 0..5u64 {
+            let off = start_offset(&full, rep, 2, 75);
+            let mut last = 0.0;
+            let mut last_names: Vec<String> = Vec::new();
+            for &n in &counts {
+                let t = nested(&full, &order, n).unwrap();
+                assert_eq!(t.functions.len(), n);
+                let names: Vec<String> = t.functions.iter().map(|f| f.name.clone()).collect();
+                assert!(
+                    last_names.iter().all(|x| names.contains(x)),
+                    "{n}: {names:?}"
+                );
+                let load = (2..77).map(|s| t.total_at(off + s)).sum::<u64>() as f64 / 75.0;
+                assert!(load >= last, "rep {rep}: {n} functions {load} < {last}");
+                (last, last_names) = (load, names);
+            }
+            assert!(last > 0.0);
+        }
+        assert!(nested(&full, &order, 20).is_err());
+        assert!(nested(&full, &order, 0).is_err());
+        assert_eq!(nested(&full, &order, 19).unwrap(), full);
+    }
 
     fn trace(rows: &[&[u32]]) -> Trace {
         Trace {

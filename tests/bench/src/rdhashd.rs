@@ -15,7 +15,9 @@ use std::fs;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use lags_bench::closed_loop::{max_targets, pools, slot_runs, start_offset, RunTargets};
+use lags_bench::closed_loop::{
+    max_targets, nested, pools, slot_runs, spread_order, start_offset, RunTargets,
+};
 use lags_bench::trace::{Trace, PROTOTYPE_SECONDS};
 use lags_bench::*;
 use lags_pid1::clock::now_ns;
@@ -442,20 +444,31 @@ impl Profiler {
 pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out, n: usize) -> Result<(), String> {
     let plan = ctx.plan;
     let rd = &plan.rd;
-    let trace = if rd.trace.is_empty() {
-        Trace::synthetic(n, PROTOTYPE_SECONDS, mix_seed(rd.trace_seed, &[n as u64]))
+    // Every count of the sweep replays functions of the largest count's trace, nested, in the
+    // same window per repetition: the load grows with the count, as a capacity in functions
+    // needs (closed_loop::nested).
+    let most = rd.funcs.iter().copied().chain([n]).max().unwrap_or(n);
+    let (full, order) = if rd.trace.is_empty() {
+        let t = Trace::synthetic(
+            most,
+            PROTOTYPE_SECONDS,
+            mix_seed(rd.trace_seed, &[most as u64]),
+        );
+        (t, spread_order(most))
     } else {
-        Trace::from_csv_dir(std::path::Path::new(&rd.trace))
+        let t = Trace::from_csv_dir(std::path::Path::new(&rd.trace))
             .map_err(|e| format!("lb.rd_trace: {e}"))?
-            .first(n)
-            .map_err(|e| format!("lb.rd_trace={}: {e}", rd.trace))?
+            .first(most)
+            .map_err(|e| format!("lb.rd_trace={}: {e}", rd.trace))?;
+        (t, (0..most).collect())
     };
+    let trace = nested(&full, &order, n)?;
     let seconds = u64::from(rd.warmup_s) + u64::from(rd.duration_s);
     let offsets: Vec<u64> = (0..plan.reps)
         .map(|rep| {
             start_offset(
-                &trace,
-                mix_seed(rd.trace_seed, &[n as u64, rep as u64]),
+                &full,
+                mix_seed(rd.trace_seed, &[most as u64, rep as u64]),
                 u64::from(rd.warmup_s),
                 u64::from(rd.duration_s),
             )
