@@ -13,7 +13,7 @@ use super::plan::Settings;
 use super::plot::plots;
 use super::records::Records;
 use super::stats::{
-    overhead_rows, points, ratio_range, rd_points, scale_capacity, OverheadRow, Point, RdPoint,
+    lags_vs_stock, overhead_rows, points, rd_points, scale_capacity, OverheadRow, Point, RdPoint,
     SloVerdict, Spread, RD_MIN_REQUESTS,
 };
 use crate::util;
@@ -161,9 +161,7 @@ pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str) -> String {
             detail.join("; ")
         ));
     }
-    let get = |name: &str| caps.iter().find(|c| c.config == name);
-    if let (Some(s), Some(l)) = (get("stock"), get("lags")) {
-        let r = ratio_range(l, s);
+    if let Some(r) = lags_vs_stock(&caps) {
         let say = |v: Option<bool>, yes: &str, no: &str| match v {
             Some(true) => yes.to_string(),
             Some(false) => no.to_string(),
@@ -497,10 +495,7 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
 /// results.json.
 fn capacity_json(rd: &[RdPoint], target: f64) -> Value {
     let caps = scale_capacity(rd, target);
-    let get = |name: &str| caps.iter().find(|c| c.config == name);
-    let ratio = get("lags")
-        .zip(get("stock"))
-        .map(|(l, s)| ratio_range(l, s));
+    let ratio = lags_vs_stock(&caps);
     json!({ "slo_fraction": target, "configs": caps, "ratio_lags_stock": ratio })
 }
 

@@ -356,6 +356,12 @@ pub struct RatioRange {
     pub hi: Option<f64>,
 }
 
+/// LAGS's capacity over stock's, when both configurations ran. Pure.
+pub fn lags_vs_stock(caps: &[ScaleCapacity]) -> Option<RatioRange> {
+    let get = |name: &str| caps.iter().find(|c| c.config == name);
+    Some(ratio_range(get("lags")?, get("stock")?))
+}
+
 pub fn ratio_range(num: &ScaleCapacity, den: &ScaleCapacity) -> RatioRange {
     let lo = match (num.at_least, den.below) {
         (Some(a), Some(b)) => a as f64 / b as f64,
