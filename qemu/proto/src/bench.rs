@@ -146,6 +146,15 @@ pub struct RdPlan {
     /// synthetic trace (and in plans recorded before the option).
     #[serde(default)]
     pub trace: String,
+    /// Concurrency scales of the sweep (`lb.rd_scale`): every function count runs at each,
+    /// its trace's targets multiplied by the scale (`closed_loop::scaled`). Plans recorded
+    /// before the option: the trace as it is, 1.
+    #[serde(default = "unit_scale")]
+    pub scales: Vec<f64>,
+}
+
+fn unit_scale() -> Vec<f64> {
+    vec![1.0]
 }
 
 impl Default for RdPlan {
@@ -161,6 +170,7 @@ impl Default for RdPlan {
             max_threads: 1024,
             profile: false,
             trace: String::new(),
+            scales: unit_scale(),
         }
     }
 }
@@ -309,6 +319,12 @@ impl Plan {
                 "rd_trace_seed" => v.parse().map(|x| p.rd.trace_seed = x).is_ok(),
                 "rd_max_threads" => v.parse().map(|x| p.rd.max_threads = x).is_ok(),
                 "rd_prof" => flag(v).map(|x| p.rd.profile = x).is_some(),
+                "rd_scale" => list(v)
+                    .filter(|x: &Vec<f64>| {
+                        !x.is_empty() && x.iter().all(|&k| k > 0.0 && k <= 100.0)
+                    })
+                    .map(|x| p.rd.scales = x)
+                    .is_some(),
                 "kn_users" => list(v).map(|x| p.kn.users = x).is_some(),
                 "kn_pods" => v.parse().map(|x| p.kn.pods = x).is_ok(),
                 "kn_k" => v.parse().map(|x| p.kn.intra_op = x).is_ok(),
@@ -370,6 +386,7 @@ impl Plan {
             format!("lb.rd_trace_seed={}", self.rd.trace_seed),
             format!("lb.rd_max_threads={}", self.rd.max_threads),
             format!("lb.rd_prof={}", u8::from(self.rd.profile)),
+            format!("lb.rd_scale={}", join(&self.rd.scales)),
             format!("lb.rd_trace={}", self.rd.trace),
             format!("lb.kn_users={}", join(&self.kn.users)),
             format!("lb.kn_pods={}", self.kn.pods),
@@ -547,6 +564,10 @@ pub struct SchedProfile {
 pub struct RdhashdRecord {
     pub config: String,
     pub funcs: usize,
+    /// Concurrency scale of the run (`RdPlan::scales`); `None`: the trace as it is, 1
+    /// (knative runs, and records from before the option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
     pub rep: usize,
     pub seed: u64,
     /// Second of the trace the run started at (the trace repeats).
@@ -594,6 +615,13 @@ pub struct RdhashdRecord {
     /// empty in records from before them.
     #[serde(default)]
     pub per_second: Vec<SecondCounts>,
+}
+
+impl RdhashdRecord {
+    /// The run's concurrency scale, 1 when it has none.
+    pub fn scale(&self) -> f64 {
+        self.scale.unwrap_or(1.0)
+    }
 }
 
 /// The requests that completed in one second of an rdhashd window.
@@ -801,6 +829,7 @@ mod tests {
                 max_threads: 64,
                 profile: true,
                 trace: "/traces".into(),
+                scales: vec![0.5, 0.85, 1.25],
             },
             kn: KnPlan {
                 users: vec![10, 20],
@@ -938,9 +967,17 @@ mod tests {
             Plan::from_cmdline("lb.workload=knative").0.workload,
             Workload::Knative
         );
-        let (p, w) = Plan::from_cmdline("lb.workload=bogus lb.rd_funcs=1,x");
+        let (p, w) = Plan::from_cmdline(
+            "lb.workload=bogus lb.rd_funcs=1,x lb.rd_scale=0 lb.rd_scale= lb.rd_scale=1,-2",
+        );
         assert_eq!(p, Plan::default());
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 5, "{w:?}");
+        let mut old_rd = serde_json::to_value(RdPlan::default()).unwrap();
+        old_rd.as_object_mut().unwrap().remove("scales");
+        assert_eq!(
+            serde_json::from_value::<RdPlan>(old_rd).unwrap().scales,
+            [1.0]
+        );
         let mut old = serde_json::to_value(Plan::default()).unwrap();
         let o = old.as_object_mut().unwrap();
         o.remove("workload");

@@ -1060,7 +1060,7 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
     let mut runs_total = 0;
     let mut max_rate: f64 = 0.0;
     if rdhashd && plan.has("density") {
-        runs_total += plan.rd.funcs.len() * plan.reps * plan.configs.len();
+        runs_total += plan.rd.funcs.len() * plan.rd.scales.len() * plan.reps * plan.configs.len();
     }
     if knative && plan.has("density") {
         runs_total += plan.kn.users.len() * plan.reps * plan.configs.len();

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lags_bench::closed_loop::{
-    max_targets, nested, pools, slot_runs, spread_order, start_offset, RunTargets,
+    max_targets, nested, pools, scaled, slot_runs, spread_order, start_offset, RunTargets,
 };
 use lags_bench::trace::{Trace, PROTOTYPE_SECONDS};
 use lags_bench::*;
@@ -255,6 +255,7 @@ fn run_once(
     seed: u64,
     offset: u64,
     threads: usize,
+    scale: f64,
 ) -> Result<(), String> {
     let plan = ctx.plan;
     let rd = &plan.rd;
@@ -312,6 +313,7 @@ fn run_once(
     let (warm, total) = (tl.warm, tl.total);
     let measured = warm as usize..total as usize;
     let rec = RdhashdRecord {
+        scale: (scale != 1.0).then_some(scale),
         trace_offset_s: offset,
         burst_ms: rd.burst_ms,
         sleep_ms: rd.sleep_ms,
@@ -337,9 +339,14 @@ fn run_once(
     ctx.runs_done += 1;
     let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.1}"));
     out.say(&format!(
-        "run {}/{} rdhashd F={n} {cfg} rep={rep}: {completed} requests, goodput {:.1}/s, p50={}ms p99={}ms ctx/req={:.2} in-flight target {:.1} util={:.0}%",
+        "run {}/{} rdhashd F={n}{} {cfg} rep={rep}: {completed} requests, goodput {:.1}/s, p50={}ms p99={}ms ctx/req={:.2} in-flight target {:.1} util={:.0}%",
         ctx.runs_done,
         ctx.runs_total,
+        if scale == 1.0 {
+            String::new()
+        } else {
+            format!(" scale={scale}")
+        },
         good as f64 / window_s.max(1e-9),
         f(rec.p50_ms),
         f(rec.p99_ms),
@@ -462,7 +469,23 @@ pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out, n: usize) -> Result<(), String
             .map_err(|e| format!("lb.rd_trace={}: {e}", rd.trace))?;
         (t, (0..most).collect())
     };
-    let trace = nested(&full, &order, n)?;
+    // Every concurrency scale multiplies the same nested trace, rounded with the same
+    // draws, so the load grows with the scale too (closed_loop::scaled).
+    let scales: &[f64] = if rd.scales.is_empty() {
+        &[1.0]
+    } else {
+        &rd.scales
+    };
+    let traces = scales
+        .iter()
+        .map(|&k| {
+            nested(
+                &scaled(&full, k, mix_seed(rd.trace_seed, &[most as u64, 0x5ca1e])),
+                &order,
+                n,
+            )
+        })
+        .collect::<Result<Vec<Trace>, String>>()?;
     let seconds = u64::from(rd.warmup_s) + u64::from(rd.duration_s);
     let offsets: Vec<u64> = (0..plan.reps)
         .map(|rep| {
@@ -474,7 +497,11 @@ pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out, n: usize) -> Result<(), String
             )
         })
         .collect();
-    let want = max_targets(&trace, &offsets, seconds);
+    let want = traces
+        .iter()
+        .map(|t| max_targets(t, &offsets, seconds))
+        .reduce(|a, b| a.iter().zip(&b).map(|(x, y)| *x.max(y)).collect())
+        .unwrap_or_default();
     let pool = pools(&want, rd.max_threads);
     let want_sum: u64 = want.iter().map(|&x| u64::from(x)).sum();
     let pool_sum: u64 = pool.iter().map(|&x| u64::from(x)).sum();
@@ -500,16 +527,20 @@ pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out, n: usize) -> Result<(), String
     }
     let k = plan.configs.len();
     let mut result = Ok(());
+    // A repetition's window runs at every scale, each scale every configuration back to
+    // back (the pairs the report compares), so drift over the boot spreads over the scales.
     'outer: for (rep, &offset) in offsets.iter().enumerate() {
-        let rt = RunTargets::new(&trace, offset, seconds, &pool);
         let seed = mix_seed(plan.seed, &[3, n as u64, rep as u64]);
-        for i in 0..k {
-            let cfg = plan.configs[(i + rep) % k].clone();
-            if let Err(e) = run_once(
-                ctx, out, &fleet, c, targets, &rt, &cfg, rep, seed, offset, threads,
-            ) {
-                result = Err(e);
-                break 'outer;
+        for (trace, &scale) in traces.iter().zip(scales) {
+            let rt = RunTargets::new(trace, offset, seconds, &pool);
+            for i in 0..k {
+                let cfg = plan.configs[(i + rep) % k].clone();
+                if let Err(e) = run_once(
+                    ctx, out, &fleet, c, targets, &rt, &cfg, rep, seed, offset, threads, scale,
+                ) {
+                    result = Err(e);
+                    break 'outer;
+                }
             }
         }
     }

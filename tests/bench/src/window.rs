@@ -126,12 +126,12 @@ impl Window {
 pub(crate) type Snap = (u64, ProcStat, SchedStat);
 
 /// What every closed-loop record holds, from the window's counts and the snapshots around
-/// it; the workload fills in the rest.
+/// it; `count` is the run's function (or user) count, and the workload fills in the rest.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     ctx: &Ctx,
     cfg: &str,
-    scale: usize,
+    count: usize,
     rep: usize,
     seed: u64,
     counts: Counts,
@@ -145,7 +145,7 @@ pub(crate) fn record(
     let per = |x: u64| (completed > 0).then(|| x as f64 / completed as f64);
     RdhashdRecord {
         config: cfg.to_string(),
-        funcs: scale,
+        funcs: count,
         rep,
         seed,
         cpus: ctx.cpus,

@@ -12,6 +12,7 @@
 
 use serde::Serialize;
 
+use super::stats::scale_key;
 use lags_pid1::rng::SplitMix64;
 use lags_proto::bench::{dense_quantile_ms, RdhashdRecord, HIST_BINS};
 
@@ -206,6 +207,8 @@ pub fn point_ci(recs: &[&RdhashdRecord]) -> Option<PointCi> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     pub funcs: usize,
+    /// Concurrency scale (1: the trace as it is).
+    pub scale: f64,
     pub config: String,
     /// Repetitions present in both.
     pub reps: usize,
@@ -235,26 +238,26 @@ fn verdict(ci: Option<Interval>) -> &'static str {
     }
 }
 
-/// Every non-stock configuration against stock, per function count, paired by repetition.
+/// Every non-stock configuration against stock, per function count and concurrency scale,
+/// paired by repetition.
 pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
-    let mut keys: Vec<(usize, String)> = recs
+    let mut keys: Vec<(usize, i64, String)> = recs
         .iter()
         .filter(|r| r.config != "stock")
-        .map(|r| (r.funcs, r.config.clone()))
+        .map(|r| (r.funcs, scale_key(r.scale()), r.config.clone()))
         .collect();
     keys.sort();
     keys.dedup();
     let mut out = Vec::new();
-    for (funcs, config) in keys {
+    for (funcs, sk, config) in keys {
+        let at = |r: &&RdhashdRecord| r.funcs == funcs && scale_key(r.scale()) == sk;
         let find = |cfg: &str, rep: usize| {
             recs.iter()
-                .find(|r| r.funcs == funcs && r.config == cfg && r.rep == rep)
+                .filter(at)
+                .find(|r| r.config == cfg && r.rep == rep)
         };
         let mut pairs = Vec::new();
-        for r in recs
-            .iter()
-            .filter(|r| r.funcs == funcs && r.config == config)
-        {
+        for r in recs.iter().filter(at).filter(|r| r.config == config) {
             let Some(s) = find("stock", r.rep) else {
                 continue;
             };
@@ -276,7 +279,10 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
             |runs: &[&Series]| stat(runs.iter().zip(&full).map(|(s, ix)| (*s, ix.as_slice())));
         let (x0, y0) = (whole(&xs), whole(&ys));
         let ratio = |x: f64, y: f64| (y > 0.0).then(|| x / y);
-        let mut rng = SplitMix64::new(SEED ^ funcs as u64);
+        // Scale 1 keeps the stream of the reports from before the scale axis.
+        let mut rng = SplitMix64::new(
+            SEED ^ funcs as u64 ^ ((sk - 1_000_000) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
         let (mut g, mut p99) = (Vec::new(), Vec::new());
         for _ in 0..ITERATIONS {
             let d = draw(&n, &mut rng);
@@ -288,6 +294,7 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
         }
         out.push(Comparison {
             funcs,
+            scale: sk as f64 / 1e6,
             reps: pairs.len(),
             goodput_ratio: ratio(x0.goodput, y0.goodput).unwrap_or(f64::NAN),
             goodput_ratio_ci: Interval::of(&mut g),

@@ -120,6 +120,11 @@ pub struct BenchArgs {
     /// rdhashd: densities in functions per vCPU, comma-separated (default 1,4,8,19).
     #[arg(long, value_delimiter = ',')]
     pub rd_density: Option<Vec<f64>>,
+    /// rdhashd: concurrency scales, comma-separated: the trace's in-flight targets times
+    /// each (default 1). Several sweep the concurrency axis at one density; the
+    /// capacity is then in scale (functions × scale).
+    #[arg(long, value_delimiter = ',')]
+    pub rd_scale: Option<Vec<f64>>,
     /// rdhashd: CPU burst per request, ms of calibrated guest CPU.
     #[arg(long, default_value_t = 10.0)]
     pub rd_burst_ms: f64,

@@ -30,6 +30,8 @@ pub struct Settings {
     pub workload: Workload,
     /// rdhashd: function counts (functions per vCPU × vCPUs).
     pub rd_funcs: Vec<usize>,
+    /// rdhashd: concurrency scales (the trace's targets times each), ascending.
+    pub rd_scales: Vec<f64>,
     /// rdhashd: measured and warm-up seconds per run.
     pub rd_duration_s: u32,
     pub rd_warmup_s: u32,
@@ -61,6 +63,7 @@ impl Settings {
                 ov_switch_s: 2,
                 workload: Workload::ZipfOpen,
                 rd_funcs: rd_funcs(&RD_PER_CPU, 1),
+                rd_scales: vec![1.0],
                 rd_duration_s: 4,
                 rd_warmup_s: 1,
                 kn_users: vec![20, 60],
@@ -83,6 +86,7 @@ impl Settings {
                 ov_switch_s: 3,
                 workload: Workload::ZipfOpen,
                 rd_funcs: rd_funcs(&RD_PER_CPU, 1),
+                rd_scales: vec![1.0],
                 rd_duration_s: 20,
                 rd_warmup_s: 2,
                 kn_users: vec![50, 100, 150],
@@ -124,6 +128,9 @@ impl Settings {
         if a.rd_trace.is_some() && s.workload != Workload::Rdhashd {
             bail!("--rd-trace is an rdhashd option: add --workload rdhashd");
         }
+        if a.rd_scale.is_some() && s.workload != Workload::Rdhashd {
+            bail!("--rd-scale is an rdhashd option: add --workload rdhashd");
+        }
         if s.workload == Workload::Knative {
             if a.parts.is_none() {
                 s.parts = vec!["density".into()];
@@ -164,6 +171,21 @@ impl Settings {
                 bail!("--rd-density: functions per vCPU, each in (0, 1000]");
             }
             s.rd_funcs = rd_funcs(per_cpu, a.machine.cpus);
+            if let Some(v) = &a.rd_scale {
+                if v.is_empty() || v.iter().any(|&k| !(k > 0.0 && k <= 100.0)) {
+                    bail!("--rd-scale: concurrency scales, each in (0, 100]");
+                }
+                let mut v = v.clone();
+                v.sort_by(f64::total_cmp);
+                v.dedup();
+                if v.len() > 1 && s.rd_funcs.len() > 1 {
+                    bail!(
+                        "--rd-scale sweeps concurrency at one density: give one --rd-density (the sweep has {} function counts)",
+                        s.rd_funcs.len()
+                    );
+                }
+                s.rd_scales = v;
+            }
             if let Some(d) = &a.rd_trace {
                 let have = super::trace_files(d, a.host)?.len();
                 if let Some(&f) = s.rd_funcs.iter().find(|&&f| f > have) {
@@ -207,7 +229,8 @@ impl Settings {
             runs(self.kn_users.len()) * (warm + f64::from(self.rd_duration_s) + 2.0) + 10.0
         } else if self.rdhashd() {
             // Settle, warm-up, window and drain per run; starting the threads per density.
-            runs(self.rd_funcs.len()) * (f64::from(self.rd_warmup_s + self.rd_duration_s) + 1.5)
+            runs(self.rd_funcs.len() * self.rd_scales.len())
+                * (f64::from(self.rd_warmup_s + self.rd_duration_s) + 1.5)
                 + self.rd_funcs.len() as f64 * 3.0
         } else {
             runs(self.density.len()) * self.run_s()
@@ -280,6 +303,7 @@ pub fn plan_boots(
             workload: s.workload,
             rd: RdPlan {
                 funcs: s.rd_funcs.clone(),
+                scales: s.rd_scales.clone(),
                 duration_s: s.rd_duration_s,
                 warmup_s: s.rd_warmup_s,
                 ..base.rd.clone()
@@ -498,6 +522,65 @@ mod tests {
             &["--workload", "knative", "--kn-work-ms=-1"],
             &["--workload", "knative", "--fifo-dispatch"],
             &["--workload", "zipf-open", "--rd-trace", "/tmp"],
+        ] {
+            assert!(settings(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    // Expect concurrency scales to reach the guest plan sorted and without repeats, the
+    // estimate to count a run per scale, and a scale sweep over several densities (no
+    // single capacity axis), a non-positive scale and a scale on another workload refused.
+    #[test]
+    fn rdhashd_scale_settings() {
+        let s = settings(&[
+            "--workload",
+            "rdhashd",
+            "--rd-density",
+            "8",
+            "--rd-scale",
+            "0.9,0.6,0.9,0.75",
+            "--duration",
+            "10",
+            "--reps",
+            "2",
+            "--configs",
+            "stock,lags",
+        ])
+        .unwrap();
+        assert_eq!(s.rd_scales, vec![0.6, 0.75, 0.9]);
+        let b = plan_boots(&s, Path::new("/k"), None, &seed1(), &[], f64::INFINITY);
+        let (p, w) = Plan::from_cmdline(&b[0].params.join(" "));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            (p.rd.funcs.clone(), p.rd.scales.clone()),
+            (vec![16], vec![0.6, 0.75, 0.9])
+        );
+        // 3 scales x 2 configurations x 2 repetitions of (2 + 10 + 1.5) s, one thread start.
+        assert!(
+            (b[0].estimate_s - (12.0 * 13.5 + 3.0)).abs() < 1e-9,
+            "{}",
+            b[0].estimate_s
+        );
+        let one = settings(&["--workload", "rdhashd", "--rd-scale", "1.2"]).unwrap();
+        assert_eq!((one.rd_scales, one.rd_funcs.len()), (vec![1.2], 4));
+        for bad in [
+            &["--workload", "rdhashd", "--rd-scale", "0.5,1"][..],
+            &[
+                "--workload",
+                "rdhashd",
+                "--rd-density",
+                "8",
+                "--rd-scale",
+                "0,1",
+            ],
+            &[
+                "--workload",
+                "rdhashd",
+                "--rd-density",
+                "8",
+                "--rd-scale=-1",
+            ],
+            &["--workload", "knative", "--rd-scale", "1"],
         ] {
             assert!(settings(bad).is_err(), "{bad:?} accepted");
         }

@@ -261,10 +261,16 @@ fn plot_ctx(path: &Path, pts: &[Point], accel: &str) -> PlotResult {
 /// The prototype's figures for rdhashd: goodput normalised to stock's highest goodput over
 /// the sweep (its "normalised to the CFS maximum"), with the bootstrap intervals as error
 /// bars (the repetitions' range where a point has none), and the share of CPU time inside
-/// `__schedule()`, against functions per CPU.
+/// `__schedule()`, against functions (× concurrency scale) per CPU.
 pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> PlotResult {
     use plotters::prelude::*;
-    let per_cpu = |p: &RdPoint| p.funcs as f64 / f64::from(cpus.max(1));
+    // The workload scale per CPU: functions (× the concurrency scale, when it is swept).
+    let per_cpu = |p: &RdPoint| p.workload() / f64::from(cpus.max(1));
+    let xdesc = if rd.iter().any(|p| p.scale != 1.0) {
+        "functions × concurrency scale per CPU (log)"
+    } else {
+        "functions per CPU (log)"
+    };
     let stock_max = rd
         .iter()
         .filter(|p| p.config == "stock")
@@ -308,7 +314,7 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
         .y_label_area_size(55)
         .build_cartesian_2d(xr(), 0f64..gmax)?;
     c.configure_mesh()
-        .x_desc("functions per CPU (log)")
+        .x_desc(xdesc)
         .y_desc("goodput / stock's highest (95% CI)")
         .draw()?;
     for cfg in &configs {
@@ -330,7 +336,7 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
             .y_label_area_size(55)
             .build_cartesian_2d(xr(), 0f64..smax * 1.2)?;
         c.configure_mesh()
-            .x_desc("functions per CPU (log)")
+            .x_desc(xdesc)
             .y_desc("share of all CPU time (%, perf samples)")
             .draw()?;
         for cfg in &configs {

@@ -13,8 +13,8 @@ use super::plan::Settings;
 use super::plot::plots;
 use super::records::Records;
 use super::stats::{
-    lags_vs_stock, overhead_rows, points, rd_points, scale_capacity, OverheadRow, Point, RdPoint,
-    SloVerdict, Spread, RD_MIN_REQUESTS,
+    lags_vs_stock, overhead_rows, point_label, points, rd_points, scale_capacity, OverheadRow,
+    Point, RdPoint, SloVerdict, Spread, RD_MIN_REQUESTS,
 };
 use crate::util;
 
@@ -84,7 +84,7 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64
     for p in rd {
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            p.funcs,
+            p.label(),
             if cpus > 0 {
                 format!("{:.1}", p.funcs as f64 / f64::from(cpus))
             } else {
@@ -105,7 +105,12 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64
     }
     md.push_str("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed.\n");
     md.push_str(&render_rd_intervals(rd, cmp, "F"));
-    md.push_str(&render_capacity(rd, target, "functions"));
+    let unit = if rd.iter().any(|p| p.scale != 1.0) {
+        "functions × scale"
+    } else {
+        "functions"
+    };
+    md.push_str(&render_capacity(rd, target, unit));
     md
 }
 
@@ -123,24 +128,34 @@ pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str) -> String {
         target * 100.0,
         target * 100.0
     ));
+    let w = fmt_workload;
     for c in &caps {
         let bracket = match (c.at_least, c.below) {
-            (Some(a), Some(b)) => format!("[{a}, {b})"),
-            (Some(a), None) => format!("≥ {a}, no upper bound"),
-            (None, Some(b)) => format!("< {b}"),
+            (Some(a), Some(b)) => format!("[{}, {})", w(a), w(b)),
+            (Some(a), None) => format!("≥ {}, no upper bound", w(a)),
+            (None, Some(b)) => format!("< {}", w(b)),
             (None, None) => "undecided".into(),
         };
         let detail: Vec<String> = c
             .verdicts
             .iter()
             .map(|(f, v)| {
-                let p = rd.iter().find(|p| p.config == c.config && p.funcs == *f);
+                let p = rd
+                    .iter()
+                    .find(|p| p.config == c.config && p.workload() == *f);
+                let name = p.map_or(w(*f), |p| {
+                    if p.scale == 1.0 {
+                        w(*f)
+                    } else {
+                        format!("{} ({})", p.label(), w(*f))
+                    }
+                });
                 let ci = p
                     .and_then(|p| p.ci.as_ref())
                     .and_then(|ci| ci.good_fraction);
                 let med = p.and_then(|p| p.good_fraction).map(|g| g.median);
                 format!(
-                    "{f}: {} {}{}",
+                    "{name}: {} {}{}",
                     match v {
                         SloVerdict::Held => "held",
                         SloVerdict::Missed => "**missed**",
@@ -175,6 +190,15 @@ pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str) -> String {
         ));
     }
     md
+}
+
+/// A workload scale as the capacity section prints it: whole numbers without decimals.
+fn fmt_workload(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 /// The knative section: one row per (user count, configuration), then the intervals,
@@ -233,7 +257,7 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison], scale: &str) -> S
             if let Some(ci) = &p.ci {
                 md.push_str(&format!(
                     "| {} | {} | {} | {} | {} | {} | {} |\n",
-                    p.funcs,
+                    p.label(),
                     p.config,
                     ci.seconds,
                     ci.block_s,
@@ -249,7 +273,7 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison], scale: &str) -> S
         for c in cmp {
             md.push_str(&format!(
                 "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
-                c.funcs,
+                point_label(c.funcs, c.scale),
                 c.config,
                 c.reps,
                 c.goodput_ratio,
@@ -266,7 +290,7 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison], scale: &str) -> S
         for p in rd {
             md.push_str(&format!(
                 "| {} | {} | {} | {} | {} |\n",
-                p.funcs,
+                p.label(),
                 p.config,
                 fmt_spread(&p.sched_share, 100.0, 2),
                 fmt_spread(&p.sched_busy_share, 100.0, 2),
@@ -752,5 +776,68 @@ mod tests {
             "{md}"
         );
         assert_eq!(render_capacity(&[], 0.99, "users"), "");
+    }
+
+    // Expect a concurrency-scale sweep at one function count to give one point per scale,
+    // named "F × scale" in every table and paired against stock at the same scale, and its
+    // capacity on functions × scale: stock holds at 16 × 0.7 and misses at 16 × 0.85, LAGS
+    // holds at 16 × 0.85 and misses at 16 × 1, so the ratio lies in (1, 1.43) — above the
+    // 5% loss, the 1.3 target undecided.
+    #[test]
+    fn scale_sweep_capacity() {
+        use lags_proto::bench::{Hist, RdhashdRecord, SecondCounts};
+        let rec = |config: &str, scale: f64, rep: usize, good: u64| RdhashdRecord {
+            config: config.into(),
+            funcs: 16,
+            scale: (scale != 1.0).then_some(scale),
+            rep,
+            good: good * 20,
+            completed: 20_000,
+            window_s: 20.0,
+            threshold_ms: 1000.0,
+            per_second: (0..20)
+                .map(|_| SecondCounts {
+                    completed: 1000,
+                    good,
+                    hist: Hist {
+                        bins: vec![(60, good), (90, 1000 - good)],
+                    },
+                })
+                .collect(),
+            ..RdhashdRecord::default()
+        };
+        let mut recs = Vec::new();
+        for rep in 0..3 {
+            for (scale, stock, lags) in [(0.7, 999, 1000), (0.85, 970, 998), (1.0, 900, 960)] {
+                recs.push(rec("stock", scale, rep, stock));
+                recs.push(rec("lags", scale, rep, lags));
+            }
+        }
+        let rd = rd_points(&recs);
+        assert_eq!(rd.len(), 6);
+        let cmp = comparisons(&recs);
+        let labels: Vec<String> = cmp.iter().map(|c| point_label(c.funcs, c.scale)).collect();
+        assert_eq!(labels, ["16 × 0.7", "16 × 0.85", "16"]);
+        let md = render_rdhashd(&rd, &cmp, 2, 0.99);
+        assert!(md.contains("| 16 × 0.7 | 8.0 | lags | 20000 "), "{md}");
+        assert!(md.contains("| 16 × 0.85 | lags | 3 | 1.029 |"), "{md}");
+        assert!(md.contains("capacity (functions × scale)"), "{md}");
+        assert!(
+            md.contains("| lags | [13.60, 16) | 16 × 0.7 (11.20): held 100.00%"),
+            "{md}"
+        );
+        assert!(md.contains("| stock | [11.20, 13.60) |"), "{md}");
+        assert!(
+            md.contains("Capacity ratio LAGS/stock: between 1.00 and 1.43."),
+            "{md}"
+        );
+        assert!(
+            md.contains("- No capacity loss of more than 5% (ratio ≥ 0.95): **holds**."),
+            "{md}"
+        );
+        assert!(
+            md.contains("- Target ratio ≥ 1.3: **undecided** on these counts."),
+            "{md}"
+        );
     }
 }

@@ -159,6 +159,8 @@ pub fn goodput(r: &RdhashdRecord) -> Option<f64> {
 pub struct RdPoint {
     pub config: String,
     pub funcs: usize,
+    /// Concurrency scale: the trace's in-flight targets times this (1: as they are).
+    pub scale: f64,
     pub reps: usize,
     pub completed: Option<Spread>,
     /// Fewest completed requests of a repetition.
@@ -194,27 +196,54 @@ pub struct RdPoint {
     pub sched_us_per_switch: Option<Spread>,
 }
 
-/// Aggregates rdhashd runs into points, ordered by function count, then configuration.
-/// Goodput is normalised per run to the best stock repetition at its function count (no
-/// normalisation without a stock run there). Pure.
+/// A concurrency scale as an ordered key (millionths).
+pub fn scale_key(scale: f64) -> i64 {
+    (scale * 1e6).round() as i64
+}
+
+impl RdPoint {
+    /// The workload scale of the point: functions × concurrency scale (users for knative),
+    /// the axis its capacity is measured on.
+    pub fn workload(&self) -> f64 {
+        self.funcs as f64 * self.scale
+    }
+
+    /// The point's name in tables: the count, and the scale when it is not 1.
+    pub fn label(&self) -> String {
+        point_label(self.funcs, self.scale)
+    }
+}
+
+/// "16" at scale 1, else "16 × 0.75".
+pub fn point_label(funcs: usize, scale: f64) -> String {
+    if scale == 1.0 {
+        funcs.to_string()
+    } else {
+        format!("{funcs} × {scale}")
+    }
+}
+
+/// Aggregates rdhashd runs into points, ordered by function count, scale, then
+/// configuration. Goodput is normalised per run to the best stock repetition at its
+/// function count and scale (no normalisation without a stock run there). Pure.
 pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
-    let mut groups: BTreeMap<(usize, String), Vec<&RdhashdRecord>> = BTreeMap::new();
+    let mut groups: BTreeMap<(usize, i64, String), Vec<&RdhashdRecord>> = BTreeMap::new();
     for r in recs {
         groups
-            .entry((r.funcs, r.config.clone()))
+            .entry((r.funcs, scale_key(r.scale()), r.config.clone()))
             .or_default()
             .push(r);
     }
-    let stock_best = |funcs: usize| {
+    let stock_best = |funcs: usize, sk: i64| {
         recs.iter()
-            .filter(|r| r.funcs == funcs && r.config == "stock")
+            .filter(|r| r.funcs == funcs && scale_key(r.scale()) == sk && r.config == "stock")
             .filter_map(goodput)
             .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))))
             .filter(|&b| b > 0.0)
     };
     groups
         .into_iter()
-        .map(|((funcs, config), rs)| {
+        .map(|((funcs, sk, config), rs)| {
             let sp = |f: &dyn Fn(&RdhashdRecord) -> Option<f64>| spread(rs.iter().map(|r| f(r)));
             // A quantity no run measured (no schedstats, no profile) is unknown, not ∞.
             let known = |f: &dyn Fn(&RdhashdRecord) -> Option<f64>| {
@@ -224,7 +253,7 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                     None
                 }
             };
-            let best = stock_best(funcs);
+            let best = stock_best(funcs, sk);
             let min_completed = rs.iter().map(|r| r.completed).min().unwrap_or(0);
             RdPoint {
                 reps: rs.len(),
@@ -260,6 +289,7 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                 threshold_ms: rs.first().map_or(0.0, |r| r.threshold_ms),
                 config,
                 funcs,
+                scale: rs.first().map_or(1.0, |r| r.scale()),
             }
         })
         .collect()
@@ -300,20 +330,21 @@ pub fn slo_verdict(p: &RdPoint, target: f64) -> Option<SloVerdict> {
     })
 }
 
-/// The capacity of one configuration of a closed-loop workload on the tested scales
-/// (functions or users): assuming the SLO, once missed, stays missed at larger scales,
-/// the capacity c lies in `[at_least, below)`.
+/// The capacity of one configuration of a closed-loop workload on the tested workload
+/// scales ([`RdPoint::workload`]: functions × concurrency scale, or users): assuming the
+/// SLO, once missed, stays missed at larger scales, the capacity c lies in
+/// `[at_least, below)`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleCapacity {
     pub config: String,
     /// The largest tested scale up to which the SLO held at every tested scale; `None`
     /// when it did not hold at the smallest.
-    pub at_least: Option<usize>,
+    pub at_least: Option<f64>,
     /// The smallest tested scale at which the SLO was missed; `None` when it was missed
     /// nowhere (the capacity has no upper bound from this run).
-    pub below: Option<usize>,
+    pub below: Option<f64>,
     /// Every tested scale with its verdict, ascending.
-    pub verdicts: Vec<(usize, SloVerdict)>,
+    pub verdicts: Vec<(f64, SloVerdict)>,
 }
 
 /// The capacities of every configuration. Undecided scales, and scales after one, widen
@@ -324,10 +355,10 @@ pub fn scale_capacity(rd: &[RdPoint], target: f64) -> Vec<ScaleCapacity> {
         .into_iter()
         .map(|c| {
             let mut ps: Vec<&RdPoint> = rd.iter().filter(|p| p.config == c).collect();
-            ps.sort_by_key(|p| p.funcs);
-            let verdicts: Vec<(usize, SloVerdict)> = ps
+            ps.sort_by(|a, b| a.workload().total_cmp(&b.workload()));
+            let verdicts: Vec<(f64, SloVerdict)> = ps
                 .iter()
-                .filter_map(|p| slo_verdict(p, target).map(|v| (p.funcs, v)))
+                .filter_map(|p| slo_verdict(p, target).map(|v| (p.workload(), v)))
                 .collect();
             let at_least = verdicts
                 .iter()
@@ -364,11 +395,11 @@ pub fn lags_vs_stock(caps: &[ScaleCapacity]) -> Option<RatioRange> {
 
 pub fn ratio_range(num: &ScaleCapacity, den: &ScaleCapacity) -> RatioRange {
     let lo = match (num.at_least, den.below) {
-        (Some(a), Some(b)) => a as f64 / b as f64,
+        (Some(a), Some(b)) => a / b,
         _ => 0.0,
     };
     let hi = match (num.below, den.at_least) {
-        (Some(a), Some(b)) => Some(a as f64 / b as f64),
+        (Some(a), Some(b)) => Some(a / b),
         _ => None,
     };
     RatioRange { lo, hi }
@@ -546,16 +577,16 @@ mod tests {
             rd("tuned", 2, 980, 1000),
         ];
         let caps = scale_capacity(&rd_points(&recs), 0.99);
-        let brackets: Vec<(&str, Option<usize>, Option<usize>)> = caps
+        let brackets: Vec<(&str, Option<f64>, Option<f64>)> = caps
             .iter()
             .map(|c| (c.config.as_str(), c.at_least, c.below))
             .collect();
         assert_eq!(
             brackets,
             [
-                ("lags", Some(38), None),
-                ("stock", Some(8), Some(16)),
-                ("tuned", None, Some(2)),
+                ("lags", Some(38.0), None),
+                ("stock", Some(8.0), Some(16.0)),
+                ("tuned", None, Some(2.0)),
             ]
         );
         let (lags, stock) = (&caps[0], &caps[1]);
@@ -587,10 +618,10 @@ mod tests {
             below: Some(b),
             verdicts: Vec::new(),
         };
-        let r = ratio_range(&cap(8, 16), &cap(8, 16));
+        let r = ratio_range(&cap(8.0, 16.0), &cap(8.0, 16.0));
         assert_eq!((r.lo, r.hi), (0.5, Some(2.0)));
         assert_eq!(r.at_least(1.3), None);
-        let r = ratio_range(&cap(12, 14), &cap(12, 14));
+        let r = ratio_range(&cap(12.0, 14.0), &cap(12.0, 14.0));
         assert_eq!(r.at_least(1.3), Some(false));
         assert_eq!(r.at_least(0.95), None);
         assert_eq!(r.describe(), "between 0.86 and 1.17");
