@@ -11,7 +11,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::lags_iface::{PinnedEnv, DEBUGFS_DIR, SYSCTL};
-use super::{ensure, fail, Ctx, OrFail, Stop, Suite, Test, TestResult};
+use super::{ensure, fail, skip, Ctx, OrFail, Stop, Suite, Test, TestResult};
 use crate::util::{self, Cgroup, Restore, Worker, WorkerIo, NOBODY};
 
 pub const SUITE: Suite = Suite {
@@ -713,9 +713,11 @@ fn attribute_overflows(
 // host the guest stops for tens of ms at a time and whoever was running is charged for it,
 // which no scheduler bounds. A SCHED_FIFO watcher on the test CPU sees such stops as late
 // wake-ups; overflows in a 50 ms interval with (or right after) a stop longer than 2 ms
-// are reported as explained, any other overflow fails the test, and if the guest stopped
-// in more than three quarters of the intervals the host was too busy to decide: the test
-// fails as inconclusive rather than pass.
+// are reported as explained, and any other overflow fails the test. An overflow can only
+// fail it in an interval that no stop excuses; with fewer than LAG_MIN_CLEAN such intervals
+// (10 s of the 60) the host was too busy to check the bound, and the test is skipped with
+// that reason unless another check failed (it used to fail as inconclusive, which made a
+// host with 40% steal time fail CI on an infrastructure condition).
 /// The cpu.weight of the lag test's busy members, of its wakers (wake0, three random
 /// wakers) and of its churn group.
 const LAG_W_LIGHT: u32 = 1;
@@ -728,6 +730,21 @@ const LAG_WAKERS: u32 = 4;
 /// a stop charged to it (repay 10^4 times longer) is not provided for.
 const LAG_REPAY: u64 =
     (LAG_W_LIGHT + LAG_W_HEAVY + LAG_W_WAKER * (LAG_WAKERS + 1)).div_ceil(LAG_W_WAKER) as u64;
+
+/// 50 ms intervals free of guest stops that the lag test needs to check the bound: 10 s.
+const LAG_MIN_CLEAN: u64 = 200;
+
+/// Why `intervals` watched 50 ms intervals, `excused` of them covered by a guest stop, cannot
+/// check the lag bound; `None` when at least [`LAG_MIN_CLEAN`] were free of stops. Pure.
+fn lag_unchecked(intervals: u64, excused: u64) -> Option<String> {
+    let clean = intervals.saturating_sub(excused);
+    (clean < LAG_MIN_CLEAN).then(|| {
+        format!(
+            "the host is too busy to check the lag bound: guest stops cover {excused} of \
+             {intervals} 50 ms intervals, {clean} left without one (needs {LAG_MIN_CLEAN})"
+        )
+    })
+}
 
 fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
@@ -832,13 +849,6 @@ fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
             o.unexplained
         )
     });
-    ctx.check(o.excused_intervals * 4 <= intervals.max(1) * 3, || {
-        format!(
-            "inconclusive: guest stops explain overflows in {} of {intervals} intervals (the \
-             host is too busy to check the lag bound)",
-            o.excused_intervals
-        )
-    });
     ctx.check(after >= before + o.explained + o.unexplained, || {
         format!("{LAG_OVERFLOWS} went from {before} to {after}, below what the watcher read")
     });
@@ -854,7 +864,11 @@ fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
             used[1]
         )
     });
-    Ok(())
+    // After the other checks, so that a failed one still fails the test.
+    match lag_unchecked(intervals, o.excused_intervals) {
+        Some(reason) => skip(reason),
+        None => Ok(()),
+    }
 }
 
 fn toggler(dir: std::path::PathBuf, io: &mut WorkerIo) -> i32 {
@@ -1202,6 +1216,19 @@ fn schedule_calls_not_inflated(ctx: &mut Ctx) -> TestResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Expect the lag test to decide with 200 stop-free intervals or more and to give the
+    // skip reason below that: the two CI boots of 2026-11-26 on a host with 40% steal time
+    // had 97 (1018 of 1115 excused) and 240 (654 of 894).
+    #[test]
+    fn lag_bound_needs_clean_intervals() {
+        assert_eq!(lag_unchecked(894, 654), None);
+        assert_eq!(lag_unchecked(1200, 1000), None);
+        let r = lag_unchecked(1115, 1018).unwrap();
+        assert!(r.contains("1018 of 1115") && r.contains("97 left"), "{r}");
+        assert!(lag_unchecked(100, 0).is_some());
+        assert!(lag_unchecked(10, 20).is_some());
+    }
 
     // Expect an overflow in an interval with a guest stop, or within `repay` times the
     // stop's length after it, to be explained, and every other overflow to stay unexplained.
