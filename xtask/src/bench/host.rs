@@ -253,6 +253,7 @@ pub fn run(a: &BenchArgs, paths: &Paths) -> Result<()> {
         let log = dir.join(format!("{}.console.log", b.name));
         let limit = Duration::from_secs(a.timeout.unwrap_or((b.estimate_s * 2.0 + 120.0) as u64));
         let before = super::loadavg();
+        let cpu0 = super::host_cpu_times();
         let (timed_out, code, elapsed) =
             run_child(&bench, &data, &b.params, &log, limit, a.verbose)?;
         let guest_status = recs.add_file(&b.name, &data);
@@ -273,6 +274,7 @@ pub fn run(a: &BenchArgs, paths: &Paths) -> Result<()> {
             message,
             host_loadavg_before: before,
             host_loadavg_after: super::loadavg(),
+            host_steal_pct: super::steal_pct(cpu0, super::host_cpu_times()),
             guest_status: guest_status
                 .map_or_else(|| "no end record".into(), |s| s.as_str().into()),
         });

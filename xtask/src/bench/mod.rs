@@ -272,6 +272,33 @@ pub(super) fn host_cpu() -> String {
         .unwrap_or_default()
 }
 
+/// The host's CPU time so far, from `/proc/stat`'s `cpu` line: user, nice, system, idle,
+/// iowait, irq, softirq, steal (USER_HZ ticks).
+pub(super) fn host_cpu_times() -> Option<[u64; 8]> {
+    parse_cpu_times(&fs_err::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line of `/proc/stat` text; `None` without it or with fewer than 8 fields. Pure.
+fn parse_cpu_times(stat: &str) -> Option<[u64; 8]> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    v.try_into().ok()
+}
+
+/// Percent of the host's CPU time between two snapshots that its hypervisor took (steal):
+/// what a VM host lends to its neighbours, which an emulated guest's clock does not see.
+/// Pure.
+pub(super) fn steal_pct(before: Option<[u64; 8]>, after: Option<[u64; 8]>) -> Option<f64> {
+    let (a, b) = (before?, after?);
+    let total: u64 = b.iter().zip(&a).map(|(y, x)| y.saturating_sub(*x)).sum();
+    (total > 0).then(|| b[7].saturating_sub(a[7]) as f64 * 100.0 / total as f64)
+}
+
 pub(super) fn loadavg() -> String {
     fs_err::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -568,6 +595,7 @@ impl BenchArgs {
                 hard.as_secs()
             );
             let before = loadavg();
+            let cpu0 = host_cpu_times();
             let run = vm::run_vm(
                 &spec,
                 &log,
@@ -602,6 +630,7 @@ impl BenchArgs {
                 message,
                 host_loadavg_before: before,
                 host_loadavg_after: loadavg(),
+                host_steal_pct: steal_pct(cpu0, host_cpu_times()),
                 guest_status: status,
             });
             util::write(&dir.join("env.json"), serde_json::to_string_pretty(&env)?)?;
@@ -614,6 +643,20 @@ impl BenchArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Expect the steal share from the `cpu` line's 8th field over the sum of the first 8
+    // (guest time is already in user), and nothing from text without a full `cpu` line.
+    #[test]
+    fn host_steal_share() {
+        let a = parse_cpu_times("cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 1 2 3 4 5 6 7 8\n");
+        let b = parse_cpu_times("cpu  200 0 100 1400 0 0 0 300 0 0\n");
+        assert_eq!(a, Some([100, 0, 50, 800, 0, 0, 0, 50]));
+        assert_eq!(steal_pct(a, b), Some(25.0));
+        assert_eq!(steal_pct(a, a), None);
+        assert_eq!(steal_pct(a, None), None);
+        assert_eq!(parse_cpu_times("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(parse_cpu_times("cpu  1 2 3\n"), None);
+    }
 
     // Expect zipf-open's silence limit unchanged and rdhashd's raised to the boot estimate
     // plus 2 minutes, never lowered.

@@ -70,6 +70,9 @@ pub struct BootInfo {
     pub message: String,
     pub host_loadavg_before: String,
     pub host_loadavg_after: String,
+    /// Percent of the host's CPU time its hypervisor took during the boot (`/proc/stat`
+    /// steal); `None` when not read (and in reports from before it).
+    pub host_steal_pct: Option<f64>,
     pub guest_status: String,
 }
 
@@ -353,16 +356,17 @@ pub fn render_markdown(
         "mttcg" => md.push_str("- **Multi-threaded TCG**: the guest is emulated (10–30× slower than native, kernel paths relatively slower still) with one host thread per vCPU; only ratios between configurations of the same boot mean anything.\n"),
         _ => {}
     }
-    md.push_str("\n| boot | verdict | time (s) | guest | host loadavg before → after |\n|---|---|---|---|---|\n");
+    md.push_str("\n| boot | verdict | time (s) | guest | host loadavg before → after | host steal % |\n|---|---|---|---|---|---|\n");
     for b in &env.boots {
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} → {} |\n",
+            "| {} | {} | {:.0} | {} | {} → {} | {} |\n",
             b.name,
             b.verdict,
             b.elapsed_s,
             b.guest_status,
             b.host_loadavg_before,
-            b.host_loadavg_after
+            b.host_loadavg_after,
+            b.host_steal_pct.map_or("–".into(), |p| format!("{p:.1}")),
         ));
     }
     if !rd_only {
@@ -552,6 +556,7 @@ pub(crate) fn env_from_value(v: &Value) -> Env {
                         message: b["message"].as_str().unwrap_or("").into(),
                         host_loadavg_before: b["host_loadavg_before"].as_str().unwrap_or("").into(),
                         host_loadavg_after: b["host_loadavg_after"].as_str().unwrap_or("").into(),
+                        host_steal_pct: b["host_steal_pct"].as_f64(),
                         guest_status: b["guest_status"].as_str().unwrap_or("").into(),
                         ..Default::default()
                     })
