@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use lags_bench::ProcStat;
 use lags_proto::bench::{KnPlan, Plan, RdPlan, Status, Workload};
 
 use crate::build::{self, ProfileArgs};
@@ -272,31 +273,18 @@ pub(super) fn host_cpu() -> String {
         .unwrap_or_default()
 }
 
-/// The host's CPU time so far, from `/proc/stat`'s `cpu` line: user, nice, system, idle,
-/// iowait, irq, softirq, steal (USER_HZ ticks).
-pub(super) fn host_cpu_times() -> Option<[u64; 8]> {
-    parse_cpu_times(&fs_err::read_to_string("/proc/stat").ok()?)
-}
-
-/// The `cpu` line of `/proc/stat` text; `None` without it or with fewer than 8 fields. Pure.
-fn parse_cpu_times(stat: &str) -> Option<[u64; 8]> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    v.try_into().ok()
+/// The host's CPU time so far (`/proc/stat`, parsed as the guest side parses it).
+pub(super) fn host_cpu_times() -> Option<ProcStat> {
+    Some(ProcStat::parse(&fs_err::read_to_string("/proc/stat").ok()?))
 }
 
 /// Percent of the host's CPU time between two snapshots that its hypervisor took (steal):
 /// what a VM host lends to its neighbours, which an emulated guest's clock does not see.
 /// Pure.
-pub(super) fn steal_pct(before: Option<[u64; 8]>, after: Option<[u64; 8]>) -> Option<f64> {
+pub(super) fn steal_pct(before: Option<ProcStat>, after: Option<ProcStat>) -> Option<f64> {
     let (a, b) = (before?, after?);
-    let total: u64 = b.iter().zip(&a).map(|(y, x)| y.saturating_sub(*x)).sum();
-    (total > 0).then(|| b[7].saturating_sub(a[7]) as f64 * 100.0 / total as f64)
+    let total = b.total().saturating_sub(a.total());
+    (total > 0).then(|| b.steal.saturating_sub(a.steal) as f64 * 100.0 / total as f64)
 }
 
 pub(super) fn loadavg() -> String {
@@ -645,17 +633,20 @@ mod tests {
     use super::*;
 
     // Expect the steal share from the `cpu` line's 8th field over the sum of the first 8
-    // (guest time is already in user), and nothing from text without a full `cpu` line.
+    // (guest time is already in user), and nothing without two snapshots that differ.
     #[test]
     fn host_steal_share() {
-        let a = parse_cpu_times("cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 1 2 3 4 5 6 7 8\n");
-        let b = parse_cpu_times("cpu  200 0 100 1400 0 0 0 300 0 0\n");
-        assert_eq!(a, Some([100, 0, 50, 800, 0, 0, 0, 50]));
+        let a = Some(ProcStat::parse(
+            "cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 1 2 3 4 5 6 7 8\n",
+        ));
+        let b = Some(ProcStat::parse("cpu  200 0 100 1400 0 0 0 300 0 0\n"));
+        assert_eq!(
+            a.map(|a| (a.user, a.system, a.idle, a.steal)),
+            Some((100, 50, 800, 50))
+        );
         assert_eq!(steal_pct(a, b), Some(25.0));
         assert_eq!(steal_pct(a, a), None);
         assert_eq!(steal_pct(a, None), None);
-        assert_eq!(parse_cpu_times("cpu0 1 2 3 4 5 6 7 8\n"), None);
-        assert_eq!(parse_cpu_times("cpu  1 2 3\n"), None);
     }
 
     // Expect zipf-open's silence limit unchanged and rdhashd's raised to the boot estimate
