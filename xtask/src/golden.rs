@@ -357,7 +357,10 @@ fn golden_bench_runs() {
         let kn_runs: Vec<_> = recs.kn.iter().map(|k| k.run.clone()).collect();
         let knp = bench::stats::rd_points(&kn_runs);
         let kcmp = bench::bootstrap::comparisons(&kn_runs);
-        let md = bench::report::render_markdown(&env, &pts, &ov, &h, &rd, &cmp, &knp, &kcmp);
+        let rdc = bench::report::CapacityDetail::of(&recs.rd, target);
+        let knc = bench::report::CapacityDetail::of(&kn_runs, target);
+        let md =
+            bench::report::render_markdown(&env, &pts, &ov, &h, &rd, &cmp, &rdc, &knp, &kcmp, &knc);
         let json = serde_json::to_string_pretty(&serde_json::json!({
             "boots": boots,
             "records": recs.raw.len(),

@@ -306,6 +306,224 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
     out
 }
 
+/// A capacity on the workload axis, as the interval of values one fraction curve allows:
+/// the interpolated crossing of the target (`lo == hi`), or, when the curve does not cross
+/// inside the tested range, everything below the smallest scale (missed there) or above
+/// the largest (held everywhere; `hi: None`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bounds {
+    pub lo: f64,
+    pub hi: Option<f64>,
+}
+
+impl Bounds {
+    /// `num / den` over every pair of values the two allow.
+    fn ratio(num: Bounds, den: Bounds) -> Bounds {
+        let lo = match den.hi {
+            Some(h) if h > 0.0 => num.lo / h,
+            _ => 0.0,
+        };
+        let hi = match num.hi {
+            Some(n) if den.lo > 0.0 => Some(n / den.lo),
+            _ => None,
+        };
+        Bounds { lo, hi }
+    }
+}
+
+/// Where a fraction curve (workload ascending) first drops below `target`, linearly
+/// interpolated between the last tested scale above it and the first below. `None` for an
+/// empty curve. Pure.
+pub fn crossing(curve: &[(f64, f64)], target: f64) -> Option<Bounds> {
+    let &(x0, f0) = curve.first()?;
+    if f0 < target {
+        return Some(Bounds {
+            lo: 0.0,
+            hi: Some(x0),
+        });
+    }
+    for w in curve.windows(2) {
+        let ((xa, fa), (xb, fb)) = (w[0], w[1]);
+        if fb < target {
+            let x = xa + (xb - xa) * (fa - target) / (fa - fb);
+            return Some(Bounds { lo: x, hi: Some(x) });
+        }
+    }
+    curve.last().map(|&(x, _)| Bounds { lo: x, hi: None })
+}
+
+/// The interpolated capacity of a configuration and its ratio to stock's, each with a
+/// paired bootstrap interval. A capacity is where the pooled fraction of requests under the
+/// threshold first drops below the SLO target as the workload grows ([`crossing`]). The
+/// resamples draw the repetitions with replacement and each drawn repetition's seconds in
+/// circular blocks, the same draw for every configuration and every scale of the
+/// repetition (they ran the same trace window). A draw whose curve does not cross inside
+/// the tested range gives a one-sided value; the interval then takes its most extreme
+/// reading (the lower end from the lowest values a draw allows, the upper end from the
+/// highest), so censoring only ever widens it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityCi {
+    pub config: String,
+    /// Repetitions in which both configurations ran every tested scale.
+    pub reps: usize,
+    pub stock: Bounds,
+    pub stock_ci: Bounds,
+    pub capacity: Bounds,
+    pub capacity_ci: Bounds,
+    pub ratio: Bounds,
+    pub ratio_ci: Bounds,
+    /// Resamples whose ratio was one-sided.
+    pub censored: usize,
+}
+
+impl CapacityCi {
+    /// Whether the ratio is at least `x`, by its interval: `Some(true)` when the whole
+    /// interval is, `Some(false)` when none of it is, `None` when it straddles `x`.
+    pub fn ratio_at_least(&self, x: f64) -> Option<bool> {
+        if self.ratio_ci.lo >= x {
+            Some(true)
+        } else if self.ratio_ci.hi.is_some_and(|h| h < x) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// 95% interval of one-sided values: the 2.5th percentile of the lower ends and the 97.5th
+/// of the upper ends (unbounded when more than 2.5% of them are).
+fn bounds_interval(v: &[Bounds]) -> Option<Bounds> {
+    let mut lo: Vec<f64> = v.iter().map(|b| b.lo).collect();
+    let mut hi: Vec<f64> = v.iter().map(|b| b.hi.unwrap_or(f64::INFINITY)).collect();
+    let lo = Interval::of(&mut lo)?.lo;
+    let hi = Interval::of(&mut hi)?.hi;
+    Some(Bounds {
+        lo,
+        hi: hi.is_finite().then_some(hi),
+    })
+}
+
+/// [`CapacityCi`] of every non-stock configuration, on the workload axis
+/// (functions × scale, or users). Needs per-second counts and at least two tested scales
+/// in the repetitions both configurations share; `target` is the SLO fraction. Pure.
+pub fn capacity_cis(recs: &[RdhashdRecord], target: f64) -> Vec<CapacityCi> {
+    let workload = |r: &RdhashdRecord| (r.funcs as f64 * r.scale() * 1e6).round() as i64;
+    let mut configs: Vec<&str> = recs
+        .iter()
+        .map(|r| r.config.as_str())
+        .filter(|c| *c != "stock")
+        .collect();
+    configs.sort_unstable();
+    configs.dedup();
+    let mut out = Vec::new();
+    for config in configs {
+        let pair = [config, "stock"];
+        let mut xs: Vec<i64> = recs
+            .iter()
+            .filter(|r| pair.contains(&r.config.as_str()))
+            .map(workload)
+            .collect();
+        xs.sort_unstable();
+        xs.dedup();
+        // Repetitions in which both configurations ran every scale with per-second counts.
+        let mut reps: Vec<usize> = recs.iter().map(|r| r.rep).collect();
+        reps.sort_unstable();
+        reps.dedup();
+        // series[rep][config][scale]
+        let mut series: Vec<[Vec<Series>; 2]> = Vec::new();
+        for &rep in &reps {
+            let get = |c: &str, x: i64| {
+                recs.iter()
+                    .find(|r| r.config == c && r.rep == rep && workload(r) == x)
+                    .and_then(Series::of)
+            };
+            let row: Option<Vec<Vec<Series>>> = pair
+                .iter()
+                .map(|&c| xs.iter().map(|&x| get(c, x)).collect())
+                .collect();
+            if let Some(mut row) = row {
+                let stock = row.pop().unwrap_or_default();
+                let this = row.pop().unwrap_or_default();
+                series.push([this, stock]);
+            }
+        }
+        if series.is_empty() || xs.len() < 2 {
+            continue;
+        }
+        // Paired seconds: the shortest window of the repetition.
+        let lens: Vec<usize> = series
+            .iter()
+            .map(|cs| cs.iter().flatten().map(|s| s.good.len()).min().unwrap_or(0))
+            .collect();
+        let x_at: Vec<f64> = xs.iter().map(|&x| x as f64 / 1e6).collect();
+        let capacity_of = |d: &[(usize, Vec<usize>)], c: usize| {
+            let curve: Vec<(f64, f64)> = x_at
+                .iter()
+                .enumerate()
+                .map(|(j, &x)| {
+                    let (mut good, mut done) = (0u64, 0u64);
+                    for (k, ix) in d {
+                        let s = &series[*k][c][j];
+                        for &i in ix {
+                            good += s.good[i];
+                            done += s.completed[i];
+                        }
+                    }
+                    (
+                        x,
+                        if done > 0 {
+                            good as f64 / done as f64
+                        } else {
+                            0.0
+                        },
+                    )
+                })
+                .collect();
+            crossing(&curve, target)
+        };
+        let whole: Vec<(usize, Vec<usize>)> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| (k, (0..n).collect()))
+            .collect();
+        let (Some(c0), Some(s0)) = (capacity_of(&whole, 0), capacity_of(&whole, 1)) else {
+            continue;
+        };
+        let mut rng = SplitMix64::new(SEED ^ 0xc0de);
+        let (mut cs, mut ss, mut rs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut censored = 0;
+        for _ in 0..ITERATIONS {
+            let d = draw(&lens, &mut rng);
+            if let (Some(c), Some(s)) = (capacity_of(&d, 0), capacity_of(&d, 1)) {
+                let r = Bounds::ratio(c, s);
+                censored += usize::from(r.hi != Some(r.lo));
+                cs.push(c);
+                ss.push(s);
+                rs.push(r);
+            }
+        }
+        let (Some(capacity_ci), Some(stock_ci), Some(ratio_ci)) = (
+            bounds_interval(&cs),
+            bounds_interval(&ss),
+            bounds_interval(&rs),
+        ) else {
+            continue;
+        };
+        out.push(CapacityCi {
+            config: config.to_string(),
+            reps: series.len(),
+            stock: s0,
+            stock_ci,
+            capacity: c0,
+            capacity_ci,
+            ratio: Bounds::ratio(c0, s0),
+            ratio_ci,
+            censored,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +617,142 @@ mod tests {
         assert_eq!(point_ci(&[&r, &old]), None);
         assert_eq!(Interval { lo: 0.9, hi: 1.1 }.beyond(1.0), None);
         assert_eq!(Interval { lo: 1.2, hi: 1.3 }.beyond(1.0), Some(true));
+    }
+
+    /// A run at workload 10 × `scale` whose fraction under the threshold is `frac` over
+    /// 30 seconds of 200 requests each, give or take one good request per second by
+    /// repetition (0: one less, 2: one more), so that resamples vary while the three
+    /// repetitions together keep `frac`.
+    fn at(config: &str, rep: usize, scale: f64, frac: f64) -> RdhashdRecord {
+        let good = (frac * 200.0).round() as u64;
+        RdhashdRecord {
+            config: config.into(),
+            funcs: 10,
+            scale: Some(scale),
+            rep,
+            per_second: (0..30u64)
+                .map(|_| {
+                    let g = if good == 200 {
+                        200
+                    } else {
+                        good + rep as u64 - 1
+                    };
+                    SecondCounts {
+                        completed: 200,
+                        good: g,
+                        hist: Hist { bins: vec![] },
+                    }
+                })
+                .collect(),
+            ..RdhashdRecord::default()
+        }
+    }
+
+    // Expect the capacity where the curve first drops below the target, interpolated, and
+    // one-sided values when it does not cross inside the tested range.
+    #[test]
+    fn crossing_of_the_slo() {
+        let c = crossing(&[(5.0, 1.0), (10.0, 0.98), (15.0, 0.995)], 0.99).unwrap();
+        assert_eq!(
+            c,
+            Bounds {
+                lo: 7.5,
+                hi: Some(7.5)
+            }
+        );
+        assert_eq!(
+            crossing(&[(5.0, 0.9), (10.0, 0.8)], 0.99),
+            Some(Bounds {
+                lo: 0.0,
+                hi: Some(5.0)
+            })
+        );
+        assert_eq!(
+            crossing(&[(5.0, 1.0), (10.0, 0.995)], 0.99),
+            Some(Bounds { lo: 10.0, hi: None })
+        );
+        assert_eq!(crossing(&[], 0.99), None);
+        let r = Bounds::ratio(
+            Bounds { lo: 10.0, hi: None },
+            Bounds {
+                lo: 4.0,
+                hi: Some(5.0),
+            },
+        );
+        assert_eq!(r, Bounds { lo: 2.0, hi: None });
+        let r = Bounds::ratio(
+            Bounds {
+                lo: 8.0,
+                hi: Some(8.0),
+            },
+            Bounds {
+                lo: 0.0,
+                hi: Some(5.0),
+            },
+        );
+        assert_eq!(r, Bounds { lo: 1.6, hi: None });
+    }
+
+    // Expect a configuration that holds the SLO to 2.33 times stock's workload to meet the
+    // 1.3 target with an interval, an identical one to be decided "not met" and "no loss",
+    // one that holds everywhere to be a one-sided lower bound, and runs without a shared
+    // repetition or with one scale to give nothing.
+    #[test]
+    fn capacity_ratio_intervals() {
+        let stock = [1.0, 0.98, 0.97, 0.96];
+        let better = [1.0, 1.0, 1.0, 0.98];
+        let mut recs = Vec::new();
+        for rep in 0..3 {
+            for (j, s) in [0.5, 1.0, 1.5, 2.0].into_iter().enumerate() {
+                recs.push(at("stock", rep, s, stock[j]));
+                recs.push(at("lags", rep, s, better[j]));
+                recs.push(at("same", rep, s, stock[j]));
+                recs.push(at("always", rep, s, 1.0));
+            }
+        }
+        let cis = capacity_cis(&recs, 0.99);
+        let get = |c: &str| cis.iter().find(|x| x.config == c).unwrap();
+        let lags = get("lags");
+        assert_eq!(lags.reps, 3);
+        assert!((lags.stock.lo - 7.5).abs() < 1e-9, "{lags:?}");
+        assert!((lags.capacity.lo - 17.5).abs() < 1e-9, "{lags:?}");
+        assert!(
+            lags.ratio_ci.lo > 2.0 && lags.ratio_ci.hi.unwrap() < 2.7,
+            "{lags:?}"
+        );
+        assert!(
+            lags.stock_ci.lo < 7.5 && lags.stock_ci.hi.unwrap() > 7.5,
+            "{lags:?}"
+        );
+        assert_eq!(lags.ratio_at_least(1.3), Some(true));
+        let same = get("same");
+        assert_eq!(
+            same.ratio_ci,
+            Bounds {
+                lo: 1.0,
+                hi: Some(1.0)
+            }
+        );
+        assert_eq!(same.censored, 0);
+        assert_eq!(same.ratio_at_least(1.3), Some(false));
+        assert_eq!(same.ratio_at_least(0.95), Some(true));
+        let always = get("always");
+        assert_eq!(always.capacity, Bounds { lo: 20.0, hi: None });
+        assert_eq!(always.ratio_ci.hi, None);
+        assert_eq!(always.censored, ITERATIONS);
+        assert_eq!(always.ratio_at_least(1.3), Some(true));
+        // Without stock in the same repetition, or with a single scale, nothing.
+        let lone: Vec<_> = recs
+            .iter()
+            .filter(|r| r.config != "stock")
+            .cloned()
+            .collect();
+        assert!(capacity_cis(&lone, 0.99).is_empty());
+        let one: Vec<_> = recs
+            .iter()
+            .filter(|r| r.scale == Some(0.5))
+            .cloned()
+            .collect();
+        assert!(capacity_cis(&one, 0.99).is_empty());
     }
 }

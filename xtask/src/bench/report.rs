@@ -7,16 +7,20 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::bootstrap::{comparisons, Comparison, Interval, ITERATIONS};
+use super::bootstrap::{
+    capacity_cis, comparisons, Bounds, CapacityCi, Comparison, Interval, ITERATIONS,
+};
 use super::headline::{headline, Headline};
 use super::plan::Settings;
 use super::plot::plots;
 use super::records::Records;
 use super::stats::{
-    lags_vs_stock, overhead_rows, point_label, points, rd_points, scale_capacity, OverheadRow,
-    Point, RdPoint, SloVerdict, Spread, RD_MIN_REQUESTS,
+    lags_vs_stock, overhead_rows, point_label, points, rd_points, scale_capacity,
+    window_capacities, OverheadRow, Point, RatioRange, RdPoint, ScaleCapacity, SloVerdict, Spread,
+    WindowCapacity, RD_MIN_REQUESTS,
 };
 use crate::util;
+use lags_proto::bench::RdhashdRecord;
 
 fn fmt_spread(s: &Option<Spread>, scale: f64, prec: usize) -> String {
     match s {
@@ -77,7 +81,13 @@ pub struct BootInfo {
 }
 
 /// The rdhashd section: one row per (function count, configuration). Pure.
-pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64) -> String {
+pub fn render_rdhashd(
+    rd: &[RdPoint],
+    cmp: &[Comparison],
+    detail: &CapacityDetail,
+    cpus: u32,
+    target: f64,
+) -> String {
     let mut md = String::new();
     let thr = rd.first().map_or(0.0, |p| p.threshold_ms);
     md.push_str(&format!(
@@ -114,6 +124,12 @@ pub fn render_rdhashd(rd: &[RdPoint], cmp: &[Comparison], cpus: u32, target: f64
         "functions"
     };
     md.push_str(&render_capacity(rd, target, unit));
+    md.push_str(&render_interpolated_capacity(
+        &detail.interpolated,
+        target,
+        unit,
+    ));
+    md.push_str(&render_window_capacity(&detail.windows, unit));
     md
 }
 
@@ -131,67 +147,206 @@ pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str) -> String {
         target * 100.0,
         target * 100.0
     ));
-    let w = fmt_workload;
     for c in &caps {
-        let bracket = match (c.at_least, c.below) {
-            (Some(a), Some(b)) => format!("[{}, {})", w(a), w(b)),
-            (Some(a), None) => format!("≥ {}, no upper bound", w(a)),
-            (None, Some(b)) => format!("< {}", w(b)),
-            (None, None) => "undecided".into(),
-        };
-        let detail: Vec<String> = c
-            .verdicts
-            .iter()
-            .map(|(f, v)| {
-                let p = rd
-                    .iter()
-                    .find(|p| p.config == c.config && p.workload() == *f);
-                let name = p.map_or(w(*f), |p| {
-                    if p.scale == 1.0 {
-                        w(*f)
-                    } else {
-                        format!("{} ({})", p.label(), w(*f))
-                    }
-                });
-                let ci = p
-                    .and_then(|p| p.ci.as_ref())
-                    .and_then(|ci| ci.good_fraction);
-                let med = p.and_then(|p| p.good_fraction).map(|g| g.median);
-                format!(
-                    "{name}: {} {}{}",
-                    match v {
-                        SloVerdict::Held => "held",
-                        SloVerdict::Missed => "**missed**",
-                        SloVerdict::Undecided => "undecided",
-                    },
-                    med.map_or("–".into(), |m| format!("{:.2}%", m * 100.0)),
-                    ci.map_or(String::new(), |ci| format!(
-                        " [{:.2}, {:.2}]",
-                        ci.lo * 100.0,
-                        ci.hi * 100.0
-                    )),
-                )
-            })
-            .collect();
         md.push_str(&format!(
-            "| {} | {bracket} | {} |\n",
+            "| {} | {} | {} |\n",
             c.config,
-            detail.join("; ")
+            fmt_bracket(c),
+            verdict_detail(rd, c)
         ));
     }
     if let Some(r) = lags_vs_stock(&caps) {
-        let say = |v: Option<bool>, yes: &str, no: &str| match v {
-            Some(true) => yes.to_string(),
-            Some(false) => no.to_string(),
-            None => "**undecided** on these counts".to_string(),
-        };
+        let (met, loss) = ratio_targets(&r);
         md.push_str(&format!(
-            "\nCapacity ratio LAGS/stock: {}.\n\n- Target ratio ≥ 1.3: {}.\n- No capacity loss of more than 5% (ratio ≥ 0.95): {}.\n",
+            "\nCapacity ratio LAGS/stock: {}.\n\n- Target ratio ≥ 1.3: {met}.\n- No capacity loss of more than 5% (ratio ≥ 0.95): {loss}.\n",
             r.describe(),
-            say(r.at_least(1.3), "**met**", "**not met**"),
-            say(r.at_least(0.95), "**holds**", "**a loss**"),
         ));
     }
+    md
+}
+
+/// A capacity bracket as the capacity tables print it.
+fn fmt_bracket(c: &ScaleCapacity) -> String {
+    let w = fmt_workload;
+    match (c.at_least, c.below) {
+        (Some(a), Some(b)) => format!("[{}, {})", w(a), w(b)),
+        (Some(a), None) => format!("≥ {}, no upper bound", w(a)),
+        (None, Some(b)) => format!("< {}", w(b)),
+        (None, None) => "undecided".into(),
+    }
+}
+
+/// Every tested scale of `c` with its verdict and the fraction under the threshold [95% CI]
+/// of the point in `rd` it came from.
+fn verdict_detail(rd: &[RdPoint], c: &ScaleCapacity) -> String {
+    let w = fmt_workload;
+    let detail: Vec<String> = c
+        .verdicts
+        .iter()
+        .map(|(f, v)| {
+            let p = rd
+                .iter()
+                .find(|p| p.config == c.config && p.workload() == *f);
+            let name = p.map_or(w(*f), |p| {
+                if p.scale == 1.0 {
+                    w(*f)
+                } else {
+                    format!("{} ({})", p.label(), w(*f))
+                }
+            });
+            let ci = p
+                .and_then(|p| p.ci.as_ref())
+                .and_then(|ci| ci.good_fraction);
+            let med = p.and_then(|p| p.good_fraction).map(|g| g.median);
+            format!(
+                "{name}: {} {}{}",
+                match v {
+                    SloVerdict::Held => "held",
+                    SloVerdict::Missed => "**missed**",
+                    SloVerdict::Undecided => "undecided",
+                },
+                med.map_or("–".into(), |m| format!("{:.2}%", m * 100.0)),
+                ci.map_or(String::new(), |ci| format!(
+                    " [{:.2}, {:.2}]",
+                    ci.lo * 100.0,
+                    ci.hi * 100.0
+                )),
+            )
+        })
+        .collect();
+    detail.join("; ")
+}
+
+/// The two capacity targets decided on a ratio range: (ratio ≥ 1.3, ratio ≥ 0.95).
+fn ratio_targets(r: &RatioRange) -> (String, String) {
+    let say = |v: Option<bool>, yes: &str, no: &str| match v {
+        Some(true) => yes.to_string(),
+        Some(false) => no.to_string(),
+        None => "**undecided** on these counts".to_string(),
+    };
+    (
+        say(r.at_least(1.3), "**met**", "**not met**"),
+        say(r.at_least(0.95), "**holds**", "**a loss**"),
+    )
+}
+
+/// What the capacity sections add to a closed-loop workload's points: the interpolated
+/// capacities with their intervals, and the capacity of each window on its own.
+#[derive(Debug, Default)]
+pub struct CapacityDetail {
+    pub interpolated: Vec<CapacityCi>,
+    pub windows: Vec<WindowCapacity>,
+}
+
+impl CapacityDetail {
+    pub fn of(recs: &[RdhashdRecord], target: f64) -> CapacityDetail {
+        CapacityDetail {
+            interpolated: capacity_cis(recs, target),
+            windows: window_capacities(recs, target),
+        }
+    }
+}
+
+/// A capacity's bounds: one number, or a one-sided range when the curve did not cross.
+fn fmt_bounds(b: Bounds, prec: usize) -> String {
+    match b.hi {
+        Some(h) if h == b.lo => format!("{:.prec$}", b.lo),
+        Some(h) if b.lo == 0.0 => format!("< {h:.prec$}"),
+        Some(h) => format!("{:.prec$}–{h:.prec$}", b.lo),
+        None => format!("≥ {:.prec$}", b.lo),
+    }
+}
+
+/// A 95% interval of bounds.
+fn fmt_bounds_ci(b: Bounds, prec: usize) -> String {
+    match b.hi {
+        Some(h) => format!("[{:.prec$}, {h:.prec$}]", b.lo),
+        None => format!("[{:.prec$}, ∞)", b.lo),
+    }
+}
+
+/// The interpolated capacities and their ratio to stock, with paired bootstrap intervals
+/// ([`CapacityCi`]), and the two capacity targets decided on the ratio's
+/// interval. Pure.
+pub fn render_interpolated_capacity(cis: &[CapacityCi], target: f64, unit: &str) -> String {
+    let mut md = String::new();
+    if cis.is_empty() {
+        return md;
+    }
+    md.push_str(&format!(
+        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest). The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale (they ran the same trace window). A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        target * 100.0
+    ));
+    let say = |v: Option<bool>, yes: &str, no: &str| match v {
+        Some(true) => yes.to_string(),
+        Some(false) => no.to_string(),
+        None => "undecided".to_string(),
+    };
+    for c in cis {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c.config,
+            c.reps,
+            fmt_bounds(c.capacity, 2),
+            fmt_bounds_ci(c.capacity_ci, 2),
+            fmt_bounds(c.stock, 2),
+            fmt_bounds_ci(c.stock_ci, 2),
+            fmt_bounds(c.ratio, 3),
+            fmt_bounds_ci(c.ratio_ci, 3),
+            c.censored,
+            say(c.ratio_at_least(1.3), "**met**", "**not met**"),
+            say(c.ratio_at_least(0.95), "**holds**", "**a loss**"),
+        ));
+    }
+    md
+}
+
+/// The capacity of each repetition on its own, paired LAGS against stock within it (see
+/// [`WindowCapacity`]), and how many windows decide each target. Pure.
+pub fn render_window_capacity(windows: &[WindowCapacity], unit: &str) -> String {
+    let mut md = String::new();
+    if windows.is_empty() {
+        return md;
+    }
+    md.push_str(&format!(
+        "\n### Capacity per window\n\nEach repetition on its own: its configurations ran the same trace window (and seed) back to back, so their capacities compare paired. A verdict comes from the block bootstrap of that repetition's own seconds (circular blocks of ⌈n^⅓⌉ s, {ITERATIONS} resamples): its interval carries the variation within the window (which seconds, the host's noise), not the variation between windows, which the pooled capacity above carries. So a window's ratio answers \"in this trace window, on this testbed\".\n\n| window | config | capacity ({unit}) | per tested count: verdict, fraction under the threshold [95% CI] |\n|---|---|---|---|\n"
+    ));
+    for wc in windows {
+        for c in &wc.caps {
+            md.push_str(&format!(
+                "| {} (trace {} s) | {} | {} | {} |\n",
+                wc.rep,
+                wc.trace_offset_s,
+                c.config,
+                fmt_bracket(c),
+                verdict_detail(&wc.points, c)
+            ));
+        }
+    }
+    let ratios: Vec<(usize, RatioRange)> = windows
+        .iter()
+        .filter_map(|wc| wc.ratio.map(|r| (wc.rep, r)))
+        .collect();
+    if ratios.is_empty() {
+        return md;
+    }
+    md.push_str("\n| window | LAGS/stock capacity ratio | ≥ 1.3 | ≥ 0.95 (no loss over 5%) |\n|---|---|---|---|\n");
+    for (rep, r) in &ratios {
+        let (met, loss) = ratio_targets(r);
+        md.push_str(&format!("| {rep} | {} | {met} | {loss} |\n", r.describe()));
+    }
+    let count =
+        |x: f64, want: Option<bool>| ratios.iter().filter(|(_, r)| r.at_least(x) == want).count();
+    let n = ratios.len();
+    md.push_str(&format!(
+        "\nRatio ≥ 1.3: met in {} of {n} windows, not met in {}, undecided in {}. Ratio ≥ 0.95: holds in {} of {n}, a loss in {}, undecided in {}.\n",
+        count(1.3, Some(true)),
+        count(1.3, Some(false)),
+        count(1.3, None),
+        count(0.95, Some(true)),
+        count(0.95, Some(false)),
+        count(0.95, None),
+    ));
     md
 }
 
@@ -206,7 +361,12 @@ fn fmt_workload(x: f64) -> String {
 
 /// The knative section: one row per (user count, configuration), then the intervals,
 /// the comparison with stock and the capacity in users. Pure.
-pub fn render_knative(kn: &[RdPoint], cmp: &[Comparison], target: f64) -> String {
+pub fn render_knative(
+    kn: &[RdPoint],
+    cmp: &[Comparison],
+    detail: &CapacityDetail,
+    target: f64,
+) -> String {
     let mut md = String::new();
     let thr = kn.first().map_or(0.0, |p| p.threshold_ms);
     md.push_str(&format!(
@@ -231,6 +391,12 @@ pub fn render_knative(kn: &[RdPoint], cmp: &[Comparison], target: f64) -> String
     }
     md.push_str(&render_rd_intervals(kn, cmp, "users"));
     md.push_str(&render_capacity(kn, target, "users"));
+    md.push_str(&render_interpolated_capacity(
+        &detail.interpolated,
+        target,
+        "users",
+    ));
+    md.push_str(&render_window_capacity(&detail.windows, "users"));
     md
 }
 
@@ -315,8 +481,10 @@ pub fn render_markdown(
     h: &Headline,
     rd: &[RdPoint],
     cmp: &[Comparison],
+    rdc: &CapacityDetail,
     kn: &[RdPoint],
     kcmp: &[Comparison],
+    knc: &CapacityDetail,
 ) -> String {
     let rd_only = pts.is_empty() && (!rd.is_empty() || !kn.is_empty());
     let mut md = String::new();
@@ -439,10 +607,10 @@ pub fn render_markdown(
         table(&mut md, "density");
     }
     if !rd.is_empty() {
-        md.push_str(&render_rdhashd(rd, cmp, env.cpus, h.slo_target));
+        md.push_str(&render_rdhashd(rd, cmp, rdc, env.cpus, h.slo_target));
     }
     if !kn.is_empty() {
-        md.push_str(&render_knative(kn, kcmp, h.slo_target));
+        md.push_str(&render_knative(kn, kcmp, knc, h.slo_target));
     }
     if !ov.is_empty() {
         md.push_str("\n## Overhead of having LAGS\n\n| probe | unit | off | on, no LAGS groups | baseline kernel | on vs off | off vs baseline | noise (off, max−min) |\n|---|---|---|---|---|---|---|---|\n");
@@ -492,7 +660,9 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
     let kn_runs: Vec<_> = recs.kn.iter().map(|k| k.run.clone()).collect();
     let knp = rd_points(&kn_runs);
     let kcmp = comparisons(&kn_runs);
-    let md = render_markdown(&env, &pts, &ov, &h, &rd, &cmp, &knp, &kcmp);
+    let rdc = CapacityDetail::of(&recs.rd, target);
+    let knc = CapacityDetail::of(&kn_runs, target);
+    let md = render_markdown(&env, &pts, &ov, &h, &rd, &cmp, &rdc, &knp, &kcmp, &knc);
     util::write(&dir.join("summary.md"), &md)?;
     let doc = json!({
         "env": env_v,
@@ -503,9 +673,13 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
         "rdhashd": rd,
         "rdhashd_vs_stock": cmp,
         "rdhashd_capacity": capacity_json(&rd, target),
+        "rdhashd_capacity_interpolated": rdc.interpolated,
+        "rdhashd_capacity_per_window": rdc.windows,
         "knative": knp,
         "knative_vs_stock": kcmp,
         "knative_capacity": capacity_json(&knp, target),
+        "knative_capacity_interpolated": knc.interpolated,
+        "knative_capacity_per_window": knc.windows,
         "records": recs.raw,
     });
     util::write(
@@ -658,7 +832,18 @@ mod tests {
             command: "cargo xtask bench --quick".into(),
             ..Default::default()
         };
-        let md = render_markdown(&env, &pts, &ov, &h, &[], &[], &[], &[]);
+        let md = render_markdown(
+            &env,
+            &pts,
+            &ov,
+            &h,
+            &[],
+            &[],
+            &CapacityDetail::default(),
+            &[],
+            &[],
+            &CapacityDetail::default(),
+        );
         assert!(md.contains("**tcg**"), "{md}");
         assert!(md.contains("| lags | ≥ 0.700 |"), "{md}");
         assert!(md.contains("fewer machines"));
@@ -710,7 +895,18 @@ mod tests {
             ..Default::default()
         };
         let h = headline(&[], &[], 0.99);
-        let md = render_markdown(&env, &[], &[], &h, &rd, &[], &[], &[]);
+        let md = render_markdown(
+            &env,
+            &[],
+            &[],
+            &h,
+            &rd,
+            &[],
+            &CapacityDetail::default(),
+            &[],
+            &[],
+            &CapacityDetail::default(),
+        );
         assert!(
             !md.contains("## Headline") && !md.contains("Plots:"),
             "{md}"
@@ -783,6 +979,38 @@ mod tests {
         assert_eq!(render_capacity(&[], 0.99, "users"), "");
     }
 
+    // Expect the interpolated capacities with their intervals, one-sided values written as
+    // such, and the targets decided on the ratio's interval; nothing without a comparison.
+    #[test]
+    fn interpolated_capacity_section() {
+        let b = |lo: f64, hi: Option<f64>| Bounds { lo, hi };
+        let ci = |lo: f64, hi: Option<f64>| CapacityCi {
+            config: "lags".into(),
+            reps: 3,
+            stock: b(0.0, Some(7.6)),
+            stock_ci: b(0.0, Some(18.22)),
+            capacity: b(7.82, Some(7.82)),
+            capacity_ci: b(0.0, Some(17.59)),
+            ratio: b(1.029, None),
+            ratio_ci: b(lo, hi),
+            censored: 899,
+        };
+        let md = render_interpolated_capacity(&[ci(0.0, None)], 0.99, "functions × scale");
+        assert!(md.contains("first drops below 99.0%"), "{md}");
+        assert!(
+            md.contains("| lags | 3 | 7.82 | [0.00, 17.59] | < 7.60 | [0.00, 18.22] | ≥ 1.029 | [0.000, ∞) | 899 | undecided | undecided |"),
+            "{md}"
+        );
+        let md = render_interpolated_capacity(&[ci(0.88, Some(1.21))], 0.99, "users");
+        assert!(
+            md.contains("| [0.880, 1.210] | 899 | **not met** | undecided |"),
+            "{md}"
+        );
+        let md = render_interpolated_capacity(&[ci(0.97, Some(1.12))], 0.99, "users");
+        assert!(md.contains("| **not met** | **holds** |"), "{md}");
+        assert_eq!(render_interpolated_capacity(&[], 0.99, "users"), "");
+    }
+
     // Expect a concurrency-scale sweep at one function count to give one point per scale,
     // named "F × scale" in every table and paired against stock at the same scale, and its
     // capacity on functions × scale: stock holds at 16 × 0.7 and misses at 16 × 0.85, LAGS
@@ -823,7 +1051,7 @@ mod tests {
         let cmp = comparisons(&recs);
         let labels: Vec<String> = cmp.iter().map(|c| point_label(c.funcs, c.scale)).collect();
         assert_eq!(labels, ["16 × 0.7", "16 × 0.85", "16"]);
-        let md = render_rdhashd(&rd, &cmp, 2, 0.99);
+        let md = render_rdhashd(&rd, &cmp, &CapacityDetail::default(), 2, 0.99);
         assert!(md.contains("| 16 × 0.7 | 8.0 | lags | 20000 "), "{md}");
         assert!(md.contains("| 16 × 0.85 | lags | 3 | 1.029 |"), "{md}");
         assert!(md.contains("capacity (functions × scale)"), "{md}");

@@ -379,6 +379,46 @@ pub fn scale_capacity(rd: &[RdPoint], target: f64) -> Vec<ScaleCapacity> {
         .collect()
 }
 
+/// One repetition's capacities: every configuration's bracket from that repetition alone,
+/// with SLO verdicts from the block bootstrap of its own seconds, and the LAGS/stock ratio
+/// range. The configurations of a repetition ran the same trace window back to back, so
+/// the ratio is paired; its intervals carry the variation within the window (which seconds,
+/// the host's noise), not the variation between windows, which the pooled capacity carries.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowCapacity {
+    pub rep: usize,
+    /// Where the repetition's window starts in the trace, in seconds.
+    pub trace_offset_s: u64,
+    pub caps: Vec<ScaleCapacity>,
+    pub ratio: Option<RatioRange>,
+    /// The repetition's points, whose intervals gave the verdicts.
+    #[serde(skip)]
+    pub points: Vec<RdPoint>,
+}
+
+/// The capacities of every repetition on its own ([`WindowCapacity`]); empty with fewer
+/// than two repetitions, where the pooled capacity is the same thing. Pure.
+pub fn window_capacities(recs: &[RdhashdRecord], target: f64) -> Vec<WindowCapacity> {
+    let reps: std::collections::BTreeSet<usize> = recs.iter().map(|r| r.rep).collect();
+    if reps.len() < 2 {
+        return Vec::new();
+    }
+    reps.into_iter()
+        .map(|rep| {
+            let rs: Vec<RdhashdRecord> = recs.iter().filter(|r| r.rep == rep).cloned().collect();
+            let points = rd_points(&rs);
+            let caps = scale_capacity(&points, target);
+            WindowCapacity {
+                rep,
+                trace_offset_s: rs.first().map_or(0, |r| r.trace_offset_s),
+                ratio: lags_vs_stock(&caps),
+                caps,
+                points,
+            }
+        })
+        .collect()
+}
+
 /// The range of a capacity ratio `num / den` that the two brackets allow: the ratio lies
 /// above `lo` and below `hi` (`None`: no upper bound). Pure.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -625,6 +665,55 @@ mod tests {
         assert_eq!(r.at_least(1.3), Some(false));
         assert_eq!(r.at_least(0.95), None);
         assert_eq!(r.describe(), "between 0.86 and 1.17");
+    }
+
+    // Expect each repetition's capacity from its own runs (a window where stock misses at
+    // 16 and LAGS holds everywhere, and one where both miss at 8), the paired ratio range
+    // of each, and nothing with a single repetition.
+    #[test]
+    fn capacity_per_window() {
+        let run = |config: &str, funcs: usize, rep: usize, good: u64| RdhashdRecord {
+            rep,
+            trace_offset_s: 100 * rep as u64,
+            ..rd(config, funcs, good, 1000)
+        };
+        let mut recs = Vec::new();
+        for (f, s0, l0, s1, l1) in [
+            (4, 1000, 1000, 1000, 1000),
+            (8, 1000, 1000, 900, 900),
+            (16, 900, 1000, 900, 900),
+        ] {
+            recs.extend([
+                run("stock", f, 0, s0),
+                run("lags", f, 0, l0),
+                run("stock", f, 1, s1),
+                run("lags", f, 1, l1),
+            ]);
+        }
+        let w = window_capacities(&recs, 0.99);
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            (w[0].rep, w[0].trace_offset_s, w[1].trace_offset_s),
+            (0, 0, 100)
+        );
+        let bracket = |wc: &WindowCapacity, c: &str| {
+            let c = wc.caps.iter().find(|x| x.config == c).unwrap();
+            (c.at_least, c.below)
+        };
+        assert_eq!(bracket(&w[0], "stock"), (Some(8.0), Some(16.0)));
+        assert_eq!(bracket(&w[0], "lags"), (Some(16.0), None));
+        assert_eq!(bracket(&w[1], "stock"), (Some(4.0), Some(8.0)));
+        assert_eq!(w[0].ratio, Some(RatioRange { lo: 1.0, hi: None }));
+        assert_eq!(
+            w[1].ratio,
+            Some(RatioRange {
+                lo: 0.5,
+                hi: Some(2.0)
+            })
+        );
+        assert_eq!(w[0].points.len(), 6);
+        let one: Vec<_> = recs.iter().filter(|r| r.rep == 0).cloned().collect();
+        assert!(window_capacities(&one, 0.99).is_empty());
     }
 
     // Expect the verdict of a point with per-second counts to come from the interval of its
