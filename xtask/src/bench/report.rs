@@ -979,6 +979,57 @@ mod tests {
         assert_eq!(render_capacity(&[], 0.99, "users"), "");
     }
 
+    // Expect one row per window and configuration, the paired ratio of each window with
+    // both targets decided on it, the count of windows per decision, and nothing for no
+    // windows.
+    #[test]
+    fn window_capacity_section() {
+        let cap = |config: &str, at_least, below| ScaleCapacity {
+            config: config.into(),
+            at_least,
+            below,
+            verdicts: Vec::new(),
+        };
+        let window = |rep: usize, ratio| WindowCapacity {
+            rep,
+            trace_offset_s: 195,
+            caps: vec![
+                cap("lags", Some(17.1), Some(19.0)),
+                cap("stock", Some(17.1), Some(19.0)),
+            ],
+            ratio,
+            points: Vec::new(),
+        };
+        let md = render_window_capacity(
+            &[
+                window(
+                    0,
+                    Some(RatioRange {
+                        lo: 0.9,
+                        hi: Some(1.11),
+                    }),
+                ),
+                window(1, Some(RatioRange { lo: 0.0, hi: None })),
+            ],
+            "functions × scale",
+        );
+        assert!(
+            md.contains("| 0 (trace 195 s) | lags | [17.10, 19) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 0 | between 0.90 and 1.11 | **not met** | **undecided** on these counts |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("Ratio ≥ 1.3: met in 0 of 2 windows, not met in 1, undecided in 1. Ratio ≥ 0.95: holds in 0 of 2, a loss in 0, undecided in 2."),
+            "{md}"
+        );
+        assert_eq!(render_window_capacity(&[], "users"), "");
+    }
+
     // Expect the interpolated capacities with their intervals, one-sided values written as
     // such, and the targets decided on the ratio's interval; nothing without a comparison.
     #[test]
