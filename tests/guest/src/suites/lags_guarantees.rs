@@ -11,6 +11,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::lags_iface::{PinnedEnv, DEBUGFS_DIR, SYSCTL};
+use super::stops::{self, LAG_OVERFLOWS, STALL_NS};
 use super::{ensure, fail, skip, Ctx, OrFail, Stop, Suite, Test, TestResult};
 use crate::util::{self, Cgroup, Restore, Worker, WorkerIo, NOBODY};
 
@@ -64,8 +65,6 @@ pub const SUITE: Suite = Suite {
     ],
 };
 
-/// Debug counter of LAGS lags found beyond EEVDF's bound (CONFIG_SCHED_DEBUG).
-pub const LAG_OVERFLOWS: &str = "/sys/kernel/debug/sched/lags/lag_overflows";
 /// Length of the extreme-weight lag test.
 const LAG_TEST_MS: u64 = 60_000;
 
@@ -584,13 +583,6 @@ fn switch_off_repays_nothing(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
-fn lag_overflows() -> Result<u64, Stop> {
-    util::read_trimmed(LAG_OVERFLOWS)
-        .or_fail(LAG_OVERFLOWS)?
-        .parse()
-        .map_err(|e| Stop::Fail(format!("{LAG_OVERFLOWS}: {e}")))
-}
-
 /// A waker with random busy and sleep lengths (0.1-3 ms each), seeded.
 fn random_waker(seed: u64, io: &mut WorkerIo) -> i32 {
     let mut rng = util::Rng::new(seed);
@@ -599,109 +591,6 @@ fn random_waker(seed: u64, io: &mut WorkerIo) -> i32 {
         util::sleep_until_ns(util::now_ns() + rng.range(100_000, 3_000_000));
     }
     0
-}
-
-/// Sampling period of the stall watcher, and how often it reads lag_overflows.
-const WATCH_PERIOD_NS: u64 = 1_000_000;
-const WATCH_READ_EVERY: u64 = 50;
-/// A watcher wake-up this late means the guest stopped: two ticks at the project's HZ=1000
-/// (the lag bound allows one tick of overrun).
-const STALL_NS: u64 = 2_000_000;
-
-/// The stall watcher (SCHED_FIFO on the test CPU): wakes on a 1 ms grid, and every 50 ms
-/// sends the lag_overflows count with the largest wake-up lateness seen since the previous
-/// send. Under TCG the whole guest stops while the host runs something else; the task that
-/// was running is then charged the host's time and its lag can pass any bound. A late
-/// wake-up of this watcher shows such a stop.
-fn stall_watcher(io: &mut WorkerIo) -> i32 {
-    if let Err(e) = util::set_fifo(20) {
-        io.send_kv("rt", e);
-        return 1;
-    }
-    let mut out = Vec::new();
-    let mut next = util::now_ns() + WATCH_PERIOD_NS;
-    let (mut n, mut worst) = (0u64, 0u64);
-    while !io.stop_requested() {
-        util::sleep_until_ns(next);
-        worst = worst.max(util::now_ns().saturating_sub(next));
-        next += WATCH_PERIOD_NS;
-        n += 1;
-        if n % WATCH_READ_EVERY == 0 {
-            let Some(count) = util::read_trimmed(LAG_OVERFLOWS)
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-            else {
-                io.send_kv("read", LAG_OVERFLOWS);
-                return 1;
-            };
-            out.extend([count, worst]);
-            worst = 0;
-            // A stop longer than the grid: start again from now, not with a burst.
-            next = next.max(util::now_ns() + WATCH_PERIOD_NS);
-        }
-    }
-    io.send(&util::encode_u64s(&out));
-    0
-}
-
-/// lag_overflows increments split by whether a stop of the guest can explain them.
-///
-/// A stop of length S is charged to the entity that was running. If its weight is w out
-/// of W queued, its lag drops by about S and the others' lags rise by the same amount
-/// in total, most of it on the heaviest member, which then stays past the bound until the
-/// charged entity has been repaid: that takes about S·W/w of CPU time, during which
-/// every put_prev of the heavy member counts again (the debug kernel, a 40 ms SIGSTOP of
-/// QEMU: a 2 ms churn task charged 16.8 ms, then the weight-10000 group 4 ms past its
-/// bound for more than 400 ms, at every 1 ms watcher wake-up). Lags in service stay
-/// within r_max (+ a tick) without stops, against a bound of 2·r_max + a tick, so a stop
-/// of S overruns the bound by at most S - r_max, which takes (S - r_max)·W/w to repay.
-///
-/// So an increment is explained when it falls in an interval with a stop longer than
-/// `stall_ns` or in the one after, or within `repay`·(S - `rmax_ns`) after a stop of S
-/// (rounded up to intervals); `repay` is W/w for the lightest member that can be charged.
-#[derive(Debug, Default, PartialEq)]
-struct Overflows {
-    explained: u64,
-    unexplained: u64,
-    stalled_intervals: u64,
-    /// Intervals in which an overflow would be explained.
-    excused_intervals: u64,
-    worst_stall_ns: u64,
-}
-
-fn attribute_overflows(
-    samples: &[u64],
-    before: u64,
-    stall_ns: u64,
-    rmax_ns: u64,
-    repay: u64,
-) -> Overflows {
-    let interval_ns = WATCH_PERIOD_NS * WATCH_READ_EVERY;
-    let mut o = Overflows::default();
-    let mut prev_count = before;
-    // The last interval whose overflows a stop seen so far explains.
-    let mut excused_until: Option<usize> = None;
-    for (k, pair) in samples.chunks_exact(2).enumerate() {
-        let (count, worst) = (pair[0], pair[1]);
-        let stalled = worst > stall_ns;
-        if stalled {
-            o.stalled_intervals += 1;
-            let excess = worst.saturating_sub(rmax_ns);
-            let window = (excess.saturating_mul(repay)).div_ceil(interval_ns) as usize + 1;
-            excused_until = excused_until.max(Some(k + window));
-        }
-        o.worst_stall_ns = o.worst_stall_ns.max(worst);
-        let excused = excused_until.is_some_and(|e| k <= e);
-        o.excused_intervals += u64::from(excused);
-        let new = count.saturating_sub(prev_count);
-        if excused {
-            o.explained += new;
-        } else {
-            o.unexplained += new;
-        }
-        prev_count = count;
-    }
-    o
 }
 
 // Expect every LAGS entity's lag to stay inside EEVDF's bound (debugfs lag_overflows stays 0)
@@ -750,12 +639,8 @@ fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
     let env = setup(ctx)?;
     // r_max = 8 x the stock request, which for these groups of default-slice tasks is the
     // base slice.
-    let rmax_ns = util::read_trimmed("/sys/kernel/debug/sched/base_slice_ns")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .or_fail("/sys/kernel/debug/sched/base_slice_ns")?
-        * 8;
-    let before = lag_overflows()?;
+    let rmax_ns = stops::rmax_ns()?;
+    let before = stops::lag_overflows()?;
     let wake = |name| Member {
         load: Load::Flood,
         ..Member::new(name, LAG_W_WAKER, true)
@@ -785,7 +670,8 @@ fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
         .parent
         .child("lag-watch")
         .or_fail("creating the watcher's group")?;
-    let mut watcher = Worker::spawn(stall_watcher).or_fail("fork")?;
+    let mut watcher =
+        Worker::spawn(|io| stops::stall_watcher(io, stops::FINE_PERIOD_NS)).or_fail("fork")?;
     watcher
         .start_in(&watch_cg, Some(env.cpu))
         .or_fail("starting the stall watcher")?;
@@ -825,9 +711,9 @@ fn lag_bounded_extreme_weights(ctx: &mut Ctx) -> TestResult {
     }
     s.stop()?;
     let watched = util::decode_u64s(&watcher.finish(WORKER_TIMEOUT).or_fail("stall watcher")?);
-    let after = lag_overflows()?;
-    let o = attribute_overflows(&watched, before, STALL_NS, rmax_ns, LAG_REPAY);
-    let intervals = (watched.len() / 2) as u64;
+    let after = stops::lag_overflows()?;
+    let o = stops::attribute(&[watched], before, STALL_NS, rmax_ns, LAG_REPAY);
+    let intervals = o.intervals;
     let used: Vec<u64> = u0.iter().zip(&u1).map(|(a, b)| b - a).collect();
     let busy = used[0] + used[1];
     ctx.diag(format!(
@@ -1228,69 +1114,6 @@ mod tests {
         assert!(r.contains("1018 of 1115") && r.contains("97 left"), "{r}");
         assert!(lag_unchecked(100, 0).is_some());
         assert!(lag_unchecked(10, 20).is_some());
-    }
-
-    // Expect an overflow in an interval with a guest stop, or within `repay` times the
-    // stop's length after it, to be explained, and every other overflow to stay unexplained.
-    #[test]
-    fn overflows_attributed_to_stops() {
-        let ms = 1_000_000;
-        // (count, worst lateness) per 50 ms interval, starting from 5 overflows.
-        let samples = [
-            5,
-            ms / 2, // nothing new
-            7,
-            30 * ms, // +2 during a 30 ms stop
-            8,
-            ms / 2, // +1 right after it
-            9,
-            ms / 2, // +1 with no stop anywhere near
-            9,
-            3 * ms, // a stop, nothing new
-        ];
-        let o = attribute_overflows(&samples, 5, STALL_NS, 0, 0);
-        assert_eq!(
-            o,
-            Overflows {
-                explained: 3,
-                unexplained: 1,
-                stalled_intervals: 2,
-                excused_intervals: 3,
-                worst_stall_ns: 30 * ms,
-            }
-        );
-        assert_eq!(
-            attribute_overflows(&[], 5, STALL_NS, 0, 0),
-            Overflows::default()
-        );
-        // A stop no longer than r_max cannot overrun the bound: only the old two intervals.
-        let o = attribute_overflows(&samples, 5, STALL_NS, 30 * ms, LAG_REPAY);
-        assert_eq!((o.explained, o.unexplained, o.excused_intervals), (3, 1, 3));
-    }
-
-    // The CI failure of 0faee65, as the debug kernel showed it under a 40 ms stop: a stop
-    // charged to a weight-100 member leaves the heavy member past its bound for seconds,
-    // counted at every watcher wake-up. Expect the repayment window to explain those
-    // counts, and an overflow after the window to stay unexplained.
-    #[test]
-    fn overflows_while_a_charged_stop_is_repaid() {
-        let ms = 1_000_000;
-        let mut samples = vec![0, ms / 2, 0, 22_600_000];
-        // (22.6 ms - r_max 5.6 ms) * 106 = 1.8 s: the stop's interval and the 38 after it
-        // (37 intervals of 50 ms, rounded up, plus one), 50 counts in each.
-        for k in 1..=38 {
-            samples.extend([50 * k, ms / 2]);
-        }
-        let rmax = 5_600_000;
-        let o = attribute_overflows(&samples, 0, STALL_NS, rmax, LAG_REPAY);
-        assert_eq!((o.explained, o.unexplained), (1900, 0), "{o:?}");
-        samples.extend([1901, ms / 2]);
-        let o = attribute_overflows(&samples, 0, STALL_NS, rmax, LAG_REPAY);
-        assert_eq!((o.explained, o.unexplained), (1900, 1), "{o:?}");
-        assert_eq!(o.excused_intervals, 39, "{o:?}");
-        // Without the window (the old rule), the same run fails.
-        let o = attribute_overflows(&samples, 0, STALL_NS, rmax, 0);
-        assert!(o.unexplained > 1800, "{o:?}");
     }
 
     #[test]

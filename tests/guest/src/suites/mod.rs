@@ -24,6 +24,7 @@ pub mod lags_smp;
 pub mod lags_stress;
 pub mod lags_v1;
 pub mod module;
+pub mod stops;
 
 /// All suites, in the default order. `lags_v1` must run before `cgroup` (which binds the
 /// cpu controller to cgroup v2 by enabling it there).
