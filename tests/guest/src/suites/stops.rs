@@ -23,10 +23,10 @@ pub const INTERVAL_NS: u64 = 50_000_000;
 /// The lag test's sampling period: a stop longer than [`STALL_NS`] always shows.
 pub const FINE_PERIOD_NS: u64 = 1_000_000;
 /// The stress suite's sampling period. A stop of S shows as a wake-up at least
-/// S - 10 ms late, so every stop longer than r_max (11.2 ms at the 1.4 ms base slice of
-/// 2 CPUs) + 2 ms shows, and stops up to r_max cannot push a lag past 2·r_max + a tick. A
-/// 1 ms grid on every CPU of the debug kernel under TCG took most of the CPU (ten times
-/// fewer stress operations).
+/// S - 10 ms late, so every stop longer than 12 ms shows; a stop up to r_max (11.2 ms at
+/// the 1.4 ms base slice of 2 CPUs) cannot push a lag past 2·r_max + a tick, and one of
+/// 11.2-12 ms overruns it by less than 0.8 ms. A 1 ms grid on every CPU of the debug
+/// kernel under TCG took most of the CPU (ten times fewer stress operations).
 pub const COARSE_PERIOD_NS: u64 = 10_000_000;
 /// A watcher wake-up this late means the vCPU stopped: two ticks at the project's HZ=1000
 /// (the lag bound allows one tick of overrun).
