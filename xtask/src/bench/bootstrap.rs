@@ -425,16 +425,23 @@ pub fn capacity_cis(recs: &[RdhashdRecord], target: f64) -> Vec<CapacityCi> {
             .collect();
         xs.sort_unstable();
         xs.dedup();
-        // Repetitions in which both configurations ran every scale with per-second counts.
-        let mut reps: Vec<usize> = recs.iter().map(|r| r.rep).collect();
+        // Repetitions in which both configurations ran every scale with per-second counts;
+        // a repetition is its number and its trace window, so that runs of merged boots
+        // with other seeds never pair.
+        let mut reps: Vec<(usize, u64)> = recs.iter().map(|r| (r.rep, r.trace_offset_s)).collect();
         reps.sort_unstable();
         reps.dedup();
         // series[rep][config][scale]
         let mut series: Vec<[Vec<Series>; 2]> = Vec::new();
-        for &rep in &reps {
+        for &(rep, offset) in &reps {
             let get = |c: &str, x: i64| {
                 recs.iter()
-                    .find(|r| r.config == c && r.rep == rep && workload(r) == x)
+                    .find(|r| {
+                        r.config == c
+                            && r.rep == rep
+                            && r.trace_offset_s == offset
+                            && workload(r) == x
+                    })
                     .and_then(Series::of)
             };
             let row: Option<Vec<Vec<Series>>> = pair
@@ -741,6 +748,16 @@ mod tests {
         assert_eq!(always.ratio_ci.hi, None);
         assert_eq!(always.censored, ITERATIONS);
         assert_eq!(always.ratio_at_least(1.3), Some(true));
+        // A repetition whose stock runs come from another trace window does not pair.
+        let mut moved = recs.clone();
+        for r in moved
+            .iter_mut()
+            .filter(|r| r.config == "stock" && r.rep == 2)
+        {
+            r.trace_offset_s = 999;
+        }
+        let cis = capacity_cis(&moved, 0.99);
+        assert_eq!(cis.iter().find(|x| x.config == "lags").unwrap().reps, 2);
         // Without stock in the same repetition, or with a single scale, nothing.
         let lone: Vec<_> = recs
             .iter()

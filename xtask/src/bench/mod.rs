@@ -155,6 +155,17 @@ pub struct BenchArgs {
     /// Only re-render the report of an existing results directory.
     #[arg(long, value_name = "DIR")]
     pub report_only: Option<PathBuf>,
+    /// With `--report-only OUT`: first merge these results directories into OUT (created if
+    /// missing), so that boots of one kernel and plan that cover different scales or
+    /// densities are reported together. Refused unless they share kernel, config, machine
+    /// and seeds.
+    #[arg(
+        long,
+        value_name = "DIR,…",
+        value_delimiter = ',',
+        requires = "report_only"
+    )]
+    pub merge: Vec<PathBuf>,
     /// Echo the whole guest console.
     #[arg(long, short)]
     pub verbose: bool,
@@ -471,6 +482,9 @@ impl BenchArgs {
 
     pub fn run(&self, paths: &Paths) -> Result<()> {
         if let Some(dir) = &self.report_only {
+            if !self.merge.is_empty() {
+                records::merge_dirs(&self.merge, dir)?;
+            }
             let (env, recs) = load_dir(dir)?;
             let ok = report::write(dir, env, &recs, self.slo_target)?;
             return ok

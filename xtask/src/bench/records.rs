@@ -244,6 +244,106 @@ pub(crate) fn load_dir(dir: &Path) -> Result<(Value, Records)> {
     Ok((env, recs))
 }
 
+/// env.json fields that must agree for results directories to be reported together: the
+/// kernel, its config, the testbed and the seeds that pick the trace windows.
+const MERGE_KEYS: &[&str] = &[
+    "accel",
+    "cpus",
+    "mem_mib",
+    "seed",
+    "kernel_release",
+    "series_hash",
+    "config_hash",
+];
+
+/// Merges the results directories `dirs` into `out`: every `*.data.ndjson` file copied with
+/// its directory's name appended (so names never collide), and one env.json whose boots are
+/// all the directories' boots (each name tagged with its directory) and whose command lists
+/// every command. Refused, with nothing written, when a directory has no env.json or
+/// differs from the first in one of [`MERGE_KEYS`], or when `out` already holds results
+/// (merging twice would count every run twice).
+pub(crate) fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<()> {
+    if out.is_dir() {
+        let held = fs_err::read_dir(out)?
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".data.ndjson"));
+        if held {
+            anyhow::bail!(
+                "--merge: {} already holds results; merge into a new directory",
+                out.display()
+            );
+        }
+    }
+    let mut envs = Vec::new();
+    for d in dirs {
+        let p = d.join("env.json");
+        let v: Value = serde_json::from_str(&util::read(&p)?)
+            .with_context(|| format!("failed to parse {}", p.display()))?;
+        envs.push(v);
+    }
+    let Some(first) = envs.first() else {
+        anyhow::bail!("--merge: no directories given");
+    };
+    for (d, e) in dirs.iter().zip(&envs).skip(1) {
+        for k in MERGE_KEYS {
+            if e.get(k) != first.get(k) {
+                anyhow::bail!(
+                    "--merge: {} has {k} = {}, {} has {}; results of different kernels, \
+                     testbeds or seeds are not reported together",
+                    d.display(),
+                    e.get(k).unwrap_or(&Value::Null),
+                    dirs[0].display(),
+                    first.get(k).unwrap_or(&Value::Null)
+                );
+            }
+        }
+    }
+    let mut merged = first.clone();
+    let (mut boots, mut commands) = (Vec::new(), Vec::new());
+    let mut copies = Vec::new();
+    for (d, e) in dirs.iter().zip(&envs) {
+        let tag = d
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| d.display().to_string());
+        for b in e
+            .get("boots")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let mut b = b.clone();
+            if let Some(name) = b.get("name").and_then(Value::as_str) {
+                b["name"] = Value::from(format!("{name} ({tag})"));
+            }
+            boots.push(b);
+        }
+        commands.extend(e.get("command").and_then(Value::as_str).map(str::to_owned));
+        for entry in fs_err::read_dir(d)? {
+            let p = entry?.path();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if let Some(stem) = name.strip_suffix(".data.ndjson") {
+                copies.push((p.clone(), out.join(format!("{stem}-{tag}.data.ndjson"))));
+            }
+        }
+    }
+    merged["boots"] = Value::from(boots);
+    merged["command"] = Value::from(commands.join(" ; "));
+    util::create_dir(out)?;
+    for (from, to) in copies {
+        fs_err::copy(&from, &to)?;
+    }
+    util::write(
+        &out.join("env.json"),
+        serde_json::to_string_pretty(&merged)?,
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +442,83 @@ mod tests {
         assert_eq!(r.raw.len(), 4);
         assert_eq!(r.invalid.len(), 1, "{:?}", r.invalid);
         assert_eq!(r.status_of("b1"), Some(Status::Ok));
+    }
+
+    fn bench_dir(root: &Path, name: &str, series: &str) -> PathBuf {
+        let d = root.join(name);
+        fs_err::create_dir_all(&d).unwrap();
+        let env = serde_json::json!({
+            "command": format!("bench {name}"),
+            "accel": "mttcg",
+            "cpus": 2,
+            "seed": 42,
+            "series_hash": series,
+            "boots": [{ "name": "density", "verdict": "Passed" }],
+        });
+        fs_err::write(d.join("env.json"), env.to_string()).unwrap();
+        fs_err::write(
+            d.join("density.data.ndjson"),
+            format!("{{\"from\":\"{name}\"}}\n"),
+        )
+        .unwrap();
+        d
+    }
+
+    // Expect two runs of one kernel and plan merged into a new directory (data files tagged
+    // by directory, boots and commands of both), and a merge of different kernels, into a
+    // directory that already holds results, or of a directory without env.json refused
+    // with nothing written.
+    #[test]
+    fn merge_results_dirs() {
+        let root = std::env::temp_dir().join(format!("xtask-merge-{}", std::process::id()));
+        let _ = fs_err::remove_dir_all(&root);
+        let tmp = Scratch(root);
+        let a = bench_dir(tmp.path(), "20261127-0100", "abc");
+        let b = bench_dir(tmp.path(), "20261127-0200", "abc");
+        let out = tmp.path().join("merged");
+        merge_dirs(&[a.clone(), b.clone()], &out).unwrap();
+        let mut names: Vec<String> = fs_err::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "density-20261127-0100.data.ndjson",
+                "density-20261127-0200.data.ndjson",
+                "env.json"
+            ]
+        );
+        let env: Value =
+            serde_json::from_str(&fs_err::read_to_string(out.join("env.json")).unwrap()).unwrap();
+        assert_eq!(env["command"], "bench 20261127-0100 ; bench 20261127-0200");
+        assert_eq!(env["boots"][1]["name"], "density (20261127-0200)");
+        assert_eq!(env["boots"].as_array().unwrap().len(), 2);
+        // Merging again into the same directory would count every run twice.
+        let e = merge_dirs(&[a.clone(), b.clone()], &out).unwrap_err();
+        assert!(e.to_string().contains("already holds results"), "{e}");
+        let other = bench_dir(tmp.path(), "v6", "def");
+        let out2 = tmp.path().join("merged2");
+        let e = merge_dirs(&[a.clone(), other], &out2).unwrap_err();
+        assert!(e.to_string().contains("series_hash"), "{e}");
+        assert!(!out2.exists());
+        let e = merge_dirs(&[a, tmp.path().join("missing")], &out2).unwrap_err();
+        assert!(!out2.exists(), "{e}");
+    }
+
+    /// A directory removed when the test ends.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs_err::remove_dir_all(&self.0);
+        }
     }
 }

@@ -399,18 +399,25 @@ pub struct WindowCapacity {
 /// The capacities of every repetition on its own ([`WindowCapacity`]); empty with fewer
 /// than two repetitions, where the pooled capacity is the same thing. Pure.
 pub fn window_capacities(recs: &[RdhashdRecord], target: f64) -> Vec<WindowCapacity> {
-    let reps: std::collections::BTreeSet<usize> = recs.iter().map(|r| r.rep).collect();
+    // A window is a repetition's number and its place in the trace (merged boots with other
+    // seeds have other windows under the same number).
+    let reps: std::collections::BTreeSet<(usize, u64)> =
+        recs.iter().map(|r| (r.rep, r.trace_offset_s)).collect();
     if reps.len() < 2 {
         return Vec::new();
     }
     reps.into_iter()
-        .map(|rep| {
-            let rs: Vec<RdhashdRecord> = recs.iter().filter(|r| r.rep == rep).cloned().collect();
+        .map(|(rep, trace_offset_s)| {
+            let rs: Vec<RdhashdRecord> = recs
+                .iter()
+                .filter(|r| r.rep == rep && r.trace_offset_s == trace_offset_s)
+                .cloned()
+                .collect();
             let points = rd_points(&rs);
             let caps = scale_capacity(&points, target);
             WindowCapacity {
                 rep,
-                trace_offset_s: rs.first().map_or(0, |r| r.trace_offset_s),
+                trace_offset_s,
                 ratio: lags_vs_stock(&caps),
                 caps,
                 points,
