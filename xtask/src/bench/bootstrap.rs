@@ -364,8 +364,11 @@ pub fn crossing(curve: &[(f64, f64)], target: f64) -> Option<Bounds> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CapacityCi {
     pub config: String,
-    /// Repetitions in which both configurations ran every tested scale.
+    /// Repetitions (trace windows) of both configurations.
     pub reps: usize,
+    /// The tested scales every repetition ran for both configurations, which the capacity
+    /// is read on (the others are left out).
+    pub scales: usize,
     pub stock: Bounds,
     pub stock_ci: Bounds,
     pub capacity: Bounds,
@@ -418,45 +421,52 @@ pub fn capacity_cis(recs: &[RdhashdRecord], target: f64) -> Vec<CapacityCi> {
     let mut out = Vec::new();
     for config in configs {
         let pair = [config, "stock"];
-        let mut xs: Vec<i64> = recs
+        let in_pair: Vec<&RdhashdRecord> = recs
             .iter()
-            .filter(|r| pair.contains(&r.config.as_str()))
-            .map(workload)
+            .filter(|r| pair.contains(&r.config.as_str()) && !r.per_second.is_empty())
             .collect();
-        xs.sort_unstable();
-        xs.dedup();
-        // Repetitions in which both configurations ran every scale with per-second counts;
-        // a repetition is its number and its trace window, so that runs of merged boots
-        // with other seeds never pair.
-        let mut reps: Vec<(usize, u64)> = recs.iter().map(|r| (r.rep, r.trace_offset_s)).collect();
+        // A repetition is its number and its trace window, so that runs of merged boots with
+        // other seeds never pair.
+        // Only repetitions in which both configurations ran.
+        let mut reps: Vec<(usize, u64)> =
+            in_pair.iter().map(|r| (r.rep, r.trace_offset_s)).collect();
         reps.sort_unstable();
         reps.dedup();
-        // series[rep][config][scale]
-        let mut series: Vec<[Vec<Series>; 2]> = Vec::new();
-        for &(rep, offset) in &reps {
-            let get = |c: &str, x: i64| {
-                recs.iter()
-                    .find(|r| {
-                        r.config == c
-                            && r.rep == rep
-                            && r.trace_offset_s == offset
-                            && workload(r) == x
-                    })
-                    .and_then(Series::of)
-            };
-            let row: Option<Vec<Vec<Series>>> = pair
-                .iter()
-                .map(|&c| xs.iter().map(|&x| get(c, x)).collect())
-                .collect();
-            if let Some(mut row) = row {
-                let stock = row.pop().unwrap_or_default();
-                let this = row.pop().unwrap_or_default();
-                series.push([this, stock]);
-            }
-        }
-        if series.is_empty() || xs.len() < 2 {
+        reps.retain(|&(rep, offset)| {
+            pair.iter().all(|&c| {
+                in_pair
+                    .iter()
+                    .any(|r| r.config == c && r.rep == rep && r.trace_offset_s == offset)
+            })
+        });
+        let get = |c: &str, (rep, offset): (usize, u64), x: i64| {
+            in_pair.iter().copied().find(|r| {
+                r.config == c && r.rep == rep && r.trace_offset_s == offset && workload(r) == x
+            })
+        };
+        // The scales every repetition ran for both configurations.
+        let mut xs: Vec<i64> = in_pair.iter().map(|r| workload(r)).collect();
+        xs.sort_unstable();
+        xs.dedup();
+        xs.retain(|&x| {
+            reps.iter()
+                .all(|&k| pair.iter().all(|&c| get(c, k, x).is_some()))
+        });
+        if reps.is_empty() || xs.len() < 2 {
             continue;
         }
+        // series[rep][config][scale]
+        let series: Vec<[Vec<Series>; 2]> = reps
+            .iter()
+            .map(|&k| {
+                let of = |c: &str| {
+                    xs.iter()
+                        .filter_map(|&x| get(c, k, x).and_then(Series::of))
+                        .collect::<Vec<_>>()
+                };
+                [of(config), of("stock")]
+            })
+            .collect();
         // Paired seconds: the shortest window of the repetition.
         let lens: Vec<usize> = series
             .iter()
@@ -519,6 +529,7 @@ pub fn capacity_cis(recs: &[RdhashdRecord], target: f64) -> Vec<CapacityCi> {
         out.push(CapacityCi {
             config: config.to_string(),
             reps: series.len(),
+            scales: xs.len(),
             stock: s0,
             stock_ci,
             capacity: c0,
@@ -748,6 +759,14 @@ mod tests {
         assert_eq!(always.ratio_ci.hi, None);
         assert_eq!(always.censored, ITERATIONS);
         assert_eq!(always.ratio_at_least(1.3), Some(true));
+        assert_eq!(lags.scales, 4);
+        // A scale that one repetition ran for one configuration only is left out.
+        let mut extra = recs.clone();
+        extra.push(at("lags", 0, 3.0, 0.9));
+        let cis = capacity_cis(&extra, 0.99);
+        let lags = cis.iter().find(|x| x.config == "lags").unwrap();
+        assert_eq!((lags.reps, lags.scales), (3, 4));
+        assert!((lags.capacity.lo - 17.5).abs() < 1e-9, "{lags:?}");
         // A repetition whose stock runs come from another trace window does not pair.
         let mut moved = recs.clone();
         for r in moved

@@ -245,7 +245,8 @@ pub(crate) fn load_dir(dir: &Path) -> Result<(Value, Records)> {
 }
 
 /// env.json fields that must agree for results directories to be reported together: the
-/// kernel, its config, the testbed and the seeds that pick the trace windows.
+/// kernel, its config, the testbed, the seeds that pick the trace windows, the SLO and the
+/// load generator.
 const MERGE_KEYS: &[&str] = &[
     "accel",
     "cpus",
@@ -254,58 +255,131 @@ const MERGE_KEYS: &[&str] = &[
     "kernel_release",
     "series_hash",
     "config_hash",
+    "slo",
+    "dispatcher",
 ];
 
-/// Merges the results directories `dirs` into `out`: every `*.data.ndjson` file copied with
-/// its directory's name appended (so names never collide), and one env.json whose boots are
-/// all the directories' boots (each name tagged with its directory) and whose command lists
-/// every command. Refused, with nothing written, when a directory has no env.json or
-/// differs from the first in one of [`MERGE_KEYS`], or when `out` already holds results
-/// (merging twice would count every run twice).
+/// env.json `settings` fields that must agree as well: the workload, and the windows'
+/// lengths and warm-ups, so that second i of a window is the same trace second in every
+/// boot (paired statistics pair seconds by index).
+const MERGE_SETTINGS: &[&str] = &[
+    "workload",
+    "duration_s",
+    "warmup_s",
+    "rd_duration_s",
+    "rd_warmup_s",
+];
+
+/// What identifies a closed-loop run: workload, configuration, functions (users), scale,
+/// repetition and trace window.
+type RunKey = (&'static str, String, usize, i64, usize, u64);
+
+fn run_keys(recs: &Records) -> Vec<RunKey> {
+    let key = |w: &'static str, r: &RdhashdRecord| {
+        (
+            w,
+            r.config.clone(),
+            r.funcs,
+            (r.scale() * 1e6).round() as i64,
+            r.rep,
+            r.trace_offset_s,
+        )
+    };
+    recs.rd
+        .iter()
+        .map(|r| key("rdhashd", r))
+        .chain(recs.kn.iter().map(|k| key("knative", &k.run)))
+        .collect()
+}
+
+/// Merges the results directories `dirs` into the new directory `out`: every
+/// `*.data.ndjson` file copied with its directory's name appended, and one env.json whose
+/// boots are all the directories' boots (each name tagged with its directory) and whose
+/// command lists every command. Refused, with nothing written, when:
+/// - a directory has no env.json, or two directories have the same name;
+/// - a directory differs from the first in one of [`MERGE_KEYS`] or [`MERGE_SETTINGS`];
+/// - two directories hold the same closed-loop run ([`RunKey`]): counted twice, it would
+///   narrow every interval; or a directory holds open-loop or overhead records, which
+///   have no such key;
+/// - `out` already holds results (merging twice would count every run twice).
+///
+/// The files go to a temporary directory first, renamed to `out` when complete.
 pub(crate) fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<()> {
-    if out.is_dir() {
-        let held = fs_err::read_dir(out)?
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_name().to_string_lossy().ends_with(".data.ndjson"));
-        if held {
-            anyhow::bail!(
-                "--merge: {} already holds results; merge into a new directory",
-                out.display()
+    use anyhow::bail;
+    if out.is_dir() && fs_err::read_dir(out)?.next().is_some() {
+        bail!(
+            "--merge: {} is not empty; merge into a new directory",
+            out.display()
+        );
+    }
+    let mut tags = Vec::new();
+    let mut envs = Vec::new();
+    let mut seen: BTreeMap<RunKey, String> = BTreeMap::new();
+    for d in dirs {
+        let tag = fs_err::canonicalize(d)?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if tags.contains(&tag) {
+            bail!("--merge: two directories named {tag:?}; their files would overwrite each other");
+        }
+        let (env, recs) = load_dir(d)?;
+        if !recs.runs.is_empty() || !recs.overhead.is_empty() {
+            bail!(
+                "--merge: {} holds open-loop or overhead records; only the closed-loop \
+                 workloads (rdhashd, knative) merge",
+                d.display()
             );
         }
-    }
-    let mut envs = Vec::new();
-    for d in dirs {
-        let p = d.join("env.json");
-        let v: Value = serde_json::from_str(&util::read(&p)?)
-            .with_context(|| format!("failed to parse {}", p.display()))?;
-        envs.push(v);
-    }
-    let Some(first) = envs.first() else {
-        anyhow::bail!("--merge: no directories given");
-    };
-    for (d, e) in dirs.iter().zip(&envs).skip(1) {
-        for k in MERGE_KEYS {
-            if e.get(k) != first.get(k) {
-                anyhow::bail!(
-                    "--merge: {} has {k} = {}, {} has {}; results of different kernels, \
-                     testbeds or seeds are not reported together",
-                    d.display(),
-                    e.get(k).unwrap_or(&Value::Null),
-                    dirs[0].display(),
-                    first.get(k).unwrap_or(&Value::Null)
+        for k in run_keys(&recs) {
+            if let Some(other) = seen.insert(k.clone(), tag.clone()) {
+                bail!(
+                    "--merge: {other} and {tag} both hold the {} run of {} at {} × {} in \
+                     repetition {} (trace {} s); counted twice it would narrow every interval",
+                    k.0,
+                    k.1,
+                    k.2,
+                    k.3 as f64 / 1e6,
+                    k.4,
+                    k.5
                 );
             }
+        }
+        tags.push(tag);
+        envs.push(env);
+    }
+    let Some(first) = envs.first() else {
+        bail!("--merge: no directories given");
+    };
+    for (d, e) in dirs.iter().zip(&envs).skip(1) {
+        let differs = |a: Option<&Value>, b: Option<&Value>, what: String| -> Result<()> {
+            if a != b {
+                bail!(
+                    "--merge: {} has {what} = {}, {} has {}; results of different kernels, \
+                     testbeds, seeds or plans are not reported together",
+                    d.display(),
+                    a.unwrap_or(&Value::Null),
+                    dirs[0].display(),
+                    b.unwrap_or(&Value::Null)
+                );
+            }
+            Ok(())
+        };
+        for k in MERGE_KEYS {
+            differs(e.get(k), first.get(k), (*k).to_string())?;
+        }
+        for k in MERGE_SETTINGS {
+            differs(
+                e.get("settings").and_then(|s| s.get(k)),
+                first.get("settings").and_then(|s| s.get(k)),
+                format!("settings.{k}"),
+            )?;
         }
     }
     let mut merged = first.clone();
     let (mut boots, mut commands) = (Vec::new(), Vec::new());
     let mut copies = Vec::new();
-    for (d, e) in dirs.iter().zip(&envs) {
-        let tag = d
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| d.display().to_string());
+    for ((d, e), tag) in dirs.iter().zip(&envs).zip(&tags) {
         for b in e
             .get("boots")
             .and_then(Value::as_array)
@@ -327,21 +401,33 @@ pub(crate) fn merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<()> {
                 .to_string_lossy()
                 .into_owned();
             if let Some(stem) = name.strip_suffix(".data.ndjson") {
-                copies.push((p.clone(), out.join(format!("{stem}-{tag}.data.ndjson"))));
+                copies.push((p.clone(), format!("{stem}-{tag}.data.ndjson")));
             }
         }
     }
     merged["boots"] = Value::from(boots);
     merged["command"] = Value::from(commands.join(" ; "));
-    util::create_dir(out)?;
-    for (from, to) in copies {
-        fs_err::copy(&from, &to)?;
+    let tmp = out.with_extension(format!("merging-{}", std::process::id()));
+    let _ = fs_err::remove_dir_all(&tmp);
+    util::create_dir(&tmp)?;
+    let filled = (|| -> Result<()> {
+        for (from, name) in &copies {
+            fs_err::copy(from, tmp.join(name))?;
+        }
+        util::write(
+            &tmp.join("env.json"),
+            serde_json::to_string_pretty(&merged)?,
+        )?;
+        if out.is_dir() {
+            fs_err::remove_dir(out)?;
+        }
+        fs_err::rename(&tmp, out)?;
+        Ok(())
+    })();
+    if filled.is_err() {
+        let _ = fs_err::remove_dir_all(&tmp);
     }
-    util::write(
-        &out.join("env.json"),
-        serde_json::to_string_pretty(&merged)?,
-    )?;
-    Ok(())
+    filled
 }
 
 #[cfg(test)]
@@ -444,7 +530,8 @@ mod tests {
         assert_eq!(r.status_of("b1"), Some(Status::Ok));
     }
 
-    fn bench_dir(root: &Path, name: &str, series: &str) -> PathBuf {
+    /// A results directory with one rdhashd run per scale in `scales`, of kernel `series`.
+    fn bench_dir(root: &Path, name: &str, series: &str, scales: &[f64]) -> PathBuf {
         let d = root.join(name);
         fs_err::create_dir_all(&d).unwrap();
         let env = serde_json::json!({
@@ -453,28 +540,39 @@ mod tests {
             "cpus": 2,
             "seed": 42,
             "series_hash": series,
+            "settings": { "workload": "rdhashd", "rd_duration_s": 75, "rd_scales": scales },
             "boots": [{ "name": "density", "verdict": "Passed" }],
         });
         fs_err::write(d.join("env.json"), env.to_string()).unwrap();
-        fs_err::write(
-            d.join("density.data.ndjson"),
-            format!("{{\"from\":\"{name}\"}}\n"),
-        )
-        .unwrap();
+        let lines: Vec<String> = scales
+            .iter()
+            .map(|&k| {
+                let r = Record::Rdhashd(Box::new(RdhashdRecord {
+                    config: "stock".into(),
+                    funcs: 19,
+                    scale: Some(k),
+                    trace_offset_s: 195,
+                    ..RdhashdRecord::default()
+                }));
+                serde_json::to_string(&r).unwrap()
+            })
+            .collect();
+        fs_err::write(d.join("density.data.ndjson"), lines.join("\n")).unwrap();
         d
     }
 
     // Expect two runs of one kernel and plan merged into a new directory (data files tagged
-    // by directory, boots and commands of both), and a merge of different kernels, into a
-    // directory that already holds results, or of a directory without env.json refused
-    // with nothing written.
+    // by directory, boots and commands of both, every record once), and a merge refused
+    // with nothing written for: different kernels, different window lengths, the same run
+    // in two directories, two directories of one name, a directory that does not exist,
+    // and a target that is not empty.
     #[test]
     fn merge_results_dirs() {
         let root = std::env::temp_dir().join(format!("xtask-merge-{}", std::process::id()));
         let _ = fs_err::remove_dir_all(&root);
         let tmp = Scratch(root);
-        let a = bench_dir(tmp.path(), "20261127-0100", "abc");
-        let b = bench_dir(tmp.path(), "20261127-0200", "abc");
+        let a = bench_dir(tmp.path(), "20261127-0100", "abc", &[0.6, 1.0]);
+        let b = bench_dir(tmp.path(), "20261127-0200", "abc", &[0.2, 0.4]);
         let out = tmp.path().join("merged");
         merge_dirs(&[a.clone(), b.clone()], &out).unwrap();
         let mut names: Vec<String> = fs_err::read_dir(&out)
@@ -490,21 +588,40 @@ mod tests {
                 "env.json"
             ]
         );
-        let env: Value =
-            serde_json::from_str(&fs_err::read_to_string(out.join("env.json")).unwrap()).unwrap();
+        let (env, recs) = load_dir(&out).unwrap();
         assert_eq!(env["command"], "bench 20261127-0100 ; bench 20261127-0200");
         assert_eq!(env["boots"][1]["name"], "density (20261127-0200)");
         assert_eq!(env["boots"].as_array().unwrap().len(), 2);
-        // Merging again into the same directory would count every run twice.
+        assert_eq!(recs.rd.len(), 4);
+        let refused = |dirs: &[PathBuf], what: &str| {
+            let to = tmp.path().join("refused");
+            let e = merge_dirs(dirs, &to).unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+            assert!(!to.exists(), "{e}");
+        };
         let e = merge_dirs(&[a.clone(), b.clone()], &out).unwrap_err();
-        assert!(e.to_string().contains("already holds results"), "{e}");
-        let other = bench_dir(tmp.path(), "v6", "def");
-        let out2 = tmp.path().join("merged2");
-        let e = merge_dirs(&[a.clone(), other], &out2).unwrap_err();
-        assert!(e.to_string().contains("series_hash"), "{e}");
-        assert!(!out2.exists());
-        let e = merge_dirs(&[a, tmp.path().join("missing")], &out2).unwrap_err();
-        assert!(!out2.exists(), "{e}");
+        assert!(e.to_string().contains("not empty"), "{e}");
+        refused(
+            &[a.clone(), bench_dir(tmp.path(), "v6", "def", &[0.2])],
+            "series_hash",
+        );
+        let longer = bench_dir(tmp.path(), "longer", "abc", &[0.2]);
+        let mut env: Value =
+            serde_json::from_str(&fs_err::read_to_string(longer.join("env.json")).unwrap())
+                .unwrap();
+        env["settings"]["rd_duration_s"] = Value::from(150);
+        fs_err::write(longer.join("env.json"), env.to_string()).unwrap();
+        refused(&[a.clone(), longer], "settings.rd_duration_s");
+        refused(
+            &[a.clone(), bench_dir(tmp.path(), "again", "abc", &[1.0])],
+            "both hold the rdhashd run of stock at 19 × 1",
+        );
+        refused(&[a.clone(), a.clone()], "two directories named");
+        let e = merge_dirs(
+            &[a, tmp.path().join("missing")],
+            &tmp.path().join("refused"),
+        );
+        assert!(e.is_err() && !tmp.path().join("refused").exists());
     }
 
     /// A directory removed when the test ends.

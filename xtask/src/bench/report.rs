@@ -274,7 +274,7 @@ pub fn render_interpolated_capacity(cis: &[CapacityCi], target: f64, unit: &str)
         return md;
     }
     md.push_str(&format!(
-        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest). The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale (they ran the same trace window). A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest), on the scales every repetition ran for both configurations. The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale (they ran the same trace window). A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | scales | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         target * 100.0
     ));
     let say = |v: Option<bool>, yes: &str, no: &str| match v {
@@ -284,9 +284,10 @@ pub fn render_interpolated_capacity(cis: &[CapacityCi], target: f64, unit: &str)
     };
     for c in cis {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             c.config,
             c.reps,
+            c.scales,
             fmt_bounds(c.capacity, 2),
             fmt_bounds_ci(c.capacity_ci, 2),
             fmt_bounds(c.stock, 2),
@@ -323,17 +324,23 @@ pub fn render_window_capacity(windows: &[WindowCapacity], unit: &str) -> String 
             ));
         }
     }
-    let ratios: Vec<(usize, RatioRange)> = windows
+    let ratios: Vec<(String, RatioRange)> = windows
         .iter()
-        .filter_map(|wc| wc.ratio.map(|r| (wc.rep, r)))
+        .filter_map(|wc| {
+            wc.ratio
+                .map(|r| (format!("{} (trace {} s)", wc.rep, wc.trace_offset_s), r))
+        })
         .collect();
     if ratios.is_empty() {
         return md;
     }
     md.push_str("\n| window | LAGS/stock capacity ratio | ≥ 1.3 | ≥ 0.95 (no loss over 5%) |\n|---|---|---|---|\n");
-    for (rep, r) in &ratios {
+    for (window, r) in &ratios {
         let (met, loss) = ratio_targets(r);
-        md.push_str(&format!("| {rep} | {} | {met} | {loss} |\n", r.describe()));
+        md.push_str(&format!(
+            "| {window} | {} | {met} | {loss} |\n",
+            r.describe()
+        ));
     }
     let count =
         |x: f64, want: Option<bool>| ratios.iter().filter(|(_, r)| r.at_least(x) == want).count();
@@ -1019,7 +1026,7 @@ mod tests {
         );
         assert!(
             md.contains(
-                "| 0 | between 0.90 and 1.11 | **not met** | **undecided** on these counts |"
+                "| 0 (trace 195 s) | between 0.90 and 1.11 | **not met** | **undecided** on these counts |"
             ),
             "{md}"
         );
@@ -1038,6 +1045,7 @@ mod tests {
         let ci = |lo: f64, hi: Option<f64>| CapacityCi {
             config: "lags".into(),
             reps: 3,
+            scales: 11,
             stock: b(0.0, Some(7.6)),
             stock_ci: b(0.0, Some(18.22)),
             capacity: b(7.82, Some(7.82)),
@@ -1049,7 +1057,7 @@ mod tests {
         let md = render_interpolated_capacity(&[ci(0.0, None)], 0.99, "functions × scale");
         assert!(md.contains("first drops below 99.0%"), "{md}");
         assert!(
-            md.contains("| lags | 3 | 7.82 | [0.00, 17.59] | < 7.60 | [0.00, 18.22] | ≥ 1.029 | [0.000, ∞) | 899 | undecided | undecided |"),
+            md.contains("| lags | 3 | 11 | 7.82 | [0.00, 17.59] | < 7.60 | [0.00, 18.22] | ≥ 1.029 | [0.000, ∞) | 899 | undecided | undecided |"),
             "{md}"
         );
         let md = render_interpolated_capacity(&[ci(0.88, Some(1.21))], 0.99, "users");

@@ -354,13 +354,29 @@ fn watch_stops() -> Result<StopWatch, Stop> {
 }
 
 /// Ends a test's watch for stops: fails the test on each overflow of the lag bound that no
-/// stop of a vCPU explains, and returns the fields for its summary line.
-fn end_watch(ctx: &mut Ctx, watch: StopWatch) -> Result<[(&'static str, u64); 4], Stop> {
+/// stop of a vCPU explains, and returns the fields for its summary line. Stops of the
+/// emulated CPUs are frequent (single-threaded TCG runs one vCPU at a time), and an
+/// overflow while one is excused, so the summary says how many records no stop excused;
+/// below [`stops::MIN_CLEAN`] the bound was hardly checked, which a diagnostic says (the
+/// test's other checks still decide it). Stops include stop_machine() of CPU hotplug and
+/// module loading, which the watchers cannot tell from the host's.
+fn end_watch(ctx: &mut Ctx, watch: StopWatch) -> Result<[(&'static str, u64); 5], Stop> {
     let (o, _) = watch.finish(ctx, stops::rmax_ns()?, STOP_REPAY)?;
+    let clean = o.intervals.saturating_sub(o.excused_intervals);
+    if clean < stops::MIN_CLEAN {
+        ctx.diag(format!(
+            "lag bound hardly checked: stops excuse {} of {} watcher records, {clean} left \
+             (a check needs {})",
+            o.excused_intervals,
+            o.intervals,
+            stops::MIN_CLEAN
+        ));
+    }
     Ok([
         ("lag_overflows", o.explained + o.unexplained),
         ("lag_overflows_unexplained", o.unexplained),
         ("stopped_intervals", o.stalled_intervals),
+        ("excused_intervals", o.excused_intervals),
         ("watched_intervals", o.intervals),
     ])
 }
@@ -600,28 +616,6 @@ fn flag_and_tunable_churn(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
-/// Brings every CPU in the list back online when dropped.
-struct OnlineGuard(Vec<usize>);
-
-fn cpu_online_path(cpu: usize) -> PathBuf {
-    PathBuf::from(format!("/sys/devices/system/cpu/cpu{cpu}/online"))
-}
-
-impl Drop for OnlineGuard {
-    fn drop(&mut self) {
-        for &c in &self.0 {
-            if util::read_trimmed(cpu_online_path(c)).ok().as_deref() != Some("1") {
-                if let Err(e) = util::write_file(cpu_online_path(c), "1") {
-                    util::warn(format!(
-                        "cleanup: bringing CPU {c} online: {}",
-                        util::describe_err(&e)
-                    ));
-                }
-            }
-        }
-    }
-}
-
 // Expect CPUs to go offline and online while LAGS groups (nested too) have runnable tasks on
 // them, pinned and unpinned, and every worker to finish.
 fn cpu_hotplug(ctx: &mut Ctx) -> TestResult {
@@ -631,14 +625,14 @@ fn cpu_hotplug(ctx: &mut Ctx) -> TestResult {
     let hot: Vec<usize> = cpus
         .iter()
         .copied()
-        .filter(|&c| c != 0 && util::exists(cpu_online_path(c)))
+        .filter(|&c| c != 0 && util::exists(util::cpu_online_path(c)))
         .collect();
     if hot.is_empty() {
         return skip(format!(
             "no hot-pluggable CPU (online: {cpus:?}; needs 2+ vCPUs and CONFIG_HOTPLUG_CPU)"
         ));
     }
-    let _guard = OnlineGuard(hot.clone());
+    let _guard = util::OnlineGuard(hot.clone());
     let base = base_group("hotplug")?;
     let g1 = lags_child(&base, "g1", true)?;
     let g2 = lags_child(&base, "g2", true)?;
@@ -656,7 +650,7 @@ fn cpu_hotplug(ctx: &mut Ctx) -> TestResult {
             pool.refill(4, 2, |n| {
                 (groups[(n % 2) as usize], (n.is_multiple_of(2)).then_some(c))
             })?;
-            match util::write_file(cpu_online_path(c), "0") {
+            match util::write_file(util::cpu_online_path(c), "0") {
                 Ok(()) => offlines += 1,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => ebusy += 1,
                 Err(e) => return fail(format!("offlining CPU {c}: {}", util::describe_err(&e))),
@@ -664,7 +658,8 @@ fn cpu_hotplug(ctx: &mut Ctx) -> TestResult {
             util::sleep_ms(30);
             pool.reap();
             pool.refill(4, 2, |n| (groups[(n % 2) as usize], None))?;
-            util::write_file(cpu_online_path(c), "1").or_fail(&format!("onlining CPU {c}"))?;
+            util::write_file(util::cpu_online_path(c), "1")
+                .or_fail(&format!("onlining CPU {c}"))?;
             onlines += 1;
             util::sleep_ms(30);
         }

@@ -167,3 +167,51 @@ impl SchedStat {
 pub fn set_other() -> io::Result<()> {
     lags_pid1::sched::set_scheduler(libc::SCHED_OTHER, 0)
 }
+
+/// The sysfs switch of a CPU's online state.
+pub fn cpu_online_path(cpu: usize) -> PathBuf {
+    PathBuf::from(format!("/sys/devices/system/cpu/cpu{cpu}/online"))
+}
+
+/// Brings every CPU in the list back online when dropped.
+pub struct OnlineGuard(pub Vec<usize>);
+
+impl Drop for OnlineGuard {
+    fn drop(&mut self) {
+        for &c in &self.0 {
+            if read_trimmed(cpu_online_path(c)).ok().as_deref() != Some("1") {
+                if let Err(e) = write_file(cpu_online_path(c), "1") {
+                    warn(format!(
+                        "cleanup: bringing CPU {c} online: {}",
+                        describe_err(&e)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Takes `cpus` offline, those that can be (CPU 0 and CPUs without an `online` switch
+/// cannot), until the returned guard is dropped. Returns the guard and the CPUs it took
+/// offline; a CPU that refuses stays online, with the reason in the list of failures.
+pub fn offline_cpus(cpus: &[usize]) -> (OnlineGuard, Vec<usize>, Vec<String>) {
+    let mut guard = OnlineGuard(Vec::new());
+    let mut failed = Vec::new();
+    for &c in cpus {
+        let path = cpu_online_path(c);
+        if c == 0 || !path.exists() {
+            continue;
+        }
+        guard.0.push(c);
+        if let Err(e) = write_file(&path, "0") {
+            failed.push(format!("CPU {c}: {}", describe_err(&e)));
+        }
+    }
+    let off: Vec<usize> = guard
+        .0
+        .iter()
+        .copied()
+        .filter(|&c| read_trimmed(cpu_online_path(c)).ok().as_deref() == Some("0"))
+        .collect();
+    (guard, off, failed)
+}
