@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::stats::scale_key;
+use super::stats::{scale_key, RatioRange};
 use lags_pid1::rng::SplitMix64;
 use lags_proto::bench::{dense_quantile_ms, RdhashdRecord, HIST_BINS};
 
@@ -306,38 +306,31 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
     out
 }
 
-/// A capacity on the workload axis, as the interval of values one fraction curve allows:
-/// the interpolated crossing of the target (`lo == hi`), or, when the curve does not cross
-/// inside the tested range, everything below the smallest scale (missed there) or above
-/// the largest (held everywhere; `hi: None`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Bounds {
-    pub lo: f64,
-    pub hi: Option<f64>,
-}
-
-impl Bounds {
-    /// `num / den` over every pair of values the two allow.
-    fn ratio(num: Bounds, den: Bounds) -> Bounds {
-        let lo = match den.hi {
-            Some(h) if h > 0.0 => num.lo / h,
-            _ => 0.0,
-        };
-        let hi = match num.hi {
-            Some(n) if den.lo > 0.0 => Some(n / den.lo),
-            _ => None,
-        };
-        Bounds { lo, hi }
-    }
+/// A capacity on the workload axis is a [`RatioRange`] too: the values one fraction curve
+/// allows, the interpolated crossing of the target (`lo == hi`), or, when the curve does not
+/// cross inside the tested range, everything below the smallest scale (missed there) or
+/// above the largest (held everywhere; `hi: None`).
+///
+/// `num / den` over every pair of values two such ranges allow.
+fn quotient(num: RatioRange, den: RatioRange) -> RatioRange {
+    let lo = match den.hi {
+        Some(h) if h > 0.0 => num.lo / h,
+        _ => 0.0,
+    };
+    let hi = match num.hi {
+        Some(n) if den.lo > 0.0 => Some(n / den.lo),
+        _ => None,
+    };
+    RatioRange { lo, hi }
 }
 
 /// Where a fraction curve (workload ascending) first drops below `target`, linearly
 /// interpolated between the last tested scale above it and the first below. `None` for an
 /// empty curve. Pure.
-pub fn crossing(curve: &[(f64, f64)], target: f64) -> Option<Bounds> {
+pub fn crossing(curve: &[(f64, f64)], target: f64) -> Option<RatioRange> {
     let &(x0, f0) = curve.first()?;
     if f0 < target {
-        return Some(Bounds {
+        return Some(RatioRange {
             lo: 0.0,
             hi: Some(x0),
         });
@@ -346,10 +339,10 @@ pub fn crossing(curve: &[(f64, f64)], target: f64) -> Option<Bounds> {
         let ((xa, fa), (xb, fb)) = (w[0], w[1]);
         if fb < target {
             let x = xa + (xb - xa) * (fa - target) / (fa - fb);
-            return Some(Bounds { lo: x, hi: Some(x) });
+            return Some(RatioRange { lo: x, hi: Some(x) });
         }
     }
-    curve.last().map(|&(x, _)| Bounds { lo: x, hi: None })
+    curve.last().map(|&(x, _)| RatioRange { lo: x, hi: None })
 }
 
 /// The interpolated capacity of a configuration and its ratio to stock's, each with a
@@ -369,38 +362,24 @@ pub struct CapacityCi {
     /// The tested scales every repetition ran for both configurations, which the capacity
     /// is read on (the others are left out).
     pub scales: usize,
-    pub stock: Bounds,
-    pub stock_ci: Bounds,
-    pub capacity: Bounds,
-    pub capacity_ci: Bounds,
-    pub ratio: Bounds,
-    pub ratio_ci: Bounds,
+    pub stock: RatioRange,
+    pub stock_ci: RatioRange,
+    pub capacity: RatioRange,
+    pub capacity_ci: RatioRange,
+    pub ratio: RatioRange,
+    pub ratio_ci: RatioRange,
     /// Resamples whose ratio was one-sided.
     pub censored: usize,
 }
 
-impl CapacityCi {
-    /// Whether the ratio is at least `x`, by its interval: `Some(true)` when the whole
-    /// interval is, `Some(false)` when none of it is, `None` when it straddles `x`.
-    pub fn ratio_at_least(&self, x: f64) -> Option<bool> {
-        if self.ratio_ci.lo >= x {
-            Some(true)
-        } else if self.ratio_ci.hi.is_some_and(|h| h < x) {
-            Some(false)
-        } else {
-            None
-        }
-    }
-}
-
 /// 95% interval of one-sided values: the 2.5th percentile of the lower ends and the 97.5th
 /// of the upper ends (unbounded when more than 2.5% of them are).
-fn bounds_interval(v: &[Bounds]) -> Option<Bounds> {
+fn bounds_interval(v: &[RatioRange]) -> Option<RatioRange> {
     let mut lo: Vec<f64> = v.iter().map(|b| b.lo).collect();
     let mut hi: Vec<f64> = v.iter().map(|b| b.hi.unwrap_or(f64::INFINITY)).collect();
     let lo = Interval::of(&mut lo)?.lo;
     let hi = Interval::of(&mut hi)?.hi;
-    Some(Bounds {
+    Some(RatioRange {
         lo,
         hi: hi.is_finite().then_some(hi),
     })
@@ -512,7 +491,7 @@ pub fn capacity_cis(recs: &[RdhashdRecord], target: f64) -> Vec<CapacityCi> {
         for _ in 0..ITERATIONS {
             let d = draw(&lens, &mut rng);
             if let (Some(c), Some(s)) = (capacity_of(&d, 0), capacity_of(&d, 1)) {
-                let r = Bounds::ratio(c, s);
+                let r = quotient(c, s);
                 censored += usize::from(r.hi != Some(r.lo));
                 cs.push(c);
                 ss.push(s);
@@ -534,7 +513,7 @@ pub fn capacity_cis(recs: &[RdhashdRecord], target: f64) -> Vec<CapacityCi> {
             stock_ci,
             capacity: c0,
             capacity_ci,
-            ratio: Bounds::ratio(c0, s0),
+            ratio: quotient(c0, s0),
             ratio_ci,
             censored,
         });
@@ -673,42 +652,42 @@ mod tests {
         let c = crossing(&[(5.0, 1.0), (10.0, 0.98), (15.0, 0.995)], 0.99).unwrap();
         assert_eq!(
             c,
-            Bounds {
+            RatioRange {
                 lo: 7.5,
                 hi: Some(7.5)
             }
         );
         assert_eq!(
             crossing(&[(5.0, 0.9), (10.0, 0.8)], 0.99),
-            Some(Bounds {
+            Some(RatioRange {
                 lo: 0.0,
                 hi: Some(5.0)
             })
         );
         assert_eq!(
             crossing(&[(5.0, 1.0), (10.0, 0.995)], 0.99),
-            Some(Bounds { lo: 10.0, hi: None })
+            Some(RatioRange { lo: 10.0, hi: None })
         );
         assert_eq!(crossing(&[], 0.99), None);
-        let r = Bounds::ratio(
-            Bounds { lo: 10.0, hi: None },
-            Bounds {
+        let r = quotient(
+            RatioRange { lo: 10.0, hi: None },
+            RatioRange {
                 lo: 4.0,
                 hi: Some(5.0),
             },
         );
-        assert_eq!(r, Bounds { lo: 2.0, hi: None });
-        let r = Bounds::ratio(
-            Bounds {
+        assert_eq!(r, RatioRange { lo: 2.0, hi: None });
+        let r = quotient(
+            RatioRange {
                 lo: 8.0,
                 hi: Some(8.0),
             },
-            Bounds {
+            RatioRange {
                 lo: 0.0,
                 hi: Some(5.0),
             },
         );
-        assert_eq!(r, Bounds { lo: 1.6, hi: None });
+        assert_eq!(r, RatioRange { lo: 1.6, hi: None });
     }
 
     // Expect a configuration that holds the SLO to 2.33 times stock's workload to meet the
@@ -742,23 +721,23 @@ mod tests {
             lags.stock_ci.lo < 7.5 && lags.stock_ci.hi.unwrap() > 7.5,
             "{lags:?}"
         );
-        assert_eq!(lags.ratio_at_least(1.3), Some(true));
+        assert_eq!(lags.ratio_ci.at_least(1.3), Some(true));
         let same = get("same");
         assert_eq!(
             same.ratio_ci,
-            Bounds {
+            RatioRange {
                 lo: 1.0,
                 hi: Some(1.0)
             }
         );
         assert_eq!(same.censored, 0);
-        assert_eq!(same.ratio_at_least(1.3), Some(false));
-        assert_eq!(same.ratio_at_least(0.95), Some(true));
+        assert_eq!(same.ratio_ci.at_least(1.3), Some(false));
+        assert_eq!(same.ratio_ci.at_least(0.95), Some(true));
         let always = get("always");
-        assert_eq!(always.capacity, Bounds { lo: 20.0, hi: None });
+        assert_eq!(always.capacity, RatioRange { lo: 20.0, hi: None });
         assert_eq!(always.ratio_ci.hi, None);
         assert_eq!(always.censored, ITERATIONS);
-        assert_eq!(always.ratio_at_least(1.3), Some(true));
+        assert_eq!(always.ratio_ci.at_least(1.3), Some(true));
         assert_eq!(lags.scales, 4);
         // A scale that one repetition ran for one configuration only is left out.
         let mut extra = recs.clone();

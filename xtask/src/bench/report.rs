@@ -7,9 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::bootstrap::{
-    capacity_cis, comparisons, Bounds, CapacityCi, Comparison, Interval, ITERATIONS,
-};
+use super::bootstrap::{capacity_cis, comparisons, CapacityCi, Comparison, Interval, ITERATIONS};
 use super::headline::{headline, Headline};
 use super::plan::Settings;
 use super::plot::plots;
@@ -156,7 +154,7 @@ pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str) -> String {
         ));
     }
     if let Some(r) = lags_vs_stock(&caps) {
-        let (met, loss) = ratio_targets(&r);
+        let (met, loss) = ratio_targets(&r, ON_THESE_COUNTS);
         md.push_str(&format!(
             "\nCapacity ratio LAGS/stock: {}.\n\n- Target ratio ≥ 1.3: {met}.\n- No capacity loss of more than 5% (ratio ≥ 0.95): {loss}.\n",
             r.describe(),
@@ -217,18 +215,22 @@ fn verdict_detail(rd: &[RdPoint], c: &ScaleCapacity) -> String {
     detail.join("; ")
 }
 
-/// The two capacity targets decided on a ratio range: (ratio ≥ 1.3, ratio ≥ 0.95).
-fn ratio_targets(r: &RatioRange) -> (String, String) {
+/// The two capacity targets decided on a ratio range: (ratio ≥ 1.3, ratio ≥ 0.95),
+/// `undecided` naming a range that straddles the target.
+fn ratio_targets(r: &RatioRange, undecided: &str) -> (String, String) {
     let say = |v: Option<bool>, yes: &str, no: &str| match v {
         Some(true) => yes.to_string(),
         Some(false) => no.to_string(),
-        None => "**undecided** on these counts".to_string(),
+        None => undecided.to_string(),
     };
     (
         say(r.at_least(1.3), "**met**", "**not met**"),
         say(r.at_least(0.95), "**holds**", "**a loss**"),
     )
 }
+
+/// How a bracket's ratio range says "undecided".
+const ON_THESE_COUNTS: &str = "**undecided** on these counts";
 
 /// What the capacity sections add to a closed-loop workload's points: the interpolated
 /// capacities with their intervals, and the capacity of each window on its own.
@@ -248,7 +250,7 @@ impl CapacityDetail {
 }
 
 /// A capacity's bounds: one number, or a one-sided range when the curve did not cross.
-fn fmt_bounds(b: Bounds, prec: usize) -> String {
+fn fmt_bounds(b: RatioRange, prec: usize) -> String {
     match b.hi {
         Some(h) if h == b.lo => format!("{:.prec$}", b.lo),
         Some(h) if b.lo == 0.0 => format!("< {h:.prec$}"),
@@ -258,7 +260,7 @@ fn fmt_bounds(b: Bounds, prec: usize) -> String {
 }
 
 /// A 95% interval of bounds.
-fn fmt_bounds_ci(b: Bounds, prec: usize) -> String {
+fn fmt_bounds_ci(b: RatioRange, prec: usize) -> String {
     match b.hi {
         Some(h) => format!("[{:.prec$}, {h:.prec$}]", b.lo),
         None => format!("[{:.prec$}, ∞)", b.lo),
@@ -277,12 +279,8 @@ pub fn render_interpolated_capacity(cis: &[CapacityCi], target: f64, unit: &str)
         "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest), on the scales every repetition ran for both configurations. The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale (they ran the same trace window). A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | scales | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         target * 100.0
     ));
-    let say = |v: Option<bool>, yes: &str, no: &str| match v {
-        Some(true) => yes.to_string(),
-        Some(false) => no.to_string(),
-        None => "undecided".to_string(),
-    };
     for c in cis {
+        let (met, loss) = ratio_targets(&c.ratio_ci, "undecided");
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             c.config,
@@ -295,8 +293,8 @@ pub fn render_interpolated_capacity(cis: &[CapacityCi], target: f64, unit: &str)
             fmt_bounds(c.ratio, 3),
             fmt_bounds_ci(c.ratio_ci, 3),
             c.censored,
-            say(c.ratio_at_least(1.3), "**met**", "**not met**"),
-            say(c.ratio_at_least(0.95), "**holds**", "**a loss**"),
+            met,
+            loss,
         ));
     }
     md
@@ -336,7 +334,7 @@ pub fn render_window_capacity(windows: &[WindowCapacity], unit: &str) -> String 
     }
     md.push_str("\n| window | LAGS/stock capacity ratio | ≥ 1.3 | ≥ 0.95 (no loss over 5%) |\n|---|---|---|---|\n");
     for (window, r) in &ratios {
-        let (met, loss) = ratio_targets(r);
+        let (met, loss) = ratio_targets(r, ON_THESE_COUNTS);
         md.push_str(&format!(
             "| {window} | {} | {met} | {loss} |\n",
             r.describe()
@@ -1041,7 +1039,7 @@ mod tests {
     // such, and the targets decided on the ratio's interval; nothing without a comparison.
     #[test]
     fn interpolated_capacity_section() {
-        let b = |lo: f64, hi: Option<f64>| Bounds { lo, hi };
+        let b = |lo: f64, hi: Option<f64>| RatioRange { lo, hi };
         let ci = |lo: f64, hi: Option<f64>| CapacityCi {
             config: "lags".into(),
             reps: 3,
