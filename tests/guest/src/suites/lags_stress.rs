@@ -353,14 +353,20 @@ fn watch_stops() -> Result<StopWatch, Stop> {
     StopWatch::start(base_group("watch")?)
 }
 
-/// Ends a test's watch for stops: fails the test on each overflow of the lag bound that no
-/// stop of a vCPU explains, and returns the fields for its summary line. Stops of the
+/// Ends a test's watch for stops, failing the test on each overflow of the lag bound that no
+/// stop of a vCPU explains, and prints the test's summary line: its `fields`, then the
+/// watch's. Stops of the
 /// emulated CPUs are frequent (single-threaded TCG runs one vCPU at a time), and an
 /// overflow while one is excused, so the summary says how many records no stop excused;
 /// below [`stops::MIN_CLEAN`] the bound was hardly checked, which a diagnostic says (the
 /// test's other checks still decide it). Stops include stop_machine() of CPU hotplug and
 /// module loading, which the watchers cannot tell from the host's.
-fn end_watch(ctx: &mut Ctx, watch: StopWatch) -> Result<[(&'static str, u64); 5], Stop> {
+fn report_watched(
+    ctx: &mut Ctx,
+    test: &str,
+    watch: StopWatch,
+    fields: &[(&str, u64)],
+) -> Result<(), Stop> {
     let (o, _) = watch.finish(ctx, stops::rmax_ns()?, STOP_REPAY)?;
     let clean = o.intervals.saturating_sub(o.excused_intervals);
     if clean < stops::MIN_CLEAN {
@@ -372,13 +378,15 @@ fn end_watch(ctx: &mut Ctx, watch: StopWatch) -> Result<[(&'static str, u64); 5]
             stops::MIN_CLEAN
         ));
     }
-    Ok([
+    let watched = [
         ("lag_overflows", o.explained + o.unexplained),
         ("lag_overflows_unexplained", o.unexplained),
         ("stopped_intervals", o.stalled_intervals),
         ("excused_intervals", o.excused_intervals),
         ("watched_intervals", o.intervals),
-    ])
+    ];
+    report(ctx, test, &[fields, &watched[..]].concat());
+    Ok(())
 }
 
 fn debugfs(name: &str) -> PathBuf {
@@ -498,26 +506,22 @@ fn cgroup_churn(ctx: &mut Ctx) -> TestResult {
         "cgroup_churn: {cycles} cycles, {created} groups created and removed (depth 1-3), {lags_writes} cpu.lags writes, {moves} task moves ({raced} raced with exit), {stat_reads} cpu.stat reads"
     ));
     pool.check(ctx, drain);
-    let stops = end_watch(ctx, watch)?;
-    report(
+    report_watched(
         ctx,
         "cgroup_churn",
+        watch,
         &[
-            &[
-                ("ops", created + lags_writes + moves + stat_reads),
-                ("faults", 0),
-                ("invalid", 0),
-                ("cycles", cycles),
-                ("groups", created),
-                ("lags_writes", lags_writes),
-                ("moves", moves),
-                ("started", pool.units_started),
-                ("finished", pool.units_done),
-            ],
-            &stops[..],
-        ]
-        .concat(),
-    );
+            ("ops", created + lags_writes + moves + stat_reads),
+            ("faults", 0),
+            ("invalid", 0),
+            ("cycles", cycles),
+            ("groups", created),
+            ("lags_writes", lags_writes),
+            ("moves", moves),
+            ("started", pool.units_started),
+            ("finished", pool.units_done),
+        ],
+    )?;
     Ok(())
 }
 
@@ -595,24 +599,20 @@ fn flag_and_tunable_churn(ctx: &mut Ctx) -> TestResult {
         "flag churn: {toggles} kernel.sched_lags toggles, {tunable_writes} tunable writes, {lags_writes} cpu.lags toggles"
     ));
     pool.check(ctx, drain);
-    let stops = end_watch(ctx, watch)?;
-    report(
+    report_watched(
         ctx,
         "flag_and_tunable_churn",
+        watch,
         &[
-            &[
-                ("ops", toggles + tunable_writes + lags_writes),
-                ("faults", toggles),
-                ("invalid", 0),
-                ("toggles", toggles),
-                ("tunable_writes", tunable_writes),
-                ("started", pool.units_started),
-                ("finished", pool.units_done),
-            ],
-            &stops[..],
-        ]
-        .concat(),
-    );
+            ("ops", toggles + tunable_writes + lags_writes),
+            ("faults", toggles),
+            ("invalid", 0),
+            ("toggles", toggles),
+            ("tunable_writes", tunable_writes),
+            ("started", pool.units_started),
+            ("finished", pool.units_done),
+        ],
+    )?;
     Ok(())
 }
 
@@ -674,24 +674,20 @@ fn cpu_hotplug(ctx: &mut Ctx) -> TestResult {
         "cpu hotplug: CPUs {hot:?}: {offlines} offline and {onlines} online transitions ({ebusy} EBUSY)"
     ));
     pool.check(ctx, drain);
-    let stops = end_watch(ctx, watch)?;
-    report(
+    report_watched(
         ctx,
         "cpu_hotplug",
+        watch,
         &[
-            &[
-                ("ops", offlines + onlines),
-                ("faults", offlines + onlines),
-                ("invalid", 0),
-                ("offlines", offlines),
-                ("onlines", onlines),
-                ("started", pool.units_started),
-                ("finished", pool.units_done),
-            ],
-            &stops[..],
-        ]
-        .concat(),
-    );
+            ("ops", offlines + onlines),
+            ("faults", offlines + onlines),
+            ("invalid", 0),
+            ("offlines", offlines),
+            ("onlines", onlines),
+            ("started", pool.units_started),
+            ("finished", pool.units_done),
+        ],
+    )?;
     Ok(())
 }
 
@@ -837,27 +833,23 @@ fn module_churn(ctx: &mut Ctx) -> TestResult {
         )
     });
     pool.check(ctx, drain);
-    let stops = end_watch(ctx, watch)?;
-    report(
+    report_watched(
         ctx,
         "module_churn",
+        watch,
         &[
-            &[
-                (
-                    "ops",
-                    loads + unloads + reads + get("ok") + groups + toggles,
-                ),
-                ("faults", loads + unloads),
-                ("invalid", 0),
-                ("loads", loads),
-                ("reader_ok", get("ok")),
-                ("started", pool.units_started),
-                ("finished", pool.units_done),
-            ],
-            &stops[..],
-        ]
-        .concat(),
-    );
+            (
+                "ops",
+                loads + unloads + reads + get("ok") + groups + toggles,
+            ),
+            ("faults", loads + unloads),
+            ("invalid", 0),
+            ("loads", loads),
+            ("reader_ok", get("ok")),
+            ("started", pool.units_started),
+            ("finished", pool.units_done),
+        ],
+    )?;
     Ok(())
 }
 
@@ -982,26 +974,22 @@ fn starvation_bound(ctx: &mut Ctx) -> TestResult {
     ctx.check(finished == started, || {
         format!("starvation workers: {finished} of {started} finished")
     });
-    let stops = end_watch(ctx, watch)?;
-    report(
+    report_watched(
         ctx,
         "starvation_bound",
+        watch,
         &[
-            &[
-                ("ops", flood_cycles),
-                ("faults", 0),
-                ("invalid", 0),
-                ("worst_wait_us", worst / 1000),
-                ("bound_us", bound / 1000),
-                ("kernel_wait_max_us", wait_max_us),
-                ("starved_picks", starved_picks),
-                ("started", started),
-                ("finished", finished),
-            ],
-            &stops[..],
-        ]
-        .concat(),
-    );
+            ("ops", flood_cycles),
+            ("faults", 0),
+            ("invalid", 0),
+            ("worst_wait_us", worst / 1000),
+            ("bound_us", bound / 1000),
+            ("kernel_wait_max_us", wait_max_us),
+            ("starved_picks", starved_picks),
+            ("started", started),
+            ("finished", finished),
+        ],
+    )?;
     drop(sysctl);
     Ok(())
 }
@@ -1032,7 +1020,7 @@ fn nothing_left_behind(ctx: &mut Ctx) -> TestResult {
     ctx.check(leftover_cgs.is_empty(), || {
         format!("leftover cgroups: expected none, got {leftover_cgs:?}")
     });
-    // Each timed test checks the lag bound over its own run (see `end_watch`); the total
+    // Each timed test checks the lag bound over its own run (see `report_watched`); the total
     // over the suite is only reported.
     let overflows = stops::lag_overflows().ok();
     report(
