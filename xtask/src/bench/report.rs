@@ -126,8 +126,13 @@ pub fn render_rdhashd(
         &detail.interpolated,
         target,
         unit,
+        Pairing::TraceWindow,
     ));
-    md.push_str(&render_window_capacity(&detail.windows, unit));
+    md.push_str(&render_window_capacity(
+        &detail.windows,
+        unit,
+        Pairing::TraceWindow,
+    ));
     md
 }
 
@@ -267,17 +272,56 @@ fn fmt_bounds_ci(b: RatioRange, prec: usize) -> String {
     }
 }
 
+/// What a repetition's configurations share, which makes them compare paired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pairing {
+    /// A trace window and a seed (rdhashd).
+    TraceWindow,
+    /// A seed only: the workload has no trace (knative).
+    Seed,
+}
+
+impl Pairing {
+    fn shared(self) -> &'static str {
+        match self {
+            Pairing::TraceWindow => "the same trace window and seed",
+            Pairing::Seed => "the same seed",
+        }
+    }
+
+    /// A repetition's name in the per-window tables.
+    fn window(self, wc: &WindowCapacity) -> String {
+        match self {
+            Pairing::TraceWindow => format!("{} (trace {} s)", wc.rep, wc.trace_offset_s),
+            Pairing::Seed => format!("{}", wc.rep),
+        }
+    }
+
+    fn scope(self) -> &'static str {
+        match self {
+            Pairing::TraceWindow => "in this trace window",
+            Pairing::Seed => "in this repetition",
+        }
+    }
+}
+
 /// The interpolated capacities and their ratio to stock, with paired bootstrap intervals
 /// ([`CapacityCi`]), and the two capacity targets decided on the ratio's
 /// interval. Pure.
-pub fn render_interpolated_capacity(cis: &[CapacityCi], target: f64, unit: &str) -> String {
+pub fn render_interpolated_capacity(
+    cis: &[CapacityCi],
+    target: f64,
+    unit: &str,
+    pairing: Pairing,
+) -> String {
     let mut md = String::new();
     if cis.is_empty() {
         return md;
     }
     md.push_str(&format!(
-        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest), on the scales every repetition ran for both configurations. The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale (they ran the same trace window). A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | scales | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        target * 100.0
+        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest), on the scales every repetition ran for both configurations. The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale (they ran {shared}). A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | scales | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        target * 100.0,
+        shared = pairing.shared(),
     ));
     for c in cis {
         let (met, loss) = ratio_targets(&c.ratio_ci, "undecided");
@@ -302,20 +346,21 @@ pub fn render_interpolated_capacity(cis: &[CapacityCi], target: f64, unit: &str)
 
 /// The capacity of each repetition on its own, paired LAGS against stock within it (see
 /// [`WindowCapacity`]), and how many windows decide each target. Pure.
-pub fn render_window_capacity(windows: &[WindowCapacity], unit: &str) -> String {
+pub fn render_window_capacity(windows: &[WindowCapacity], unit: &str, pairing: Pairing) -> String {
     let mut md = String::new();
     if windows.is_empty() {
         return md;
     }
     md.push_str(&format!(
-        "\n### Capacity per window\n\nEach repetition on its own: its configurations ran the same trace window (and seed) back to back, so their capacities compare paired. A verdict comes from the block bootstrap of that repetition's own seconds (circular blocks of ⌈n^⅓⌉ s, {ITERATIONS} resamples): its interval carries the variation within the window (which seconds, the host's noise), not the variation between windows, which the pooled capacity above carries. So a window's ratio answers \"in this trace window, on this testbed\".\n\n| window | config | capacity ({unit}) | per tested count: verdict, fraction under the threshold [95% CI] |\n|---|---|---|---|\n"
+        "\n### Capacity per window\n\nEach repetition on its own: its configurations ran {shared} back to back, so their capacities compare paired. A verdict comes from the block bootstrap of that repetition's own seconds (circular blocks of ⌈n^⅓⌉ s, {ITERATIONS} resamples): its interval carries the variation within the window (which seconds, the host's noise), not the variation between windows, which the pooled capacity above carries. So a window's ratio answers \"{scope}, on this testbed\".\n\n| window | config | capacity ({unit}) | per tested count: verdict, fraction under the threshold [95% CI] |\n|---|---|---|---|\n",
+        shared = pairing.shared(),
+        scope = pairing.scope(),
     ));
     for wc in windows {
         for c in &wc.caps {
             md.push_str(&format!(
-                "| {} (trace {} s) | {} | {} | {} |\n",
-                wc.rep,
-                wc.trace_offset_s,
+                "| {} | {} | {} | {} |\n",
+                pairing.window(wc),
                 c.config,
                 fmt_bracket(c),
                 verdict_detail(&wc.points, c)
@@ -324,10 +369,7 @@ pub fn render_window_capacity(windows: &[WindowCapacity], unit: &str) -> String 
     }
     let ratios: Vec<(String, RatioRange)> = windows
         .iter()
-        .filter_map(|wc| {
-            wc.ratio
-                .map(|r| (format!("{} (trace {} s)", wc.rep, wc.trace_offset_s), r))
-        })
+        .filter_map(|wc| wc.ratio.map(|r| (pairing.window(wc), r)))
         .collect();
     if ratios.is_empty() {
         return md;
@@ -400,8 +442,13 @@ pub fn render_knative(
         &detail.interpolated,
         target,
         "users",
+        Pairing::Seed,
     ));
-    md.push_str(&render_window_capacity(&detail.windows, "users"));
+    md.push_str(&render_window_capacity(
+        &detail.windows,
+        "users",
+        Pairing::Seed,
+    ));
     md
 }
 
@@ -1017,6 +1064,7 @@ mod tests {
                 window(1, Some(RatioRange { lo: 0.0, hi: None })),
             ],
             "functions × scale",
+            Pairing::TraceWindow,
         );
         assert!(
             md.contains("| 0 (trace 195 s) | lags | [17.10, 19) |"),
@@ -1032,7 +1080,12 @@ mod tests {
             md.contains("Ratio ≥ 1.3: met in 0 of 2 windows, not met in 1, undecided in 1. Ratio ≥ 0.95: holds in 0 of 2, a loss in 0, undecided in 2."),
             "{md}"
         );
-        assert_eq!(render_window_capacity(&[], "users"), "");
+        // knative has no trace: a repetition is named by its number alone.
+        let md = render_window_capacity(&[window(2, None)], "users", Pairing::Seed);
+        assert!(md.contains("| 2 | lags | [17.10, 19) |"), "{md}");
+        assert!(md.contains("ran the same seed back to back"), "{md}");
+        assert!(!md.contains("trace"), "{md}");
+        assert_eq!(render_window_capacity(&[], "users", Pairing::Seed), "");
     }
 
     // Expect the interpolated capacities with their intervals, one-sided values written as
@@ -1052,20 +1105,35 @@ mod tests {
             ratio_ci: b(lo, hi),
             censored: 899,
         };
-        let md = render_interpolated_capacity(&[ci(0.0, None)], 0.99, "functions × scale");
+        let md = render_interpolated_capacity(
+            &[ci(0.0, None)],
+            0.99,
+            "functions × scale",
+            Pairing::TraceWindow,
+        );
         assert!(md.contains("first drops below 99.0%"), "{md}");
+        assert!(
+            md.contains("(they ran the same trace window and seed)"),
+            "{md}"
+        );
         assert!(
             md.contains("| lags | 3 | 11 | 7.82 | [0.00, 17.59] | < 7.60 | [0.00, 18.22] | ≥ 1.029 | [0.000, ∞) | 899 | undecided | undecided |"),
             "{md}"
         );
-        let md = render_interpolated_capacity(&[ci(0.88, Some(1.21))], 0.99, "users");
+        let md =
+            render_interpolated_capacity(&[ci(0.88, Some(1.21))], 0.99, "users", Pairing::Seed);
         assert!(
             md.contains("| [0.880, 1.210] | 899 | **not met** | undecided |"),
             "{md}"
         );
-        let md = render_interpolated_capacity(&[ci(0.97, Some(1.12))], 0.99, "users");
+        assert!(md.contains("(they ran the same seed)"), "{md}");
+        let md =
+            render_interpolated_capacity(&[ci(0.97, Some(1.12))], 0.99, "users", Pairing::Seed);
         assert!(md.contains("| **not met** | **holds** |"), "{md}");
-        assert_eq!(render_interpolated_capacity(&[], 0.99, "users"), "");
+        assert_eq!(
+            render_interpolated_capacity(&[], 0.99, "users", Pairing::Seed),
+            ""
+        );
     }
 
     // Expect a concurrency-scale sweep at one function count to give one point per scale,
