@@ -277,15 +277,17 @@ fn fmt_bounds_ci(b: RatioRange, prec: usize) -> String {
 pub enum Pairing {
     /// A trace window and a seed (rdhashd).
     TraceWindow,
-    /// A seed only: the workload has no trace (knative).
-    Seed,
+    /// The same user count only (knative): no trace, and the users' random streams run on
+    /// across repetitions, so the configurations see the same distributions, not the same
+    /// requests.
+    Load,
 }
 
 impl Pairing {
     fn shared(self) -> &'static str {
         match self {
             Pairing::TraceWindow => "the same trace window and seed",
-            Pairing::Seed => "the same seed",
+            Pairing::Load => "the same user count (its users drawing from the same distributions)",
         }
     }
 
@@ -293,14 +295,14 @@ impl Pairing {
     fn window(self, wc: &WindowCapacity) -> String {
         match self {
             Pairing::TraceWindow => format!("{} (trace {} s)", wc.rep, wc.trace_offset_s),
-            Pairing::Seed => format!("{}", wc.rep),
+            Pairing::Load => format!("{}", wc.rep),
         }
     }
 
     fn scope(self) -> &'static str {
         match self {
             Pairing::TraceWindow => "in this trace window",
-            Pairing::Seed => "in this repetition",
+            Pairing::Load => "in this repetition",
         }
     }
 }
@@ -319,7 +321,7 @@ pub fn render_interpolated_capacity(
         return md;
     }
     md.push_str(&format!(
-        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest), on the scales every repetition ran for both configurations. The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale (they ran {shared}). A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | scales | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest), on the scales every repetition ran for both configurations. The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale, since they ran {shared}. A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | scales | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         target * 100.0,
         shared = pairing.shared(),
     ));
@@ -442,12 +444,12 @@ pub fn render_knative(
         &detail.interpolated,
         target,
         "users",
-        Pairing::Seed,
+        Pairing::Load,
     ));
     md.push_str(&render_window_capacity(
         &detail.windows,
         "users",
-        Pairing::Seed,
+        Pairing::Load,
     ));
     md
 }
@@ -1081,11 +1083,17 @@ mod tests {
             "{md}"
         );
         // knative has no trace: a repetition is named by its number alone.
-        let md = render_window_capacity(&[window(2, None)], "users", Pairing::Seed);
+        let md = render_window_capacity(&[window(2, None)], "users", Pairing::Load);
         assert!(md.contains("| 2 | lags | [17.10, 19) |"), "{md}");
-        assert!(md.contains("ran the same seed back to back"), "{md}");
+        assert!(
+            md.contains(
+                "ran the same user count (its users drawing from the same distributions) back to back"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("seed"), "{md}");
         assert!(!md.contains("trace"), "{md}");
-        assert_eq!(render_window_capacity(&[], "users", Pairing::Seed), "");
+        assert_eq!(render_window_capacity(&[], "users", Pairing::Load), "");
     }
 
     // Expect the interpolated capacities with their intervals, one-sided values written as
@@ -1113,7 +1121,7 @@ mod tests {
         );
         assert!(md.contains("first drops below 99.0%"), "{md}");
         assert!(
-            md.contains("(they ran the same trace window and seed)"),
+            md.contains("since they ran the same trace window and seed."),
             "{md}"
         );
         assert!(
@@ -1121,17 +1129,22 @@ mod tests {
             "{md}"
         );
         let md =
-            render_interpolated_capacity(&[ci(0.88, Some(1.21))], 0.99, "users", Pairing::Seed);
+            render_interpolated_capacity(&[ci(0.88, Some(1.21))], 0.99, "users", Pairing::Load);
         assert!(
             md.contains("| [0.880, 1.210] | 899 | **not met** | undecided |"),
             "{md}"
         );
-        assert!(md.contains("(they ran the same seed)"), "{md}");
+        assert!(
+            md.contains(
+                "since they ran the same user count (its users drawing from the same distributions)."
+            ),
+            "{md}"
+        );
         let md =
-            render_interpolated_capacity(&[ci(0.97, Some(1.12))], 0.99, "users", Pairing::Seed);
+            render_interpolated_capacity(&[ci(0.97, Some(1.12))], 0.99, "users", Pairing::Load);
         assert!(md.contains("| **not met** | **holds** |"), "{md}");
         assert_eq!(
-            render_interpolated_capacity(&[], 0.99, "users", Pairing::Seed),
+            render_interpolated_capacity(&[], 0.99, "users", Pairing::Load),
             ""
         );
     }
