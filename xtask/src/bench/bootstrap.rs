@@ -306,27 +306,14 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
     out
 }
 
+/// Where a fraction curve (workload ascending) first drops below `target`, linearly
+/// interpolated between the last tested scale above it and the first below. `None` for an
+/// empty curve. Pure.
+///
 /// A capacity on the workload axis is a [`RatioRange`] too: the values one fraction curve
 /// allows, the interpolated crossing of the target (`lo == hi`), or, when the curve does not
 /// cross inside the tested range, everything below the smallest scale (missed there) or
 /// above the largest (held everywhere; `hi: None`).
-///
-/// `num / den` over every pair of values two such ranges allow.
-fn quotient(num: RatioRange, den: RatioRange) -> RatioRange {
-    let lo = match den.hi {
-        Some(h) if h > 0.0 => num.lo / h,
-        _ => 0.0,
-    };
-    let hi = match num.hi {
-        Some(n) if den.lo > 0.0 => Some(n / den.lo),
-        _ => None,
-    };
-    RatioRange { lo, hi }
-}
-
-/// Where a fraction curve (workload ascending) first drops below `target`, linearly
-/// interpolated between the last tested scale above it and the first below. `None` for an
-/// empty curve. Pure.
 pub fn crossing(curve: &[(f64, f64)], target: f64) -> Option<RatioRange> {
     let &(x0, f0) = curve.first()?;
     if f0 < target {
@@ -491,7 +478,7 @@ pub fn capacity_cis(recs: &[RdhashdRecord], target: f64) -> Vec<CapacityCi> {
         for _ in 0..ITERATIONS {
             let d = draw(&lens, &mut rng);
             if let (Some(c), Some(s)) = (capacity_of(&d, 0), capacity_of(&d, 1)) {
-                let r = quotient(c, s);
+                let r = RatioRange::quotient(c, s);
                 censored += usize::from(r.hi != Some(r.lo));
                 cs.push(c);
                 ss.push(s);
@@ -513,7 +500,7 @@ pub fn capacity_cis(recs: &[RdhashdRecord], target: f64) -> Vec<CapacityCi> {
             stock_ci,
             capacity: c0,
             capacity_ci,
-            ratio: quotient(c0, s0),
+            ratio: RatioRange::quotient(c0, s0),
             ratio_ci,
             censored,
         });
@@ -669,7 +656,7 @@ mod tests {
             Some(RatioRange { lo: 10.0, hi: None })
         );
         assert_eq!(crossing(&[], 0.99), None);
-        let r = quotient(
+        let r = RatioRange::quotient(
             RatioRange { lo: 10.0, hi: None },
             RatioRange {
                 lo: 4.0,
@@ -677,7 +664,7 @@ mod tests {
             },
         );
         assert_eq!(r, RatioRange { lo: 2.0, hi: None });
-        let r = quotient(
+        let r = RatioRange::quotient(
             RatioRange {
                 lo: 8.0,
                 hi: Some(8.0),

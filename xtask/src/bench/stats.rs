@@ -441,18 +441,34 @@ pub fn lags_vs_stock(caps: &[ScaleCapacity]) -> Option<RatioRange> {
 }
 
 pub fn ratio_range(num: &ScaleCapacity, den: &ScaleCapacity) -> RatioRange {
-    let lo = match (num.at_least, den.below) {
-        (Some(a), Some(b)) => a / b,
-        _ => 0.0,
-    };
-    let hi = match (num.below, den.at_least) {
-        (Some(a), Some(b)) => Some(a / b),
-        _ => None,
-    };
-    RatioRange { lo, hi }
+    RatioRange::quotient(num.range(), den.range())
+}
+
+impl ScaleCapacity {
+    /// The bracket as the range of capacities it allows (0 below when it missed at the
+    /// smallest scale, no upper end when it held everywhere).
+    fn range(&self) -> RatioRange {
+        RatioRange {
+            lo: self.at_least.unwrap_or(0.0),
+            hi: self.below,
+        }
+    }
 }
 
 impl RatioRange {
+    /// `num / den` over every pair of values the two ranges allow.
+    pub fn quotient(num: RatioRange, den: RatioRange) -> RatioRange {
+        let lo = match den.hi {
+            Some(h) if h > 0.0 => num.lo / h,
+            _ => 0.0,
+        };
+        let hi = match num.hi {
+            Some(n) if den.lo > 0.0 => Some(n / den.lo),
+            _ => None,
+        };
+        RatioRange { lo, hi }
+    }
+
     /// Whether the ratio is at least `x`: `Some(true)` when the whole range is, `Some(false)`
     /// when none of it is, `None` when the range straddles `x`.
     pub fn at_least(&self, x: f64) -> Option<bool> {
