@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct Plan {
     /// Parts to run in this boot: `load`, `density`, `overhead` (`lb.parts`).
     pub parts: Vec<String>,
-    /// Scheduler configurations, run interleaved: `stock`, `lags`, `tuned` (`lb.configs`).
+    /// Scheduler configurations, run interleaved: [`SchedConfig`] names (`lb.configs`).
     pub configs: Vec<String>,
     /// Function count of the load sweep (`lb.funcs`).
     pub funcs: usize,
@@ -208,6 +208,56 @@ impl Workload {
     }
 }
 
+/// A scheduler configuration of the benchmark (`lb.configs`); a repetition runs each
+/// requested one back to back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedConfig {
+    /// Stock EEVDF: every function group with `cpu.lags=0`.
+    Stock,
+    /// LAGS: every function group with `cpu.lags=1`, the tunables at their defaults.
+    Lags,
+    /// LAGS's cost without its decisions: `cpu.lags=1`, but `credit_ref_pct` at its largest
+    /// value (1000), so a group gets a longer request only with a credit above ten times its
+    /// entitlement. The credit, the request sizing and the statistics still run; the run's
+    /// `lags_picks` counter shows how many decisions were left.
+    LagsInert,
+    /// Stock EEVDF with a longer `base_slice_ns` (`lb.tuned_slice_ns`).
+    Tuned,
+}
+
+impl SchedConfig {
+    pub const ALL: [SchedConfig; 4] = [
+        SchedConfig::Stock,
+        SchedConfig::Lags,
+        SchedConfig::LagsInert,
+        SchedConfig::Tuned,
+    ];
+
+    /// The name `lb.configs`, the command line, the records and the report use.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedConfig::Stock => "stock",
+            SchedConfig::Lags => "lags",
+            SchedConfig::LagsInert => "lags-inert",
+            SchedConfig::Tuned => "tuned",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SchedConfig> {
+        SchedConfig::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Does it need LAGS in the kernel?
+    pub fn needs_lags(self) -> bool {
+        matches!(self, SchedConfig::Lags | SchedConfig::LagsInert)
+    }
+
+    /// The names of all configurations, for error messages: `stock, lags, ...`.
+    pub fn names() -> String {
+        SchedConfig::ALL.map(SchedConfig::name).join(", ")
+    }
+}
+
 impl Default for Plan {
     fn default() -> Self {
         Plan {
@@ -286,7 +336,10 @@ impl Plan {
             };
             let ok = match k {
                 "parts" => list(v).map(|x| p.parts = x).is_some(),
-                "configs" => list(v).map(|x| p.configs = x).is_some(),
+                "configs" => list::<String>(v)
+                    .filter(|x| x.iter().all(|c| SchedConfig::from_name(c).is_some()))
+                    .map(|x| p.configs = x)
+                    .is_some(),
                 "funcs" => v.parse().map(|x| p.funcs = x).is_ok(),
                 "loads" => list(v).map(|x| p.loads = x).is_some(),
                 "density" => list(v).map(|x| p.density = x).is_some(),
@@ -948,6 +1001,32 @@ mod tests {
             assert!(line.starts_with("{\"type\":"), "{line}");
             assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
         }
+    }
+
+    // Expect every configuration name to read back as its configuration, the names to be
+    // distinct, the two LAGS configurations to need LAGS, and a plan naming an unknown
+    // configuration to be a warning that keeps the default configurations.
+    #[test]
+    fn sched_configs() {
+        for c in SchedConfig::ALL {
+            assert_eq!(SchedConfig::from_name(c.name()), Some(c));
+        }
+        let mut names: Vec<_> = SchedConfig::ALL.map(SchedConfig::name).to_vec();
+        names.dedup();
+        assert_eq!(names.len(), SchedConfig::ALL.len());
+        assert_eq!(SchedConfig::names(), "stock, lags, lags-inert, tuned");
+        let lags: Vec<_> = SchedConfig::ALL
+            .into_iter()
+            .filter(|c| c.needs_lags())
+            .collect();
+        assert_eq!(lags, [SchedConfig::Lags, SchedConfig::LagsInert]);
+        assert_eq!(SchedConfig::from_name("LAGS"), None);
+        let (p, w) = Plan::from_cmdline("lb.configs=stock,lags-inert");
+        assert_eq!(p.configs, ["stock", "lags-inert"]);
+        assert!(w.is_empty(), "{w:?}");
+        let (p, w) = Plan::from_cmdline("lb.configs=stock,bogus");
+        assert_eq!(p.configs, Plan::default().configs);
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     // Expect the workload to default to zipf-open, an unknown workload to be a warning that

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 pub use lags_proto::bench::{
     DoneRecord, EnvRecord, Function, FunctionsRecord, Hist, KnPlan, KnativeRecord, LagsCounters,
-    OverheadRecord, Plan, RdPlan, RdhashdRecord, Record, RunRecord, SchedProfile, SecondCounts,
-    Status, Summary, Uname, Workload, BINS_PER_DECADE, HIST_BINS,
+    OverheadRecord, Plan, RdPlan, RdhashdRecord, Record, RunRecord, SchedConfig, SchedProfile,
+    SecondCounts, Status, Summary, Uname, Workload, BINS_PER_DECADE, HIST_BINS,
 };
 
 // ---------------------------------------------------------------------------------------

@@ -40,6 +40,10 @@ use lags_proto::{marker, path};
 const CG: &str = "/sys/fs/cgroup";
 const SYSCTL_LAGS: &str = "/proc/sys/kernel/sched_lags";
 const BASE_SLICE: &str = "/sys/kernel/debug/sched/base_slice_ns";
+/// LAGS's reference credit (debugfs, patch 6), and the value of the lags-inert configuration:
+/// the largest the kernel accepts.
+const CREDIT_REF: &str = "/sys/kernel/debug/sched/lags/credit_ref_pct";
+const INERT_CREDIT_REF: &str = "1000";
 
 /// Where the function cgroups live: the guest's cgroup2 root, or on the host
 /// (`--host`) the hierarchy [`host::find_hierarchy`] found.
@@ -469,38 +473,62 @@ fn lags_delta(before: Option<[u64; 4]>, after: Option<[u64; 4]>) -> Option<LagsC
 
 struct Knobs {
     base_slice_default: Option<String>,
+    /// `credit_ref_pct` as the boot found it; `None` without LAGS or debugfs.
+    credit_ref_default: Option<String>,
     tuned_slice_ns: u64,
 }
 
 impl Knobs {
-    /// Applies configuration `cfg` to the function `groups`.
+    fn new(tuned_slice_ns: u64) -> Knobs {
+        Knobs {
+            base_slice_default: fs::read_to_string(BASE_SLICE).ok(),
+            credit_ref_default: fs::read_to_string(CREDIT_REF).ok(),
+            tuned_slice_ns,
+        }
+    }
+
+    /// Applies configuration `cfg` to the function `groups`: every knob another
+    /// configuration may have changed is set, so the order of the configurations does not
+    /// matter.
     fn apply(&self, cfg: &str, groups: &[String]) -> Result<(), String> {
-        let slice = match cfg {
-            "tuned" => Some(self.tuned_slice_ns.to_string()),
-            _ => self.base_slice_default.clone(),
-        };
-        if let Some(s) = slice {
-            write(BASE_SLICE, s.trim())?;
-        } else if cfg == "tuned" {
-            return Err(format!(
-                "{BASE_SLICE} missing: cannot run the tuned baseline"
-            ));
-        }
-        match cfg {
-            "stock" | "tuned" => set_lags(groups, false),
-            "lags" => {
-                if fs::metadata(SYSCTL_LAGS).is_ok() {
-                    write(SYSCTL_LAGS, "1")?;
-                }
-                set_lags(groups, true)
+        let cfg = SchedConfig::from_name(cfg).ok_or_else(|| {
+            format!(
+                "unknown configuration {cfg:?}: use {}",
+                SchedConfig::names()
+            )
+        })?;
+        match (cfg, &self.base_slice_default) {
+            (SchedConfig::Tuned, None) => {
+                return Err(format!(
+                    "{BASE_SLICE} missing: cannot run the tuned baseline"
+                ))
             }
-            other => Err(format!("unknown configuration {other:?}")),
+            (SchedConfig::Tuned, Some(_)) => write(BASE_SLICE, &self.tuned_slice_ns.to_string())?,
+            (_, Some(s)) => write(BASE_SLICE, s.trim())?,
+            (_, None) => {}
         }
+        match (cfg, &self.credit_ref_default) {
+            (SchedConfig::LagsInert, None) => {
+                return Err(format!(
+                    "{CREDIT_REF} missing: cannot run lags-inert (no LAGS or no debugfs)"
+                ))
+            }
+            (SchedConfig::LagsInert, Some(_)) => write(CREDIT_REF, INERT_CREDIT_REF)?,
+            (_, Some(r)) => write(CREDIT_REF, r.trim())?,
+            (_, None) => {}
+        }
+        if cfg.needs_lags() && fs::metadata(SYSCTL_LAGS).is_ok() {
+            write(SYSCTL_LAGS, "1")?;
+        }
+        set_lags(groups, cfg.needs_lags())
     }
 
     fn restore(&self) {
         if let Some(s) = &self.base_slice_default {
             let _ = write(BASE_SLICE, s.trim());
+        }
+        if let Some(r) = &self.credit_ref_default {
+            let _ = write(CREDIT_REF, r.trim());
         }
     }
 }
@@ -1082,10 +1110,7 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         capacity,
         iters_per_ns: ipn,
         shared: Shared::new(slots),
-        knobs: Knobs {
-            base_slice_default: fs::read_to_string(BASE_SLICE).ok(),
-            tuned_slice_ns: plan.tuned_slice_ns,
-        },
+        knobs: Knobs::new(plan.tuned_slice_ns),
         epoch: 0,
         runs_done: 0,
         runs_total,

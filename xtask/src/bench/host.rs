@@ -28,6 +28,7 @@ use crate::util::{self, failure, Exit, Paths};
 
 const SYSCTL_LAGS: &str = "/proc/sys/kernel/sched_lags";
 const BASE_SLICE: &str = "/sys/kernel/debug/sched/base_slice_ns";
+const CREDIT_REF: &str = "/sys/kernel/debug/sched/lags/credit_ref_pct";
 
 /// What the running kernel offers the configurations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +66,11 @@ pub fn runnable_configs(requested: &[String], k: HostKernel) -> (Vec<String>, Ve
     let mut notes = Vec::new();
     for c in requested {
         match c.as_str() {
-            "lags" if !k.lags => notes.push(format!(
-                "configuration lags left out: the running kernel has no LAGS ({SYSCTL_LAGS} missing)"
+            "lags" | "lags-inert" if !k.lags => notes.push(format!(
+                "configuration {c} left out: the running kernel has no LAGS ({SYSCTL_LAGS} missing)"
+            )),
+            "lags-inert" if !k.slice_writable => notes.push(format!(
+                "configuration lags-inert left out: debugfs cannot be written here, so {CREDIT_REF} cannot be set"
             )),
             "tuned" if !k.slice_writable => notes.push(format!(
                 "configuration tuned left out: {BASE_SLICE} cannot be written here (debugfs missing, locked down or sandboxed)"
@@ -291,11 +295,12 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
-    // Expect every configuration on a LAGS kernel with debugfs, and on a stock kernel in a
-    // sandbox (this project's own development host) only stock, with the reasons.
+    // Expect every configuration on a LAGS kernel with debugfs, on a stock kernel in a
+    // sandbox (this project's own development host) only stock, and on a LAGS kernel with
+    // debugfs locked no lags-inert, each left out with its reason.
     #[test]
     fn configurations_the_kernel_can_run() {
-        let all = v(&["stock", "lags", "tuned"]);
+        let all = v(&["stock", "lags", "lags-inert", "tuned"]);
         let full = HostKernel {
             lags: true,
             slice_writable: true,
@@ -309,8 +314,20 @@ mod tests {
             },
         );
         assert_eq!(keep, v(&["stock"]));
-        assert_eq!(notes.len(), 2);
-        assert!(notes[0].contains("no LAGS") && notes[1].contains("base_slice_ns"));
+        assert_eq!(notes.len(), 3);
+        assert!(notes[0].contains("lags left out") && notes[0].contains("no LAGS"));
+        assert!(notes[1].contains("lags-inert left out") && notes[1].contains("no LAGS"));
+        assert!(notes[2].contains("base_slice_ns"));
+        // LAGS in the kernel but debugfs locked: lags runs, lags-inert cannot set its knob.
+        let (keep, notes) = runnable_configs(
+            &all,
+            HostKernel {
+                lags: true,
+                slice_writable: false,
+            },
+        );
+        assert_eq!(keep, v(&["stock", "lags"]));
+        assert!(notes[0].contains("lags-inert") && notes[0].contains("credit_ref_pct"));
     }
 
     // Expect a clean end only with both a zero exit and an ok end record, a timeout only

@@ -68,7 +68,7 @@ pub struct BenchArgs {
     /// Measured seconds per run (after a 1 s warm-up).
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Configurations: stock, lags, tuned.
+    /// Configurations: stock, lags, tuned, lags-inert (LAGS with credit_ref_pct 1000).
     #[arg(long, value_delimiter = ',')]
     pub configs: Option<Vec<String>>,
     /// Parts: load, density, overhead.
@@ -172,7 +172,8 @@ pub struct BenchArgs {
     /// Run the workloads on the running kernel, not in a guest: real CPUs (bare metal or a
     /// KVM guest). Needs root; creates its cgroups under the host's cpu hierarchy (cgroup v2
     /// or the v1 cpu controller) and removes them, also when interrupted. Configurations the
-    /// kernel cannot run (lags without LAGS, tuned without a writable base_slice_ns) are
+    /// kernel cannot run (lags without LAGS, tuned without a writable base_slice_ns,
+    /// lags-inert without either) are
     /// left out, and the report says so. `--rd-density` counts functions per host CPU.
     #[arg(long)]
     pub host: bool,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use lags_proto::bench::{KnPlan, Plan, RdPlan, Workload};
+use lags_proto::bench::{KnPlan, Plan, RdPlan, SchedConfig, Workload};
 use serde::Serialize;
 
 use super::BenchArgs;
@@ -200,8 +200,8 @@ impl Settings {
             }
         }
         for c in &s.configs {
-            if !["stock", "lags", "tuned"].contains(&c.as_str()) {
-                bail!("unknown configuration {c:?}: use stock, lags, tuned");
+            if SchedConfig::from_name(c).is_none() {
+                bail!("unknown configuration {c:?}: use {}", SchedConfig::names());
             }
         }
         for p in &s.parts {
