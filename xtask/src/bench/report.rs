@@ -91,10 +91,10 @@ pub fn render_rdhashd(
     md.push_str(&format!(
         "\n## rdhashd workload\n\nClosed loop, one thread per in-flight request, per-second in-flight targets from the synthetic trace. Goodput = requests with latency < {thr} ms per second of the measured window; normalised per repetition to stock's best repetition at the same density. Medians over the repetitions, [min–max] in brackets. **underpowered**: a repetition completed fewer than {RD_MIN_REQUESTS} requests, too few to decide a difference.\n"
     ));
-    md.push_str("\n| F | F/CPU | config | requests | goodput /s | goodput / stock best | p50 ms | p99 ms | ctx/req | schedule()/req | in-flight target | capped s | power |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("\n| F | F/CPU | config | requests | goodput /s | goodput / stock best | p50 ms | p99 ms | ctx/req | schedule()/req | LAGS picks/req | in-flight target | capped s | power |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for p in rd {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.label(),
             if cpus > 0 {
                 format!("{:.1}", p.funcs as f64 / f64::from(cpus))
@@ -109,12 +109,13 @@ pub fn render_rdhashd(
             fmt_spread(&p.p99, 1.0, 1),
             fmt_spread(&p.ctx_per_req, 1.0, 2),
             fmt_spread(&p.schedule_per_req, 1.0, 2),
+            fmt_spread(&p.lags_picks_per_req, 1.0, 2),
             fmt_spread(&p.inflight_target, 1.0, 1),
             p.capped_seconds,
             power(p),
         ));
     }
-    md.push_str("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed.\n");
+    md.push_str(&format!("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed. {LAGS_PICKS_NOTE}\n"));
     md.push_str(&render_rd_intervals(rd, cmp, "F"));
     let unit = if rd.iter().any(|p| p.scale != 1.0) {
         "functions × scale"
@@ -408,6 +409,9 @@ fn fmt_workload(x: f64) -> String {
     }
 }
 
+/// What the "LAGS picks/req" column of the closed-loop tables counts.
+const LAGS_PICKS_NOTE: &str = "\"LAGS picks/req\": starts of a LAGS group that stock's requests would have run later (`lags_picks` of `cpu.stat`), per completed request; – where no group had LAGS statistics.";
+
 /// The knative section: one row per (user count, configuration), then the intervals,
 /// the comparison with stock and the capacity in users. Pure.
 pub fn render_knative(
@@ -419,11 +423,11 @@ pub fn render_knative(
     let mut md = String::new();
     let thr = kn.first().map_or(0.0, |p| p.threshold_ms);
     md.push_str(&format!(
-        "\n## knative workload\n\nClosed-loop users (think time, then one request to a uniformly chosen pod, then wait for it); each pod a cgroup with a container child whose worker splits every request over its threads and joins them. Goodput = requests with latency < {thr} ms per second of the window. Medians over the repetitions, [min–max] in brackets; **underpowered**: a repetition completed fewer than {RD_MIN_REQUESTS} requests.\n\n| users | config | requests | RPS | goodput /s | p50 ms | p99 ms | ctx/req | schedule()/req | in flight | util % | power |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "\n## knative workload\n\nClosed-loop users (think time, then one request to a uniformly chosen pod, then wait for it); each pod a cgroup with a container child whose worker splits every request over its threads and joins them. Goodput = requests with latency < {thr} ms per second of the window. Medians over the repetitions, [min–max] in brackets; **underpowered**: a repetition completed fewer than {RD_MIN_REQUESTS} requests.\n\n| users | config | requests | RPS | goodput /s | p50 ms | p99 ms | ctx/req | schedule()/req | LAGS picks/req | in flight | util % | power |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     ));
     for p in kn {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.funcs,
             p.config,
             fmt_spread(&p.completed, 1.0, 0),
@@ -433,11 +437,13 @@ pub fn render_knative(
             fmt_spread(&p.p99, 1.0, 1),
             fmt_spread(&p.ctx_per_req, 1.0, 2),
             fmt_spread(&p.schedule_per_req, 1.0, 2),
+            fmt_spread(&p.lags_picks_per_req, 1.0, 2),
             fmt_spread(&p.inflight_target, 1.0, 1),
             fmt_spread(&p.util, 100.0, 0),
             power(p),
         ));
     }
+    md.push_str(&format!("\n{LAGS_PICKS_NOTE}\n"));
     md.push_str(&render_rd_intervals(kn, cmp, "users"));
     md.push_str(&render_capacity(kn, target, "users"));
     md.push_str(&render_interpolated_capacity(
@@ -931,6 +937,11 @@ mod tests {
                 ctxt_per_req: Some(3.0),
                 schedule_per_req: Some(2.5),
                 inflight_target_mean: 7.5,
+                // LAGS moved 0.1, 0.2, 0.3 starts per request in repetitions 0, 1, 2.
+                lags: (config == "lags").then(|| lags_proto::bench::LagsCounters {
+                    picks: completed * (rep as u64 + 1) / 10,
+                    ..Default::default()
+                }),
                 ..RdhashdRecord::default()
             };
         let recs = [
@@ -968,11 +979,20 @@ mod tests {
         assert!(md.contains("## rdhashd workload"), "{md}");
         assert!(md.contains("latency < 1000 ms per second"), "{md}");
         assert!(
-            md.contains("| 4 | 2.0 | lags | 10500 [9000–12500] | 105.0 [100.0–110.0] | 1.050 [1.000–1.100] | 21.0 [20.0–22.0] | 100.0 [100.0–100.0] | 3.00 [3.00–3.00] | 2.50 [2.50–2.50] | 7.5 [7.5–7.5] | 0 | **underpowered** (min 9000) |"),
+            md.contains("| 4 | 2.0 | lags | 10500 [9000–12500] | 105.0 [100.0–110.0] | 1.050 [1.000–1.100] | 21.0 [20.0–22.0] | 100.0 [100.0–100.0] | 3.00 [3.00–3.00] | 2.50 [2.50–2.50] | 0.20 [0.10–0.30] | 7.5 [7.5–7.5] | 0 | **underpowered** (min 9000) |"),
             "{md}"
         );
         assert!(
             md.contains("| 4 | 2.0 | stock | 11500 [11000–12000] | 95.0 [90.0–100.0] | 0.950 [0.900–1.000] |"),
+            "{md}"
+        );
+        // Stock has no LAGS statistics: its picks are unknown, not zero.
+        assert!(
+            md.contains("| 2.50 [2.50–2.50] | – | 7.5 [7.5–7.5] | 0 | ok |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("\"LAGS picks/req\": starts of a LAGS group"),
             "{md}"
         );
         assert!(md.contains("| ok |"), "{md}");

@@ -179,6 +179,9 @@ pub struct RdPoint {
     pub p999: Option<Spread>,
     pub ctx_per_req: Option<Spread>,
     pub schedule_per_req: Option<Spread>,
+    /// Member starts that LAGS moved ahead of stock's order (`lags_picks`) per completed
+    /// request; `None` where no run had LAGS statistics (stock, tuned, a kernel without LAGS).
+    pub lags_picks_per_req: Option<Spread>,
     pub util: Option<Spread>,
     pub inflight_target: Option<Spread>,
     /// Window seconds, summed over the repetitions, in which the thread cap bit.
@@ -269,6 +272,10 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                 p999: sp(&|r| r.p999_ms),
                 ctx_per_req: sp(&|r| r.ctxt_per_req),
                 schedule_per_req: known(&|r| r.schedule_per_req),
+                lags_picks_per_req: known(&|r| {
+                    let l = r.lags.as_ref()?;
+                    (r.completed > 0).then(|| l.picks as f64 / r.completed as f64)
+                }),
                 util: sp(&|r| Some(r.cpu_util)),
                 ci: point_ci(&rs),
                 good_fraction: sp(&|r| {
