@@ -92,6 +92,8 @@ impl Series {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Stat {
     goodput: f64,
+    /// Completed requests per second.
+    throughput: f64,
     /// `None` when no request completed.
     fraction: Option<f64>,
     p50: Option<f64>,
@@ -115,12 +117,16 @@ fn stat<'a>(parts: impl Iterator<Item = (&'a Series, &'a [usize])>) -> Stat {
         }
     }
     let bins = || hist.iter().enumerate().map(|(b, &c)| (b as u32, c));
-    Stat {
-        goodput: if secs > 0 {
-            good as f64 / secs as f64
+    let per_second = |n: u64| {
+        if secs > 0 {
+            n as f64 / secs as f64
         } else {
             0.0
-        },
+        }
+    };
+    Stat {
+        goodput: per_second(good),
+        throughput: per_second(completed),
         fraction: (completed > 0).then(|| good as f64 / completed as f64),
         p50: dense_quantile_ms(bins(), 0.50),
         p99: dense_quantile_ms(bins(), 0.99),
@@ -214,6 +220,9 @@ pub struct Comparison {
     pub reps: usize,
     pub goodput_ratio: f64,
     pub goodput_ratio_ci: Option<Interval>,
+    /// Completed requests per second: at saturation, how much work the CPUs got done.
+    pub rps_ratio: f64,
+    pub rps_ratio_ci: Option<Interval>,
     pub p99_ratio: Option<f64>,
     pub p99_ratio_ci: Option<Interval>,
 }
@@ -222,6 +231,10 @@ impl Comparison {
     /// "higher", "lower" or "no difference" for the goodput ratio.
     pub fn goodput_verdict(&self) -> &'static str {
         verdict(self.goodput_ratio_ci)
+    }
+
+    pub fn rps_verdict(&self) -> &'static str {
+        verdict(self.rps_ratio_ci)
     }
 
     pub fn p99_verdict(&self) -> &'static str {
@@ -283,11 +296,12 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
         let mut rng = SplitMix64::new(
             SEED ^ funcs as u64 ^ ((sk - 1_000_000) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
-        let (mut g, mut p99) = (Vec::new(), Vec::new());
+        let (mut g, mut rps, mut p99) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ITERATIONS {
             let d = draw(&n, &mut rng);
             let (x, y) = (stat_of_draw(&xs, &d), stat_of_draw(&ys, &d));
             g.extend(ratio(x.goodput, y.goodput));
+            rps.extend(ratio(x.throughput, y.throughput));
             if let (Some(a), Some(b)) = (x.p99, y.p99) {
                 p99.extend(ratio(a, b));
             }
@@ -298,6 +312,8 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
             reps: pairs.len(),
             goodput_ratio: ratio(x0.goodput, y0.goodput).unwrap_or(f64::NAN),
             goodput_ratio_ci: Interval::of(&mut g),
+            rps_ratio: ratio(x0.throughput, y0.throughput).unwrap_or(f64::NAN),
+            rps_ratio_ci: Interval::of(&mut rps),
             p99_ratio: x0.p99.zip(y0.p99).and_then(|(a, b)| ratio(a, b)),
             p99_ratio_ci: Interval::of(&mut p99),
             config,
@@ -515,14 +531,26 @@ mod tests {
 
     /// A run whose second `i` completed `good[i]` requests, all in histogram bin `bin`.
     fn run(config: &str, rep: usize, good: &[u64], bin: u32) -> RdhashdRecord {
+        run_late(config, rep, good, good, bin)
+    }
+
+    /// A run whose `completed` requests per second include late ones beyond the `good`.
+    fn run_late(
+        config: &str,
+        rep: usize,
+        completed: &[u64],
+        good: &[u64],
+        bin: u32,
+    ) -> RdhashdRecord {
         RdhashdRecord {
             config: config.into(),
             funcs: 8,
             rep,
-            per_second: good
+            per_second: completed
                 .iter()
-                .map(|&g| SecondCounts {
-                    completed: g,
+                .zip(good)
+                .map(|(&c, &g)| SecondCounts {
+                    completed: c,
                     good: g,
                     hist: Hist {
                         bins: vec![(bin, g)],
@@ -547,12 +575,15 @@ mod tests {
         assert!(r.iter().all(|&i| i < 20));
     }
 
-    // Expect a clear win, a clear loss and equal runs to be told apart, and the interval to
-    // contain the point estimate.
+    // Expect a clear win, a clear loss and equal runs to be told apart, the interval to
+    // contain the point estimate, and throughput to be judged apart from goodput: a
+    // configuration that completes as many requests as stock but half of them late has
+    // lower goodput and no difference in RPS.
     #[test]
     fn paired_comparisons() {
         let noisy: Vec<u64> = (0..30).map(|i| 100 + (i * 37 % 23)).collect();
         let doubled: Vec<u64> = noisy.iter().map(|g| g * 2).collect();
+        let halved: Vec<u64> = noisy.iter().map(|g| g / 2).collect();
         let recs = vec![
             run("stock", 0, &noisy, 80),
             run("stock", 1, &noisy[5..], 80),
@@ -560,19 +591,29 @@ mod tests {
             run("lags", 1, &doubled[5..], 60),
             run("tuned", 0, &noisy, 80),
             run("tuned", 1, &noisy[5..], 80),
+            run_late("late", 0, &noisy, &halved, 80),
+            run_late("late", 1, &noisy[5..], &halved[5..], 80),
         ];
         let c = comparisons(&recs);
-        assert_eq!(c.len(), 2);
+        assert_eq!(c.len(), 3);
         let lags = c.iter().find(|c| c.config == "lags").unwrap();
         assert_eq!(lags.reps, 2);
         assert!((lags.goodput_ratio - 2.0).abs() < 1e-9);
         let ci = lags.goodput_ratio_ci.unwrap();
         assert!(ci.lo <= 2.0 && ci.hi >= 2.0, "{ci:?}");
         assert_eq!(lags.goodput_verdict(), "higher");
+        assert!((lags.rps_ratio - 2.0).abs() < 1e-9);
+        assert_eq!(lags.rps_verdict(), "higher");
         assert_eq!(lags.p99_verdict(), "lower", "bin 60 is below bin 80");
         let tuned = c.iter().find(|c| c.config == "tuned").unwrap();
         assert_eq!(tuned.goodput_verdict(), "no difference");
         assert_eq!(tuned.p99_verdict(), "no difference");
+        assert_eq!(tuned.rps_verdict(), "no difference");
+        let late = c.iter().find(|c| c.config == "late").unwrap();
+        assert_eq!(late.goodput_verdict(), "lower");
+        assert!(late.goodput_ratio < 0.55, "{}", late.goodput_ratio);
+        assert_eq!(late.rps_ratio, 1.0);
+        assert_eq!(late.rps_verdict(), "no difference");
     }
 
     // Expect the interval of a noisy point to contain its mean and be wider than zero, and

@@ -498,16 +498,19 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison], scale: &str) -> S
         }
     }
     if !cmp.is_empty() {
-        md.push_str(&format!("\n### Against stock\n\nRatios configuration / stock at the same {scale}, paired: both resampled with the same draws of repetitions and blocks (a repetition runs every configuration back to back, on the same trace segment and seed where the workload has them). An interval that contains 1 is **no difference**.\n\n| {scale} | config | reps | goodput ratio | 95% CI | goodput | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|\n"));
+        md.push_str(&format!("\n### Against stock\n\nRatios configuration / stock at the same {scale}, paired: both resampled with the same draws of repetitions and blocks (a repetition runs every configuration back to back, on the same trace segment and seed where the workload has them). An interval that contains 1 is **no difference**. RPS (completed requests per second, late ones included) is what the CPUs got done: past saturation, where goodput mostly measures which requests were late, it is the capacity.\n\n| {scale} | config | reps | goodput ratio | 95% CI | goodput | RPS ratio | 95% CI | RPS | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"));
         for c in cmp {
             md.push_str(&format!(
-                "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {:.3} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
                 point_label(c.funcs, c.scale),
                 c.config,
                 c.reps,
                 c.goodput_ratio,
                 fmt_ci(c.goodput_ratio_ci, 3),
                 c.goodput_verdict(),
+                c.rps_ratio,
+                fmt_ci(c.rps_ratio_ci, 3),
+                c.rps_verdict(),
                 c.p99_ratio.map_or("–".into(), |r| format!("{r:.3}")),
                 fmt_ci(c.p99_ratio_ci, 3),
                 c.p99_verdict(),
@@ -996,6 +999,31 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| ok |"), "{md}");
+    }
+
+    // Expect the comparison with stock to give goodput, RPS and p99 ratios each with its
+    // interval and verdict, and a missing p99 as "–".
+    #[test]
+    fn against_stock_table() {
+        let iv = |lo, hi| Some(Interval { lo, hi });
+        let cmp = [Comparison {
+            funcs: 115,
+            scale: 1.0,
+            config: "lags-inert".into(),
+            reps: 3,
+            goodput_ratio: 0.765,
+            goodput_ratio_ci: iv(0.5, 0.9),
+            rps_ratio: 0.974,
+            rps_ratio_ci: iv(0.915, 1.047),
+            p99_ratio: None,
+            p99_ratio_ci: None,
+        }];
+        let md = render_rd_intervals(&[], &cmp, "users");
+        assert!(md.contains("| users | config | reps | goodput ratio | 95% CI | goodput | RPS ratio | 95% CI | RPS | p99 ratio |"), "{md}");
+        assert!(
+            md.contains("| 115 | lags-inert | 3 | 0.765 | [0.500, 0.900] | lower | 0.974 | [0.915, 1.047] | no difference | – | – | – |"),
+            "{md}"
+        );
     }
 
     // Expect the capacity section to give each configuration's bracket with the verdict at
