@@ -92,8 +92,14 @@ pub struct KnPlan {
     pub pods: usize,
     /// Threads each request is split over (`lb.kn_k`).
     pub intra_op: u32,
-    /// CPU work of one request, ms of calibrated CPU, over all its threads (`lb.kn_work_ms`).
+    /// CPU work of one request, ms of calibrated CPU, over all its threads (`lb.kn_work_ms`):
+    /// every request's with `work_sigma` 0, else the mean.
     pub work_ms: f64,
+    /// Lognormal sigma of a request's work around `work_ms`, mean-preserving and bounded at
+    /// 50× the mean (`lb.kn_work_sigma`); 0: every request the same. Plans recorded before
+    /// the option existed: 0.
+    #[serde(default)]
+    pub work_sigma: f64,
     /// Think time of a user between requests, uniform in [min, max] ms (`lb.kn_think_min_ms`,
     /// `lb.kn_think_max_ms`).
     pub think_min_ms: f64,
@@ -109,6 +115,7 @@ impl Default for KnPlan {
             pods: 100,
             intra_op: 3,
             work_ms: 30.0,
+            work_sigma: 0.0,
             think_min_ms: 1000.0,
             think_max_ms: 3000.0,
             threshold_ms: 1000.0,
@@ -252,6 +259,18 @@ impl SchedConfig {
         matches!(self, SchedConfig::Lags | SchedConfig::LagsInert)
     }
 
+    /// The first name in `names` that is no configuration, as an error that lists the
+    /// valid ones.
+    pub fn check(names: &[String]) -> Result<(), String> {
+        match names.iter().find(|c| SchedConfig::from_name(c).is_none()) {
+            Some(c) => Err(format!(
+                "unknown configuration {c:?}: use {}",
+                SchedConfig::names()
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The names of all configurations, for error messages: `stock, lags, ...`.
     pub fn names() -> String {
         SchedConfig::ALL.map(SchedConfig::name).join(", ")
@@ -336,10 +355,7 @@ impl Plan {
             };
             let ok = match k {
                 "parts" => list(v).map(|x| p.parts = x).is_some(),
-                "configs" => list::<String>(v)
-                    .filter(|x| x.iter().all(|c| SchedConfig::from_name(c).is_some()))
-                    .map(|x| p.configs = x)
-                    .is_some(),
+                "configs" => list(v).map(|x| p.configs = x).is_some(),
                 "funcs" => v.parse().map(|x| p.funcs = x).is_ok(),
                 "loads" => list(v).map(|x| p.loads = x).is_some(),
                 "density" => list(v).map(|x| p.density = x).is_some(),
@@ -382,6 +398,12 @@ impl Plan {
                 "kn_pods" => v.parse().map(|x| p.kn.pods = x).is_ok(),
                 "kn_k" => v.parse().map(|x| p.kn.intra_op = x).is_ok(),
                 "kn_work_ms" => v.parse().map(|x| p.kn.work_ms = x).is_ok(),
+                "kn_work_sigma" => v
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| (0.0..=3.0).contains(x))
+                    .map(|x| p.kn.work_sigma = x)
+                    .is_some(),
                 "kn_think_min_ms" => v.parse().map(|x| p.kn.think_min_ms = x).is_ok(),
                 "kn_think_max_ms" => v.parse().map(|x| p.kn.think_max_ms = x).is_ok(),
                 "kn_threshold_ms" => v.parse().map(|x| p.kn.threshold_ms = x).is_ok(),
@@ -445,6 +467,7 @@ impl Plan {
             format!("lb.kn_pods={}", self.kn.pods),
             format!("lb.kn_k={}", self.kn.intra_op),
             format!("lb.kn_work_ms={}", self.kn.work_ms),
+            format!("lb.kn_work_sigma={}", self.kn.work_sigma),
             format!("lb.kn_think_min_ms={}", self.kn.think_min_ms),
             format!("lb.kn_think_max_ms={}", self.kn.think_max_ms),
             format!("lb.kn_threshold_ms={}", self.kn.threshold_ms),
@@ -889,6 +912,7 @@ mod tests {
                 pods: 7,
                 intra_op: 2,
                 work_ms: 12.0,
+                work_sigma: 1.5,
                 think_min_ms: 100.0,
                 think_max_ms: 900.0,
                 threshold_ms: 500.0,
@@ -1003,15 +1027,36 @@ mod tests {
         }
     }
 
+    // Expect equal-size knative requests by default and in plans recorded before the
+    // option, and a request-size sigma outside [0, 3] to be a warning that changes nothing.
+    #[test]
+    fn knative_work_sigma() {
+        assert_eq!(Plan::default().kn.work_sigma, 0.0);
+        assert_eq!(
+            Plan::from_cmdline("lb.kn_work_sigma=1").0.kn.work_sigma,
+            1.0
+        );
+        for bad in ["-0.5", "4", "x", "NaN"] {
+            let (p, w) = Plan::from_cmdline(&format!("lb.kn_work_sigma={bad}"));
+            assert_eq!(p.kn.work_sigma, 0.0, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}: {w:?}");
+        }
+        let mut old = serde_json::to_value(KnPlan::default()).unwrap();
+        old.as_object_mut().unwrap().remove("work_sigma");
+        let old: KnPlan = serde_json::from_value(old).unwrap();
+        assert_eq!(old, KnPlan::default());
+    }
+
     // Expect every configuration name to read back as its configuration, the names to be
     // distinct, the two LAGS configurations to need LAGS, and a plan naming an unknown
-    // configuration to be a warning that keeps the default configurations.
+    // configuration to be refused by the check, not silently run with the defaults.
     #[test]
     fn sched_configs() {
         for c in SchedConfig::ALL {
             assert_eq!(SchedConfig::from_name(c.name()), Some(c));
         }
         let mut names: Vec<_> = SchedConfig::ALL.map(SchedConfig::name).to_vec();
+        names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), SchedConfig::ALL.len());
         assert_eq!(SchedConfig::names(), "stock, lags, lags-inert, tuned");
@@ -1024,9 +1069,13 @@ mod tests {
         let (p, w) = Plan::from_cmdline("lb.configs=stock,lags-inert");
         assert_eq!(p.configs, ["stock", "lags-inert"]);
         assert!(w.is_empty(), "{w:?}");
-        let (p, w) = Plan::from_cmdline("lb.configs=stock,bogus");
-        assert_eq!(p.configs, Plan::default().configs);
-        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(SchedConfig::check(&p.configs), Ok(()));
+        // An unknown name is kept, not replaced by the defaults (which would run
+        // configurations nobody asked for), and checking the plan refuses it.
+        let (p, _) = Plan::from_cmdline("lb.configs=stock,bogus");
+        assert_eq!(p.configs, ["stock", "bogus"]);
+        let e = SchedConfig::check(&p.configs).unwrap_err();
+        assert!(e.contains("\"bogus\"") && e.contains("lags-inert"), "{e}");
     }
 
     // Expect the workload to default to zipf-open, an unknown workload to be a warning that

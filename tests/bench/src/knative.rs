@@ -7,6 +7,8 @@
 //!   request's CPU work is split over the `intra_op` threads, which run at once and are
 //!   joined before the response (intra-op parallelism, as a PyTorch pod's). Requests to one
 //!   pod are served one at a time, oldest first.
+//!   A request's work is `lb.kn_work_ms`, or with `lb.kn_work_sigma` > 0 a lognormal draw
+//!   around it (mean-preserving, at most 50× the mean) that the user makes when it sends.
 //! * **Users:** threads of the controller (root cgroup, fair class). Each thinks for a
 //!   uniform 1–3 s, sends a request to a uniformly chosen pod, and waits for the response:
 //!   a closed loop, like the prototype's locust users. The user count is the scale
@@ -35,7 +37,8 @@ const THREADS: usize = 3;
 const PENDING: usize = 4;
 /// The measured window's counts.
 const WIN: Window = Window { base: 5 };
-/// Then one send time per user.
+/// Then one send time per user, one request size per user, one request size per pod
+/// ([`Layout`]).
 const USER_T0: usize = 5 + Window::LEN;
 
 // u32 words: the active user count, the end flag, then 4 per pod, then 2 per user.
@@ -51,9 +54,23 @@ const ANSWERED: u32 = 3;
 
 struct Layout {
     pods: usize,
+    /// The most users of the sweep.
+    users: usize,
 }
 
 impl Layout {
+    /// u64 slot: the size of user `u`'s current request, as a multiple of the mean (f64
+    /// bits).
+    fn user_size(&self, u: usize) -> usize {
+        USER_T0 + self.users + u
+    }
+    /// u64 slot: spin iterations per thread of the request pod `p` serves now.
+    fn pod_iters(&self, p: usize) -> usize {
+        USER_T0 + 2 * self.users + p
+    }
+    fn slots(&self) -> usize {
+        USER_T0 + 2 * self.users + self.pods
+    }
     /// Bumped by a user who sent this pod a request (the handler's futex).
     fn arrivals(&self, p: usize) -> usize {
         POD0 + p * 4
@@ -93,7 +110,7 @@ fn helper(c: &Map<AtomicU64>, w: &Map<AtomicU32>, l: &Layout, p: usize) -> ! {
     loop {
         wait_while(w.at(l.work(p)), |g| g == seen);
         seen = w.at(l.work(p)).load(Ordering::Acquire);
-        std::hint::black_box(spin(c.at(ITERS).load(Ordering::Relaxed)));
+        std::hint::black_box(spin(c.at(l.pod_iters(p)).load(Ordering::Acquire)));
         if w.at(l.left(p)).fetch_sub(1, Ordering::AcqRel) == 1 {
             futex_wake_all(w.at(l.left(p)));
         }
@@ -154,12 +171,15 @@ fn pod_main(
         {
             continue;
         }
+        let size = f64::from_bits(c.at(l.user_size(u)).load(Ordering::Acquire));
+        let iters = (c.at(ITERS).load(Ordering::Relaxed) as f64 * size) as u64;
+        c.at(l.pod_iters(p)).store(iters, Ordering::Release);
         if k > 1 {
             w.at(l.left(p)).store(k - 1, Ordering::Release);
             w.at(l.work(p)).fetch_add(1, Ordering::AcqRel);
             futex_wake_all(w.at(l.work(p)));
         }
-        std::hint::black_box(spin(c.at(ITERS).load(Ordering::Relaxed)));
+        std::hint::black_box(spin(iters));
         wait_while(w.at(l.left(p)), |left| left > 0);
         w.at(l.user_state(u)).store(ANSWERED, Ordering::Release);
         futex_wake_all(w.at(l.user_state(u)));
@@ -185,6 +205,14 @@ fn user(u: usize, c: &Map<AtomicU64>, w: &Map<AtomicU32>, l: &Layout, kn: &KnPla
         }
         let epoch = c.at(EPOCH).load(Ordering::Acquire);
         let pod = (rng.next_u64() % l.pods as u64) as usize;
+        // Equal requests draw nothing, so their users' streams stay as they were.
+        let size = if kn.work_sigma > 0.0 {
+            rng.lognormal_mean1(kn.work_sigma).min(50.0)
+        } else {
+            1.0
+        };
+        c.at(l.user_size(u))
+            .store(size.to_bits(), Ordering::Release);
         let t0 = now_ns();
         c.at(PENDING).fetch_add(1, Ordering::AcqRel);
         c.at(USER_T0 + u).store(t0, Ordering::Release);
@@ -270,7 +298,8 @@ fn run_once(
         Ordering::Relaxed,
     );
     c.at(EPOCH).fetch_add(1, Ordering::AcqRel);
-    let lags0 = crate::lags_counters_of(pods.groups.iter().map(String::as_str));
+    // The LAGS counters over the measured window, as the other per-request counts.
+    let mut lags0 = None;
     w.at(ACTIVE).store(users as u32, Ordering::Release);
     futex_wake_all(w.at(ACTIVE));
     let mut pending_sum = 0u64;
@@ -280,6 +309,9 @@ fn run_once(
         out,
         "knative",
         |s| {
+            if s == warm {
+                lags0 = crate::lags_counters_of(pods.groups.iter().map(String::as_str));
+            }
             if s >= warm {
                 pending_sum += c.at(PENDING).load(Ordering::Acquire);
             }
@@ -344,6 +376,9 @@ pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
     if kn.pods == 0 || max_users == 0 {
         return Err("lb.kn_pods and lb.kn_users must be positive".into());
     }
+    if !(0.0..=3.0).contains(&kn.work_sigma) {
+        return Err("lb.kn_work_sigma must be in [0, 3]".into());
+    }
     if kn.think_max_ms < kn.think_min_ms || kn.think_min_ms < 0.0 {
         return Err("lb.kn_think_min_ms must be in [0, lb.kn_think_max_ms]".into());
     }
@@ -351,8 +386,11 @@ pub(crate) fn sweep(ctx: &mut Ctx, out: &mut Out) -> Result<(), String> {
         "knative: starting {} pods ({} threads per request) for up to {max_users} users ...",
         kn.pods, kn.intra_op
     ));
-    let l: &'static Layout = Box::leak(Box::new(Layout { pods: kn.pods }));
-    let c: &'static Map<AtomicU64> = Box::leak(Box::new(Map::new(USER_T0 + max_users)?));
+    let l: &'static Layout = Box::leak(Box::new(Layout {
+        pods: kn.pods,
+        users: max_users,
+    }));
+    let c: &'static Map<AtomicU64> = Box::leak(Box::new(Map::new(l.slots())?));
     let w: &'static Map<AtomicU32> = Box::leak(Box::new(Map::new(l.words(max_users))?));
     let pods = start_pods(kn, max_users, c, w, l)?;
     let kn_static: &'static KnPlan = Box::leak(Box::new(kn.clone()));

@@ -44,6 +44,7 @@ const BASE_SLICE: &str = "/sys/kernel/debug/sched/base_slice_ns";
 /// the largest the kernel accepts.
 const CREDIT_REF: &str = "/sys/kernel/debug/sched/lags/credit_ref_pct";
 const INERT_CREDIT_REF: &str = "1000";
+const DEFAULT_CREDIT_REF: &str = "50";
 
 /// Where the function cgroups live: the guest's cgroup2 root, or on the host
 /// (`--host`) the hierarchy [`host::find_hierarchy`] found.
@@ -478,12 +479,42 @@ struct Knobs {
     tuned_slice_ns: u64,
 }
 
+/// The knobs as the first [`Knobs::new`] found them, for the host mode's cleanup after a
+/// panic.
+static KNOBS_FOUND: OnceLock<(Option<String>, Option<String>)> = OnceLock::new();
+
 impl Knobs {
     fn new(tuned_slice_ns: u64) -> Knobs {
-        Knobs {
+        let k = Knobs {
             base_slice_default: fs::read_to_string(BASE_SLICE).ok(),
             credit_ref_default: fs::read_to_string(CREDIT_REF).ok(),
             tuned_slice_ns,
+        };
+        let _ = KNOBS_FOUND.set((k.base_slice_default.clone(), k.credit_ref_default.clone()));
+        k
+    }
+
+    /// A warning when the reference credit is not the kernel's default (50, patch 6): a run
+    /// killed before it could restore it (`--host`, SIGKILL) leaves lags-inert's 1000, and
+    /// every `lags` run would then be inert too.
+    fn warning(&self) -> Option<String> {
+        let r = self.credit_ref_default.as_deref()?.trim();
+        (r != DEFAULT_CREDIT_REF).then(|| {
+            format!(
+                "warning: {CREDIT_REF} is {r}, not the kernel's default {DEFAULT_CREDIT_REF}; lags runs use {r} (write {DEFAULT_CREDIT_REF} to it if an earlier run left it)"
+            )
+        })
+    }
+
+    /// Puts back the knobs as the first [`Knobs::new`] found them.
+    fn restore_found() {
+        if let Some((slice, credit)) = KNOBS_FOUND.get() {
+            if let Some(s) = slice {
+                let _ = write(BASE_SLICE, s.trim());
+            }
+            if let Some(r) = credit {
+                let _ = write(CREDIT_REF, r.trim());
+            }
         }
     }
 
@@ -1115,6 +1146,10 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         runs_done: 0,
         runs_total,
     };
+    SchedConfig::check(&plan.configs)?;
+    if let Some(w) = ctx.knobs.warning() {
+        out.say(&w);
+    }
     let mut errors = 0;
     // Overhead first: no function groups exist yet ("on, no LAGS groups").
     if plan.has("overhead") {
@@ -1283,6 +1318,8 @@ fn main() {
         if !schedstats.trim().is_empty() {
             let _ = write("/proc/sys/kernel/sched_schedstats", schedstats.trim());
         }
+        // A panic skips the sweeps' own restore.
+        Knobs::restore_found();
     }
     let (status, errors) = match res {
         Ok(Ok(e)) => (if e == 0 { Status::Ok } else { Status::Errors }, e),

@@ -277,13 +277,18 @@ fn run_once(
         Ordering::Relaxed,
     );
     c.at(EPOCH).store(epoch, Ordering::Release);
-    let lags0 = lags_counters(&fleet.groups);
+    // The LAGS counters over the measured window, as the other per-request counts.
+    let mut lags0 = None;
+    let window_start = tl.warm;
     let ran = window::drive(
         tl,
         rd.profile,
         out,
         "rdhashd",
         |s| {
+            if s == window_start {
+                lags0 = lags_counters(&fleet.groups);
+            }
             for f in 0..n {
                 let t = rt.targets[s as usize][f];
                 let old = targets.at(f).swap(t, Ordering::AcqRel);

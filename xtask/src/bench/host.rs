@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use lags_proto::bench::Status;
+use lags_proto::bench::{SchedConfig, Status};
 
 use super::plan::{plan_boots, Settings};
 use super::records::Records;
@@ -37,6 +37,8 @@ pub struct HostKernel {
     pub lags: bool,
     /// `base_slice_ns` can be written (debugfs mounted and not locked down).
     pub slice_writable: bool,
+    /// LAGS's `credit_ref_pct` can be written (a LAGS kernel, debugfs as above).
+    pub credit_ref_writable: bool,
 }
 
 impl HostKernel {
@@ -48,13 +50,12 @@ impl HostKernel {
                 .stderr(Stdio::null())
                 .status();
         }
+        // Opening for writing writes nothing; a lockdown or sandbox refuses the open.
+        let writable = |f: &str| std::fs::OpenOptions::new().write(true).open(f).is_ok();
         HostKernel {
             lags: Path::new(SYSCTL_LAGS).exists(),
-            // Opening for writing writes nothing; a lockdown or sandbox refuses the open.
-            slice_writable: std::fs::OpenOptions::new()
-                .write(true)
-                .open(BASE_SLICE)
-                .is_ok(),
+            slice_writable: writable(BASE_SLICE),
+            credit_ref_writable: writable(CREDIT_REF),
         }
     }
 }
@@ -65,17 +66,25 @@ pub fn runnable_configs(requested: &[String], k: HostKernel) -> (Vec<String>, Ve
     let mut keep = Vec::new();
     let mut notes = Vec::new();
     for c in requested {
-        match c.as_str() {
-            "lags" | "lags-inert" if !k.lags => notes.push(format!(
+        // Unknown names were refused with the settings; keep them to fail there too.
+        let Some(cfg) = SchedConfig::from_name(c) else {
+            keep.push(c.clone());
+            continue;
+        };
+        if cfg.needs_lags() && !k.lags {
+            notes.push(format!(
                 "configuration {c} left out: the running kernel has no LAGS ({SYSCTL_LAGS} missing)"
-            )),
-            "lags-inert" if !k.slice_writable => notes.push(format!(
-                "configuration lags-inert left out: debugfs cannot be written here, so {CREDIT_REF} cannot be set"
-            )),
-            "tuned" if !k.slice_writable => notes.push(format!(
+            ));
+        } else if cfg == SchedConfig::Tuned && !k.slice_writable {
+            notes.push(format!(
                 "configuration tuned left out: {BASE_SLICE} cannot be written here (debugfs missing, locked down or sandboxed)"
-            )),
-            _ => keep.push(c.clone()),
+            ));
+        } else if cfg == SchedConfig::LagsInert && !k.credit_ref_writable {
+            notes.push(format!(
+                "configuration lags-inert left out: {CREDIT_REF} cannot be written here (debugfs missing, locked down or sandboxed)"
+            ));
+        } else {
+            keep.push(c.clone());
         }
     }
     (keep, notes)
@@ -304,6 +313,7 @@ mod tests {
         let full = HostKernel {
             lags: true,
             slice_writable: true,
+            credit_ref_writable: true,
         };
         assert_eq!(runnable_configs(&all, full), (all.clone(), vec![]));
         let (keep, notes) = runnable_configs(
@@ -311,6 +321,7 @@ mod tests {
             HostKernel {
                 lags: false,
                 slice_writable: false,
+                credit_ref_writable: false,
             },
         );
         assert_eq!(keep, v(&["stock"]));
@@ -324,10 +335,24 @@ mod tests {
             HostKernel {
                 lags: true,
                 slice_writable: false,
+                credit_ref_writable: false,
             },
         );
         assert_eq!(keep, v(&["stock", "lags"]));
         assert!(notes[0].contains("lags-inert") && notes[0].contains("credit_ref_pct"));
+        // A LAGS kernel whose base slice can be written but without LAGS's tunables (a
+        // build without them): lags-inert is left out by its own knob, not the slice's.
+        let (keep, notes) = runnable_configs(
+            &all,
+            HostKernel {
+                lags: true,
+                slice_writable: true,
+                credit_ref_writable: false,
+            },
+        );
+        assert_eq!(keep, v(&["stock", "lags", "tuned"]));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("lags-inert left out") && notes[0].contains("credit_ref_pct"));
     }
 
     // Expect a clean end only with both a zero exit and an ok end record, a timeout only

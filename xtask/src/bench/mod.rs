@@ -152,6 +152,10 @@ pub struct BenchArgs {
     /// knative: CPU work of one request over all its threads, ms of calibrated CPU.
     #[arg(long, default_value_t = 30.0)]
     pub kn_work_ms: f64,
+    /// knative: lognormal sigma of a request's work around --kn-work-ms (mean-preserving,
+    /// at most 50× the mean); 0: every request the same, as in the prototype's experiment.
+    #[arg(long, default_value_t = 0.0)]
+    pub kn_work_sigma: f64,
     /// Only re-render the report of an existing results directory.
     #[arg(long, value_name = "DIR")]
     pub report_only: Option<PathBuf>,
@@ -271,6 +275,28 @@ pub fn silence_limit(silence_s: u64, workload: Workload, estimate_s: f64) -> u64
 }
 
 /// How the report names rdhashd's load generator.
+/// What the report says about knative's load generator, from the plan a guest ran.
+pub(super) fn knative_text(kn: &KnPlan) -> String {
+    let size = if kn.work_sigma > 0.0 {
+        format!(
+            "lognormal around {} ms of CPU (σ = {}, at most 50× the mean)",
+            kn.work_ms, kn.work_sigma
+        )
+    } else {
+        format!("{} ms of CPU", kn.work_ms)
+    };
+    let threads = match kn.intra_op {
+        0 | 1 => "on one thread".to_string(),
+        k => format!("split over {k} threads and joined"),
+    };
+    format!(
+        "knative: closed-loop users (threads of the controller, root cgroup, fair class), think time uniform {}–{} s, a uniformly chosen pod of {} (each a cgroup with a container child), each request {size} {threads}",
+        kn.think_min_ms / 1e3,
+        kn.think_max_ms / 1e3,
+        kn.pods,
+    )
+}
+
 pub(super) const RD_CONTROLLER: &str = "rdhashd: controller in the fair class (SCHED_OTHER, root cgroup) sets per-second in-flight targets; one thread per in-flight request in each function's cgroup";
 
 pub(super) fn host_cpu() -> String {
@@ -426,16 +452,24 @@ impl BenchArgs {
         }
     }
 
-    /// What the report says about the load generator.
+    /// What the report says about the load generator before the guest has said what it ran.
     pub(super) fn dispatcher_text(&self) -> String {
         match self.workload {
             Workload::Rdhashd => RD_CONTROLLER.into(),
-            Workload::Knative => format!(
-                "knative: closed-loop users (threads of the controller, root cgroup, fair class), think time uniform 1–3 s, a uniformly chosen pod of {} (each a cgroup with a container child), each request {} ms of CPU split over {} threads and joined",
-                self.kn_pods, self.kn_work_ms, self.kn_k
-            ),
+            Workload::Knative => knative_text(&self.effective_plan().kn),
             Workload::ZipfOpen => dispatcher_name(self.fifo_dispatch).into(),
         }
+    }
+
+    /// The guest's plan as far as the host can tell before a boot: the options with the
+    /// `--param` extras on top, as the guest reads them.
+    fn effective_plan(&self) -> Plan {
+        let Ok((base, common)) = self.base_plan() else {
+            return Plan::default();
+        };
+        let mut line = base.to_cmdline();
+        line.extend(common);
+        Plan::from_cmdline(&line.join(" ")).0
     }
 
     /// The plan fields that are not sweep settings, and the `--param` extras.
@@ -466,6 +500,7 @@ impl BenchArgs {
                 pods: self.kn_pods,
                 intra_op: self.kn_k,
                 work_ms: self.kn_work_ms,
+                work_sigma: self.kn_work_sigma,
                 threshold_ms: self.rd_threshold_ms,
                 ..KnPlan::default()
             },

@@ -152,6 +152,9 @@ impl Settings {
             if a.kn_pods == 0 || a.kn_k == 0 || a.kn_work_ms.is_nan() || a.kn_work_ms <= 0.0 {
                 bail!("--kn-pods, --kn-k and --kn-work-ms must be positive");
             }
+            if !(0.0..=3.0).contains(&a.kn_work_sigma) {
+                bail!("--kn-work-sigma must be in [0, 3]");
+            }
             if let Some(v) = a.duration {
                 s.rd_duration_s = v.ceil().max(1.0) as u32;
             }
@@ -199,11 +202,7 @@ impl Settings {
                 s.rd_duration_s = v.ceil().max(1.0) as u32;
             }
         }
-        for c in &s.configs {
-            if SchedConfig::from_name(c).is_none() {
-                bail!("unknown configuration {c:?}: use {}", SchedConfig::names());
-            }
-        }
+        SchedConfig::check(&s.configs).map_err(anyhow::Error::msg)?;
         for p in &s.parts {
             if !["load", "density", "overhead"].contains(&p.as_str()) {
                 bail!("unknown part {p:?}: use load, density, overhead");
@@ -484,6 +483,46 @@ mod tests {
         Settings::from_args(&a)
     }
 
+    // Expect the report's description of knative's load generator to be the plan the guest
+    // will run: `--param` overrides included (a run with `--param lb.kn_k=1` was described
+    // as split over 3 threads), and the request-size spread when there is one.
+    #[test]
+    fn knative_description_follows_the_plan() {
+        use clap::Parser;
+        let text = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+                .expect("valid arguments")
+                .bench
+                .dispatcher_text()
+        };
+        let t = text(&["--workload", "knative"]);
+        assert!(
+            t.contains("each request 30 ms of CPU split over 3 threads and joined"),
+            "{t}"
+        );
+        let t = text(&["--workload", "knative", "--param", "lb.kn_k=1"]);
+        assert!(t.contains("each request 30 ms of CPU on one thread"), "{t}");
+        let t = text(&[
+            "--workload",
+            "knative",
+            "--kn-k",
+            "2",
+            "--kn-work-sigma",
+            "1.5",
+        ]);
+        assert!(
+            t.contains("lognormal around 30 ms of CPU (σ = 1.5, at most 50× the mean) split over 2 threads"),
+            "{t}"
+        );
+        let t = text(&[
+            "--workload",
+            "knative",
+            "--param",
+            "lb.kn_think_max_ms=5000",
+        ]);
+        assert!(t.contains("think time uniform 1–5 s"), "{t}");
+    }
+
     // Expect knative's defaults (its sweep is the density part, over user counts), its
     // options to reach the guest plan, and bad combinations refused before any boot.
     #[test]
@@ -520,6 +559,8 @@ mod tests {
             &["--workload", "knative", "--kn-users", "0,10"],
             &["--workload", "knative", "--kn-k", "0"],
             &["--workload", "knative", "--kn-work-ms=-1"],
+            &["--workload", "knative", "--kn-work-sigma", "4"],
+            &["--workload", "knative", "--kn-work-sigma=-1"],
             &["--workload", "knative", "--fifo-dispatch"],
             &["--workload", "zipf-open", "--rd-trace", "/tmp"],
         ] {

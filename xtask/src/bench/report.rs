@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use lags_proto::bench::{KnPlan, Plan, Workload};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -714,7 +715,10 @@ pub fn render_markdown(
 
 /// Aggregates, writes results.json, summary.md and the plots; prints the headline.
 pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Result<bool> {
-    let env: Env = env_from_value(&env_v);
+    let mut env: Env = env_from_value(&env_v);
+    if let Some(kn) = guest_knative_plan(recs) {
+        env.dispatcher = super::knative_text(&kn);
+    }
     let pts = points(&recs.runs);
     let ov = overhead_rows(&recs.overhead);
     let h = headline(&pts, &ov, target);
@@ -762,6 +766,18 @@ fn capacity_json(rd: &[RdPoint], target: f64) -> Value {
     let caps = scale_capacity(rd, target);
     let ratio = lags_vs_stock(&caps);
     json!({ "slo_fraction": target, "configs": caps, "ratio_lags_stock": ratio })
+}
+
+/// The knative plan a guest recorded running, when its boot ran knative: what the report
+/// describes, whatever the command line said (`--param` overrides included).
+fn guest_knative_plan(recs: &Records) -> Option<KnPlan> {
+    if recs.kn.is_empty() {
+        return None;
+    }
+    recs.env.iter().find_map(|v| {
+        let plan: Plan = serde_json::from_value(v.get("plan")?.clone()).ok()?;
+        (plan.workload == Workload::Knative).then_some(plan.kn)
+    })
 }
 
 pub(crate) fn env_from_value(v: &Value) -> Env {
@@ -999,6 +1015,78 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| ok |"), "{md}");
+    }
+
+    // Expect the knative table to give per user count and configuration the LAGS picks per
+    // request (– for stock, which has no LAGS statistics) and to say what they count.
+    #[test]
+    fn knative_table() {
+        use lags_proto::bench::{LagsCounters, RdhashdRecord};
+        let rec = |config: &str, rep: usize, picks: Option<u64>| RdhashdRecord {
+            config: config.into(),
+            funcs: 135,
+            rep,
+            good: 11_000,
+            completed: 11_500,
+            window_s: 200.0,
+            threshold_ms: 1000.0,
+            lags: picks.map(|p| LagsCounters {
+                picks: p,
+                ..Default::default()
+            }),
+            ..RdhashdRecord::default()
+        };
+        let recs = [
+            rec("stock", 0, None),
+            rec("lags", 0, Some(23_000)),
+            rec("lags-inert", 0, Some(0)),
+        ];
+        let md = render_knative(&rd_points(&recs), &[], &CapacityDetail::default(), 0.99);
+        assert!(md.contains("| users | config | requests | RPS | goodput /s | p50 ms | p99 ms | ctx/req | schedule()/req | LAGS picks/req |"), "{md}");
+        // One repetition: single values; no latencies or switches recorded here.
+        assert!(
+            md.contains(
+                "| 135 | lags | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | – | 2.00 | 0.0 | 0 | ok |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 135 | lags-inert | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | – | 0.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 135 | stock | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | – | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("\"LAGS picks/req\": starts of a LAGS group"),
+            "{md}"
+        );
+    }
+
+    // Expect the knative description to come from the plan a guest recorded (a re-rendered
+    // report of a `--param lb.kn_k=1` run said "3 threads"), and none without knative runs.
+    #[test]
+    fn knative_plan_from_the_guest() {
+        use crate::bench::records::Records;
+        use lags_proto::bench::KnativeRecord;
+        let plan = Plan {
+            workload: Workload::Knative,
+            kn: KnPlan {
+                intra_op: 1,
+                ..KnPlan::default()
+            },
+            ..Plan::default()
+        };
+        let mut recs = Records {
+            env: vec![json!({ "boot": "density", "plan": plan })],
+            ..Records::default()
+        };
+        assert_eq!(guest_knative_plan(&recs), None, "no knative runs");
+        recs.kn.push(KnativeRecord::default());
+        let kn = guest_knative_plan(&recs).unwrap();
+        assert_eq!(kn.intra_op, 1);
+        assert!(super::super::knative_text(&kn).contains("on one thread"));
     }
 
     // Expect the comparison with stock to give goodput, RPS and p99 ratios each with its
