@@ -509,12 +509,7 @@ impl Knobs {
     /// Puts back the knobs as the first [`Knobs::new`] found them.
     fn restore_found() {
         if let Some((slice, credit)) = KNOBS_FOUND.get() {
-            if let Some(s) = slice {
-                let _ = write(BASE_SLICE, s.trim());
-            }
-            if let Some(r) = credit {
-                let _ = write(CREDIT_REF, r.trim());
-            }
+            put_back(slice, credit);
         }
     }
 
@@ -555,12 +550,17 @@ impl Knobs {
     }
 
     fn restore(&self) {
-        if let Some(s) = &self.base_slice_default {
-            let _ = write(BASE_SLICE, s.trim());
-        }
-        if let Some(r) = &self.credit_ref_default {
-            let _ = write(CREDIT_REF, r.trim());
-        }
+        put_back(&self.base_slice_default, &self.credit_ref_default);
+    }
+}
+
+/// Writes the knobs' saved values back (`None`: the knob did not exist).
+fn put_back(slice: &Option<String>, credit: &Option<String>) {
+    if let Some(s) = slice {
+        let _ = write(BASE_SLICE, s.trim());
+    }
+    if let Some(r) = credit {
+        let _ = write(CREDIT_REF, r.trim());
     }
 }
 
