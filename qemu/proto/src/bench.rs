@@ -675,10 +675,21 @@ pub struct RdhashdRecord {
     /// Window seconds in which the trace asked for more in-flight requests than the threads.
     pub capped_seconds: u64,
     pub cpu_util: f64,
+    /// Share of all CPU time in the kernel (system, irq, softirq) over the window; `None` in
+    /// records from before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_kernel: Option<f64>,
     pub ctxt: u64,
     pub ctxt_per_req: Option<f64>,
     pub sched_count: u64,
     pub schedule_per_req: Option<f64>,
+    /// Wake-ups over the window (`ttwu_count` of `/proc/schedstat`, summed over CPUs) and, of
+    /// them, those on the waker's own CPU (`ttwu_local`); `None` without schedstats and in
+    /// records from before them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wakeups: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wakeups_local: Option<u64>,
     /// Seconds the controller waited after the window for in-flight requests to finish.
     pub drain_s: f64,
     /// `None` when the kernel has no LAGS statistics.

@@ -304,6 +304,8 @@ pub struct SchedStat {
     pub sched_count: u64,
     pub sched_goidle: u64,
     pub ttwu_count: u64,
+    /// Of those, wake-ups on the waker's own CPU (no IPI, no remote queueing).
+    pub ttwu_local: u64,
     pub run_ns: u64,
     pub run_delay_ns: u64,
     pub timeslices: u64,
@@ -330,6 +332,7 @@ impl SchedStat {
             s.sched_count += v[2];
             s.sched_goidle += v[3];
             s.ttwu_count += v[4];
+            s.ttwu_local += v[5];
             s.run_ns += v[6];
             s.run_delay_ns += v[7];
             s.timeslices += v[8];
@@ -343,6 +346,7 @@ impl SchedStat {
             sched_count: self.sched_count.saturating_sub(a.sched_count),
             sched_goidle: self.sched_goidle.saturating_sub(a.sched_goidle),
             ttwu_count: self.ttwu_count.saturating_sub(a.ttwu_count),
+            ttwu_local: self.ttwu_local.saturating_sub(a.ttwu_local),
             run_ns: self.run_ns.saturating_sub(a.run_ns),
             run_delay_ns: self.run_delay_ns.saturating_sub(a.run_delay_ns),
             timeslices: self.timeslices.saturating_sub(a.timeslices),
@@ -550,6 +554,7 @@ mod tests {
             (ss.sched_count, ss.run_ns, ss.run_delay_ns, ss.timeslices),
             (30, 3000, 1000, 15)
         );
+        assert_eq!((ss.ttwu_count, ss.ttwu_local), (11, 3));
         assert_eq!(ss.cpus, 2);
         assert_eq!(SchedStat::parse("").cpus, 0, "a kernel without schedstats");
         let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";

@@ -160,6 +160,7 @@ pub(crate) fn record(
         p999_ms: hist_quantile_ms(&counts.hist, 0.999),
         hist: counts.hist,
         cpu_util: end.1.util_since(&start.1).0,
+        cpu_kernel: Some(end.1.util_since(&start.1).1),
         ctxt,
         ctxt_per_req: per(ctxt),
         sched_count: ss.sched_count,
@@ -168,6 +169,8 @@ pub(crate) fn record(
         } else {
             None
         },
+        wakeups: (ss.cpus > 0).then_some(ss.ttwu_count),
+        wakeups_local: (ss.cpus > 0).then_some(ss.ttwu_local),
         per_second: counts.per_second,
         sched_profile: ran.profile.clone(),
         ..RdhashdRecord::default()

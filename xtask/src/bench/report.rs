@@ -117,6 +117,7 @@ pub fn render_rdhashd(
         ));
     }
     md.push_str(&format!("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed. {LAGS_PICKS_NOTE}\n"));
+    md.push_str(&render_cpu_costs(rd, "F"));
     md.push_str(&render_rd_intervals(rd, cmp, "F"));
     let unit = if rd.iter().any(|p| p.scale != 1.0) {
         "functions × scale"
@@ -445,6 +446,7 @@ pub fn render_knative(
         ));
     }
     md.push_str(&format!("\n{LAGS_PICKS_NOTE}\n"));
+    md.push_str(&render_cpu_costs(kn, "users"));
     md.push_str(&render_rd_intervals(kn, cmp, "users"));
     md.push_str(&render_capacity(kn, target, "users"));
     md.push_str(&render_interpolated_capacity(
@@ -458,6 +460,31 @@ pub fn render_knative(
         "users",
         Pairing::Load,
     ));
+    md
+}
+
+/// Where the CPU time of a closed-loop point went, per completed request: the whole guest's
+/// (idle excluded), split into user space and kernel, and the wake-ups that crossed CPUs.
+/// Empty when no record has the split (reports from before it). Pure.
+fn render_cpu_costs(points: &[RdPoint], scale: &str) -> String {
+    if points.iter().all(|p| p.kernel_ms_per_req.is_none()) {
+        return String::new();
+    }
+    let mut md = format!(
+        "\n### Where the CPU went\n\nThe guest's busy CPU time over the window (every CPU, the controller and the kernel included), per completed request, from `/proc/stat`; \"remote wake-ups\": wake-ups of a task on another CPU than the waker's (`ttwu_count` − `ttwu_local` of `/proc/schedstat`), each an IPI or a remote queueing. A configuration that completes the same work with more CPU per request spent the difference on overhead. Medians over the repetitions, [min–max].\n\n| {scale} | config | CPU ms/req | user ms/req | kernel ms/req | remote wake-ups/req | ctx/req |\n|---|---|---|---|---|---|---|\n"
+    );
+    for p in points {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            p.label(),
+            p.config,
+            fmt_spread(&p.cpu_ms_per_req, 1.0, 2),
+            fmt_spread(&p.user_ms_per_req, 1.0, 2),
+            fmt_spread(&p.kernel_ms_per_req, 1.0, 2),
+            fmt_spread(&p.remote_wakeups_per_req, 1.0, 2),
+            fmt_spread(&p.ctx_per_req, 1.0, 2),
+        ));
+    }
     md
 }
 
@@ -1061,6 +1088,47 @@ mod tests {
         assert!(
             md.contains("\"LAGS picks/req\": starts of a LAGS group"),
             "{md}"
+        );
+    }
+
+    // Expect the CPU per request from the window's busy share of every CPU, split into user
+    // space and kernel, and the wake-ups that crossed CPUs per request; no section for
+    // records from before the split.
+    #[test]
+    fn cpu_costs_per_request() {
+        use lags_proto::bench::RdhashdRecord;
+        let rec = |config: &str, util: f64, kern: Option<f64>, remote: u64| RdhashdRecord {
+            config: config.into(),
+            funcs: 135,
+            cpus: 2,
+            window_s: 200.0,
+            completed: 10_000,
+            cpu_util: util,
+            cpu_kernel: kern,
+            wakeups: kern.map(|_| 30_000 + remote),
+            wakeups_local: kern.map(|_| 30_000),
+            ..RdhashdRecord::default()
+        };
+        let md = render_cpu_costs(
+            &rd_points(&[
+                rec("stock", 0.9, Some(0.1), 20_000),
+                rec("lags", 0.96, Some(0.16), 35_000),
+            ]),
+            "users",
+        );
+        assert!(md.contains("| users | config | CPU ms/req | user ms/req | kernel ms/req | remote wake-ups/req | ctx/req |"), "{md}");
+        assert!(
+            md.contains("| 135 | stock | 36.00 | 32.00 | 4.00 | 2.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 135 | lags | 38.40 | 32.00 | 6.40 | 3.50 |"),
+            "{md}"
+        );
+        let old = render_cpu_costs(&rd_points(&[rec("stock", 0.9, None, 0)]), "users");
+        assert_eq!(
+            old, "",
+            "a report from before the split has no such section"
         );
     }
 

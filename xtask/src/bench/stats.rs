@@ -183,6 +183,15 @@ pub struct RdPoint {
     /// request; `None` where no run had LAGS statistics (stock, tuned, a kernel without LAGS).
     pub lags_picks_per_req: Option<Spread>,
     pub util: Option<Spread>,
+    /// CPU time of the whole guest (every CPU, kernel included) per completed request, ms.
+    pub cpu_ms_per_req: Option<Spread>,
+    /// Of it, the kernel's (system, irq, softirq), and the rest (user space); `None` in
+    /// records from before the split.
+    pub kernel_ms_per_req: Option<Spread>,
+    pub user_ms_per_req: Option<Spread>,
+    /// Wake-ups of a task on another CPU than the waker's per completed request; `None`
+    /// without schedstats and in records from before them.
+    pub remote_wakeups_per_req: Option<Spread>,
     pub inflight_target: Option<Spread>,
     /// Window seconds, summed over the repetitions, in which the thread cap bit.
     pub capped_seconds: u64,
@@ -277,6 +286,15 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                     (r.completed > 0).then(|| l.picks as f64 / r.completed as f64)
                 }),
                 util: sp(&|r| Some(r.cpu_util)),
+                cpu_ms_per_req: sp(&|r| cpu_ms_per_req(r, Some(r.cpu_util))),
+                kernel_ms_per_req: known(&|r| cpu_ms_per_req(r, r.cpu_kernel)),
+                user_ms_per_req: known(&|r| {
+                    cpu_ms_per_req(r, r.cpu_kernel.map(|k| (r.cpu_util - k).max(0.0)))
+                }),
+                remote_wakeups_per_req: known(&|r| {
+                    let remote = r.wakeups?.saturating_sub(r.wakeups_local?);
+                    (r.completed > 0).then(|| remote as f64 / r.completed as f64)
+                }),
                 ci: point_ci(&rs),
                 good_fraction: sp(&|r| {
                     (r.completed > 0).then(|| r.good as f64 / r.completed as f64)
@@ -300,6 +318,14 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
             }
         })
         .collect()
+}
+
+/// CPU time per completed request, ms, of a `share` of all the guest's CPU time over the
+/// window; `None` without completed requests or a share.
+fn cpu_ms_per_req(r: &RdhashdRecord, share: Option<f64>) -> Option<f64> {
+    (r.completed > 0)
+        .then(|| share.map(|s| s * r.cpus as f64 * r.window_s * 1e3 / r.completed as f64))
+        .flatten()
 }
 
 /// Whether a closed-loop point met the SLO: at least the target fraction of its completed
