@@ -702,6 +702,10 @@ pub struct RdhashdRecord {
     /// empty in records from before them.
     #[serde(default)]
     pub per_second: Vec<SecondCounts>,
+    /// Busy CPU time of the guest (every CPU, idle excluded) in each second of the window, ms,
+    /// aligned with `per_second`; empty in records from before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub busy_ms_per_second: Vec<f64>,
 }
 
 impl RdhashdRecord {

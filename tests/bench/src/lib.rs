@@ -234,6 +234,17 @@ pub fn histogram(responses_ns: impl Iterator<Item = f64>) -> Hist {
 // ---------------------------------------------------------------------------------------
 // /proc parsing
 
+/// The unit of `/proc/stat`'s CPU times (USER_HZ), per second.
+pub fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
 /// `/proc/stat`: aggregate CPU jiffies and the context-switch counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct ProcStat {
@@ -282,6 +293,17 @@ impl ProcStat {
             + self.irq
             + self.softirq
             + self.steal
+    }
+
+    /// The aggregate line of `/proc/stat` now.
+    pub fn read() -> ProcStat {
+        ProcStat::parse(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+    }
+
+    /// Busy (non-idle) CPU time from `a` to `self` over every CPU, ms.
+    pub fn busy_ms_since(&self, a: &ProcStat) -> f64 {
+        let busy = |s: &ProcStat| s.total() - s.idle - s.iowait;
+        busy(self).saturating_sub(busy(a)) as f64 * 1e3 / clock_ticks_per_s()
     }
 
     /// (busy fraction, kernel fraction) of the interval from `a` to `self`.
@@ -547,6 +569,9 @@ mod tests {
         let a = ProcStat::default();
         let (busy, kern) = st.util_since(&a);
         assert!((busy - 0.15).abs() < 1e-9 && (kern - 0.05).abs() < 1e-9);
+        // 150 busy ticks (user 100 + system 50; idle and iowait excluded).
+        let ms = st.busy_ms_since(&a);
+        assert!((ms - 150e3 / clock_ticks_per_s()).abs() < 1e-9, "{ms}");
         let ss = SchedStat::parse(
             "version 16\ntimestamp 1\ncpu0 0 0 10 2 5 1 1000 300 7\ndomain0 3 1 2 3\ncpu1 0 0 20 3 6 2 2000 700 8\n",
         );

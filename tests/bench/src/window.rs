@@ -171,6 +171,12 @@ pub(crate) fn record(
         },
         wakeups: (ss.cpus > 0).then_some(ss.ttwu_count),
         wakeups_local: (ss.cpus > 0).then_some(ss.ttwu_local),
+        // A window cut short by a signal has no per-second CPU for its last seconds.
+        busy_ms_per_second: if ran.busy_ms.len() == counts.per_second.len() {
+            ran.busy_ms.clone()
+        } else {
+            Vec::new()
+        },
         per_second: counts.per_second,
         sched_profile: ran.profile.clone(),
         ..RdhashdRecord::default()
@@ -190,6 +196,8 @@ pub(crate) struct Ran {
     pub start: Snap,
     pub end: Snap,
     pub profile: Option<SchedProfile>,
+    /// Busy CPU time of every measured second, ms (`/proc/stat` read at each second's start).
+    pub busy_ms: Vec<f64>,
     /// A signal ended the run early (`--host`).
     pub stopped: bool,
 }
@@ -231,6 +239,13 @@ pub(crate) fn drive(
     let mut start = None;
     let mut profiler = None;
     let mut stopped = false;
+    let mut busy_ms = Vec::new();
+    let mut last: Option<ProcStat> = None;
+    let mut second_done = |now: &ProcStat, busy_ms: &mut Vec<f64>| {
+        if let Some(prev) = last.replace(*now) {
+            busy_ms.push(now.busy_ms_since(&prev));
+        }
+    };
     for s in 0..tl.total {
         sleep_until_ns(tl.t0 + s * 1_000_000_000);
         if host::stopping() {
@@ -238,10 +253,14 @@ pub(crate) fn drive(
             break;
         }
         if s == tl.warm {
-            start = Some(snapshot());
+            let snap = snapshot();
+            second_done(&snap.1, &mut busy_ms);
+            start = Some(snap);
             if profile {
                 profiler = Some(Profiler::start());
             }
+        } else if s > tl.warm {
+            second_done(&ProcStat::read(), &mut busy_ms);
         }
         each_second(s);
     }
@@ -249,6 +268,9 @@ pub(crate) fn drive(
         sleep_until_ns(tl.t0 + tl.total * 1_000_000_000);
     }
     let end = snapshot();
+    if !stopped {
+        second_done(&end.1, &mut busy_ms);
+    }
     at_end();
     let profile = match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
         Some(Err(e)) => {
@@ -262,6 +284,7 @@ pub(crate) fn drive(
         start: start.unwrap_or(end),
         end,
         profile,
+        busy_ms,
         stopped,
     }
 }

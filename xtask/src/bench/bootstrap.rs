@@ -60,6 +60,8 @@ struct Series {
     good: Vec<u64>,
     completed: Vec<u64>,
     hist: Vec<Vec<u64>>,
+    /// Busy CPU ms of each second; `None` in records without it.
+    busy_ms: Option<Vec<f64>>,
 }
 
 impl Series {
@@ -70,6 +72,8 @@ impl Series {
         Some(Series {
             good: r.per_second.iter().map(|s| s.good).collect(),
             completed: r.per_second.iter().map(|s| s.completed).collect(),
+            busy_ms: (r.busy_ms_per_second.len() == r.per_second.len())
+                .then(|| r.busy_ms_per_second.clone()),
             hist: r
                 .per_second
                 .iter()
@@ -96,6 +100,8 @@ struct Stat {
     throughput: f64,
     /// `None` when no request completed.
     fraction: Option<f64>,
+    /// Busy CPU ms per completed request; `None` without per-second CPU or requests.
+    cpu_ms_per_req: Option<f64>,
     p50: Option<f64>,
     p99: Option<f64>,
 }
@@ -106,10 +112,12 @@ fn stat<'a>(parts: impl Iterator<Item = (&'a Series, &'a [usize])>) -> Stat {
     let mut completed = 0u64;
     let mut secs = 0usize;
     let mut hist = vec![0u64; HIST_BINS];
+    let mut busy = Some(0.0f64);
     for (s, ix) in parts {
         for &i in ix {
             good += s.good[i];
             completed += s.completed[i];
+            busy = busy.zip(s.busy_ms.as_ref()).map(|(b, v)| b + v[i]);
             secs += 1;
             for (h, &c) in hist.iter_mut().zip(&s.hist[i]) {
                 *h += c;
@@ -128,6 +136,7 @@ fn stat<'a>(parts: impl Iterator<Item = (&'a Series, &'a [usize])>) -> Stat {
         goodput: per_second(good),
         throughput: per_second(completed),
         fraction: (completed > 0).then(|| good as f64 / completed as f64),
+        cpu_ms_per_req: busy.filter(|_| completed > 0).map(|b| b / completed as f64),
         p50: dense_quantile_ms(bins(), 0.50),
         p99: dense_quantile_ms(bins(), 0.99),
     }
@@ -223,6 +232,10 @@ pub struct Comparison {
     /// Completed requests per second: at saturation, how much work the CPUs got done.
     pub rps_ratio: f64,
     pub rps_ratio_ci: Option<Interval>,
+    /// Busy CPU time per completed request (every CPU, idle excluded); `None` where a run
+    /// has no per-second CPU (records from before it).
+    pub cpu_ratio: Option<f64>,
+    pub cpu_ratio_ci: Option<Interval>,
     pub p99_ratio: Option<f64>,
     pub p99_ratio_ci: Option<Interval>,
 }
@@ -235,6 +248,10 @@ impl Comparison {
 
     pub fn rps_verdict(&self) -> &'static str {
         verdict(self.rps_ratio_ci)
+    }
+
+    pub fn cpu_verdict(&self) -> &'static str {
+        verdict(self.cpu_ratio_ci)
     }
 
     pub fn p99_verdict(&self) -> &'static str {
@@ -296,12 +313,15 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
         let mut rng = SplitMix64::new(
             SEED ^ funcs as u64 ^ ((sk - 1_000_000) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
-        let (mut g, mut rps, mut p99) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut g, mut rps, mut cpu, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ITERATIONS {
             let d = draw(&n, &mut rng);
             let (x, y) = (stat_of_draw(&xs, &d), stat_of_draw(&ys, &d));
             g.extend(ratio(x.goodput, y.goodput));
             rps.extend(ratio(x.throughput, y.throughput));
+            if let (Some(a), Some(b)) = (x.cpu_ms_per_req, y.cpu_ms_per_req) {
+                cpu.extend(ratio(a, b));
+            }
             if let (Some(a), Some(b)) = (x.p99, y.p99) {
                 p99.extend(ratio(a, b));
             }
@@ -314,6 +334,11 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
             goodput_ratio_ci: Interval::of(&mut g),
             rps_ratio: ratio(x0.throughput, y0.throughput).unwrap_or(f64::NAN),
             rps_ratio_ci: Interval::of(&mut rps),
+            cpu_ratio: x0
+                .cpu_ms_per_req
+                .zip(y0.cpu_ms_per_req)
+                .and_then(|(a, b)| ratio(a, b)),
+            cpu_ratio_ci: Interval::of(&mut cpu),
             p99_ratio: x0.p99.zip(y0.p99).and_then(|(a, b)| ratio(a, b)),
             p99_ratio_ci: Interval::of(&mut p99),
             config,
@@ -614,6 +639,43 @@ mod tests {
         assert!(late.goodput_ratio < 0.55, "{}", late.goodput_ratio);
         assert_eq!(late.rps_ratio, 1.0);
         assert_eq!(late.rps_verdict(), "no difference");
+    }
+
+    // Expect the CPU per request of a configuration that completes the same requests with
+    // 10% more busy CPU in every second to be 1.1 of stock's and "higher", one with the same
+    // CPU to be "no difference", and no ratio where a run has no per-second CPU.
+    #[test]
+    fn cpu_per_request_paired() {
+        let done: Vec<u64> = (0..30).map(|i| 100 + (i * 37 % 23)).collect();
+        let busy: Vec<f64> = (0..30)
+            .map(|i| 1500.0 + (i * 13 % 17) as f64 * 10.0)
+            .collect();
+        let with_cpu = |config: &str, rep: usize, f: f64| RdhashdRecord {
+            busy_ms_per_second: busy[rep * 5..].iter().map(|b| b * f).collect(),
+            ..run(config, rep, &done[rep * 5..], 80)
+        };
+        let recs = vec![
+            with_cpu("stock", 0, 1.0),
+            with_cpu("stock", 1, 1.0),
+            with_cpu("costly", 0, 1.1),
+            with_cpu("costly", 1, 1.1),
+            with_cpu("same", 0, 1.0),
+            with_cpu("same", 1, 1.0),
+            run("old", 0, &done, 80),
+            run("old", 1, &done[5..], 80),
+        ];
+        let c = comparisons(&recs);
+        let get = |n: &str| c.iter().find(|c| c.config == n).unwrap();
+        let costly = get("costly");
+        assert!((costly.cpu_ratio.unwrap() - 1.1).abs() < 1e-9);
+        assert_eq!(costly.cpu_verdict(), "higher");
+        assert_eq!(costly.rps_verdict(), "no difference");
+        assert_eq!(get("same").cpu_ratio, Some(1.0));
+        assert_eq!(get("same").cpu_verdict(), "no difference");
+        assert_eq!(
+            (get("old").cpu_ratio, get("old").cpu_verdict()),
+            (None, "–")
+        );
     }
 
     // Expect the interval of a noisy point to contain its mean and be wider than zero, and

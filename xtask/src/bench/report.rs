@@ -117,7 +117,7 @@ pub fn render_rdhashd(
         ));
     }
     md.push_str(&format!("\nLatency percentiles are the upper edges of the guest histogram's bins (20 per decade: up to 12% high). \"capped s\": window seconds (summed over repetitions) in which the trace asked for more in-flight requests than the thread cap (`lb.rd_max_threads`) allowed. {LAGS_PICKS_NOTE}\n"));
-    md.push_str(&render_cpu_costs(rd, "F"));
+    md.push_str(&render_cpu_costs(rd, cmp, "F"));
     md.push_str(&render_rd_intervals(rd, cmp, "F"));
     let unit = if rd.iter().any(|p| p.scale != 1.0) {
         "functions × scale"
@@ -446,7 +446,7 @@ pub fn render_knative(
         ));
     }
     md.push_str(&format!("\n{LAGS_PICKS_NOTE}\n"));
-    md.push_str(&render_cpu_costs(kn, "users"));
+    md.push_str(&render_cpu_costs(kn, cmp, "users"));
     md.push_str(&render_rd_intervals(kn, cmp, "users"));
     md.push_str(&render_capacity(kn, target, "users"));
     md.push_str(&render_interpolated_capacity(
@@ -465,8 +465,10 @@ pub fn render_knative(
 
 /// Where the CPU time of a closed-loop point went, per completed request: the whole guest's
 /// (idle excluded), split into user space and kernel, and the wake-ups that crossed CPUs.
-/// Empty when no record has the split (reports from before it). Pure.
-fn render_cpu_costs(points: &[RdPoint], scale: &str) -> String {
+/// Then each configuration against stock: the paired ratio of CPU per request, resampled
+/// with the draws of the other comparisons, where the runs have per-second CPU. Empty when
+/// no record has the split (reports from before it). Pure.
+fn render_cpu_costs(points: &[RdPoint], cmp: &[Comparison], scale: &str) -> String {
     if points.iter().all(|p| p.kernel_ms_per_req.is_none()) {
         return String::new();
     }
@@ -484,6 +486,23 @@ fn render_cpu_costs(points: &[RdPoint], scale: &str) -> String {
             fmt_spread(&p.remote_wakeups_per_req, 1.0, 2),
             fmt_spread(&p.ctx_per_req, 1.0, 2),
         ));
+    }
+    let paired: Vec<&Comparison> = cmp.iter().filter(|c| c.cpu_ratio.is_some()).collect();
+    if !paired.is_empty() {
+        md.push_str(&format!(
+            "\nBusy CPU per completed request against stock, paired (the two-stage bootstrap of \"Against stock\", per-second CPU from `/proc/stat`); above 1: more CPU for each request.\n\n| {scale} | config | reps | CPU/req ratio | 95% CI | CPU/req |\n|---|---|---|---|---|---|\n"
+        ));
+        for c in paired {
+            md.push_str(&format!(
+                "| {} | {} | {} | {:.3} | {} | {} |\n",
+                point_label(c.funcs, c.scale),
+                c.config,
+                c.reps,
+                c.cpu_ratio.unwrap_or(f64::NAN),
+                fmt_ci(c.cpu_ratio_ci, 3),
+                c.cpu_verdict()
+            ));
+        }
     }
     md
 }
@@ -1114,6 +1133,7 @@ mod tests {
                 rec("stock", 0.9, Some(0.1), 20_000),
                 rec("lags", 0.96, Some(0.16), 35_000),
             ]),
+            &[],
             "users",
         );
         assert!(md.contains("| users | config | CPU ms/req | user ms/req | kernel ms/req | remote wake-ups/req | ctx/req |"), "{md}");
@@ -1125,7 +1145,7 @@ mod tests {
             md.contains("| 135 | lags | 38.40 | 32.00 | 6.40 | 3.50 |"),
             "{md}"
         );
-        let old = render_cpu_costs(&rd_points(&[rec("stock", 0.9, None, 0)]), "users");
+        let old = render_cpu_costs(&rd_points(&[rec("stock", 0.9, None, 0)]), &[], "users");
         assert_eq!(
             old, "",
             "a report from before the split has no such section"
@@ -1171,6 +1191,8 @@ mod tests {
             goodput_ratio_ci: iv(0.5, 0.9),
             rps_ratio: 0.974,
             rps_ratio_ci: iv(0.915, 1.047),
+            cpu_ratio: None,
+            cpu_ratio_ci: None,
             p99_ratio: None,
             p99_ratio_ci: None,
         }];
