@@ -170,7 +170,8 @@ impl QemuTestArgs {
             silence: Duration::from_secs(self.silence),
         };
         let default_run = self.suites.is_none() && self.inject.is_none();
-        let mut boots: Vec<(String, Vec<String>, u32, Accel)> = Vec::new();
+        // (name, command line, vCPUs, accelerator, why that accelerator)
+        let mut boots: Vec<(String, Vec<String>, u32, Accel, String)> = Vec::new();
         let mut main = base.clone();
         match &self.suites {
             Some(s) => main.push(format!("lags.suites={s}")),
@@ -179,20 +180,23 @@ impl QemuTestArgs {
             None => {}
         }
         main.extend(self.cmdline.iter().cloned());
-        boots.push(("main".into(), main, self.machine.cpus, accel));
+        boots.push(("main".into(), main, self.machine.cpus, accel, why.clone()));
         if default_run && has_lags {
             let mut t = base.clone();
             t.push(runner::suites_param(TIMING_SUITES));
             t.extend(self.cmdline.iter().cloned());
             let (cpus, timing_accel) = timing_boot(accel, self.machine.cpus);
-            if timing_accel != accel {
-                eprintln!(
-                    "[qemu-test] the behaviour boot runs under deterministic TCG (-icount \
-                     shift={ICOUNT_SHIFT}, one vCPU): its suites time scheduling decisions, and \
-                     under plain TCG the host's stops enter those times"
+            let reason = if timing_accel == accel {
+                why.clone()
+            } else {
+                let r = format!(
+                    "timing suites on deterministic TCG (-icount shift={ICOUNT_SHIFT}, one \
+                     vCPU): under plain TCG the host's stops enter guest time"
                 );
-            }
-            boots.push(("behaviour".into(), t, cpus, timing_accel));
+                eprintln!("[qemu-test] the behaviour boot runs {r}");
+                r
+            };
+            boots.push(("behaviour".into(), t, cpus, timing_accel, reason));
         }
         if default_run && has_lags && !self.no_bootflag_run {
             let b = RunnerOptions {
@@ -201,10 +205,16 @@ impl QemuTestArgs {
                 ..opts.clone()
             }
             .to_cmdline();
-            boots.push(("bootflag-off".into(), b, self.machine.cpus, accel));
+            boots.push((
+                "bootflag-off".into(),
+                b,
+                self.machine.cpus,
+                accel,
+                why.clone(),
+            ));
         }
         let mut results = Vec::new();
-        for (name, cmdline, cpus, accel) in boots {
+        for (name, cmdline, cpus, accel, why) in boots {
             spec.extra_cmdline = cmdline.clone();
             spec.cpus = cpus;
             spec.accel = accel;
@@ -224,7 +234,7 @@ impl QemuTestArgs {
                 verdict,
                 message,
                 accel,
-                accel_reason: why.clone(),
+                accel_reason: why,
                 cpus: spec.cpus,
                 elapsed_s: run.elapsed.as_secs_f64(),
                 ending: run.ending,

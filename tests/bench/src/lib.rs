@@ -326,7 +326,7 @@ pub struct SchedStat {
     pub sched_count: u64,
     pub sched_goidle: u64,
     pub ttwu_count: u64,
-    /// Of those, wake-ups on the waker's own CPU (no IPI, no remote queueing).
+    /// Of those, wake-ups whose target CPU was the waker's own.
     pub ttwu_local: u64,
     pub run_ns: u64,
     pub run_delay_ns: u64,
@@ -569,9 +569,10 @@ mod tests {
         let a = ProcStat::default();
         let (busy, kern) = st.util_since(&a);
         assert!((busy - 0.15).abs() < 1e-9 && (kern - 0.05).abs() < 1e-9);
-        // 150 busy ticks (user 100 + system 50; idle and iowait excluded).
-        let ms = st.busy_ms_since(&a);
-        assert!((ms - 150e3 / clock_ticks_per_s()).abs() < 1e-9, "{ms}");
+        // 150 busy ticks (user 100 + system 50; idle and iowait excluded) at Linux's USER_HZ
+        // of 100: 1.5 s.
+        assert_eq!(clock_ticks_per_s(), 100.0);
+        assert!((st.busy_ms_since(&a) - 1500.0).abs() < 1e-9);
         let ss = SchedStat::parse(
             "version 16\ntimestamp 1\ncpu0 0 0 10 2 5 1 1000 300 7\ndomain0 3 1 2 3\ncpu1 0 0 20 3 6 2 2000 700 8\n",
         );

@@ -239,13 +239,7 @@ pub(crate) fn drive(
     let mut start = None;
     let mut profiler = None;
     let mut stopped = false;
-    let mut busy_ms = Vec::new();
-    let mut last: Option<ProcStat> = None;
-    let mut second_done = |now: &ProcStat, busy_ms: &mut Vec<f64>| {
-        if let Some(prev) = last.replace(*now) {
-            busy_ms.push(now.busy_ms_since(&prev));
-        }
-    };
+    let mut busy = BusyPerSecond::default();
     for s in 0..tl.total {
         sleep_until_ns(tl.t0 + s * 1_000_000_000);
         if host::stopping() {
@@ -254,13 +248,13 @@ pub(crate) fn drive(
         }
         if s == tl.warm {
             let snap = snapshot();
-            second_done(&snap.1, &mut busy_ms);
+            busy.mark(snap.1);
             start = Some(snap);
             if profile {
                 profiler = Some(Profiler::start());
             }
         } else if s > tl.warm {
-            second_done(&ProcStat::read(), &mut busy_ms);
+            busy.mark(ProcStat::read());
         }
         each_second(s);
     }
@@ -269,7 +263,7 @@ pub(crate) fn drive(
     }
     let end = snapshot();
     if !stopped {
-        second_done(&end.1, &mut busy_ms);
+        busy.mark(end.1);
     }
     at_end();
     let profile = match profiler.map(|p| p.and_then(|p| p.finish(stopped))) {
@@ -284,8 +278,25 @@ pub(crate) fn drive(
         start: start.unwrap_or(end),
         end,
         profile,
-        busy_ms,
+        busy_ms: busy.ms,
         stopped,
+    }
+}
+
+/// Busy CPU time second by second: `mark` at the start of the window and at the end of each
+/// second gives one value per second, in order, aligned with the per-second request counts
+/// (which count from the window's start).
+#[derive(Default)]
+struct BusyPerSecond {
+    last: Option<ProcStat>,
+    ms: Vec<f64>,
+}
+
+impl BusyPerSecond {
+    fn mark(&mut self, now: ProcStat) {
+        if let Some(prev) = self.last.replace(now) {
+            self.ms.push(now.busy_ms_since(&prev));
+        }
     }
 }
 
@@ -297,4 +308,32 @@ pub(crate) fn drain(busy: &AtomicU64, limit_ns: u64) -> f64 {
         std::thread::sleep(Duration::from_millis(5));
     }
     (now_ns() - t) as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expect one busy value per second after the window's first mark, each the busy time
+    // (idle and iowait excluded) since the mark before it, in order: the second-by-second
+    // values line up with the request counts, and a second of more work reads more.
+    #[test]
+    fn busy_time_per_second() {
+        let at = |user: u64, system: u64, idle: u64| ProcStat {
+            user,
+            system,
+            idle,
+            ..ProcStat::default()
+        };
+        let mut b = BusyPerSecond::default();
+        b.mark(at(1000, 100, 5000));
+        assert!(b.ms.is_empty(), "the window's start is no second");
+        b.mark(at(1150, 110, 5040)); // 160 ticks busy
+        b.mark(at(1170, 110, 5220)); // 20 ticks busy, the rest idle
+        b.mark(at(1370, 120, 5230)); // 210 ticks busy
+        let hz = clock_ticks_per_s();
+        assert_eq!(b.ms.len(), 3);
+        let ms: Vec<f64> = b.ms.iter().map(|m| m * hz / 1e3).collect();
+        assert_eq!(ms, [160.0, 20.0, 210.0]);
+    }
 }
