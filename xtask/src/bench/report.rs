@@ -473,7 +473,7 @@ fn render_cpu_costs(points: &[RdPoint], cmp: &[Comparison], scale: &str) -> Stri
         return String::new();
     }
     let mut md = format!(
-        "\n### Where the CPU went\n\nThe guest's busy CPU time over the window (every CPU, the controller and the kernel included), per completed request, from `/proc/stat`; \"remote wake-ups\": wake-ups whose target CPU is not the waker's (`ttwu_count` − `ttwu_local` of `/proc/schedstat`). A configuration that completes the same work with more CPU per request spent the difference somewhere other than the work (busy time is tick-sampled: an interrupt on an idle CPU counts as idle). Medians over the repetitions, [min–max].\n\n| {scale} | config | CPU ms/req | user ms/req | kernel ms/req | remote wake-ups/req | ctx/req |\n|---|---|---|---|---|---|---|\n"
+        "\n### CPU per request\n\nThe guest's busy CPU time over the window (every CPU, the controller and the kernel included), per completed request, from `/proc/stat`; \"remote wake-ups\": wake-ups whose target CPU is not the waker's (`ttwu_count` − `ttwu_local` of `/proc/schedstat`). A configuration that completes the same work with more CPU per request spent the difference somewhere other than the work (busy time is tick-sampled: an interrupt on an idle CPU counts as idle). Medians over the repetitions, [min–max].\n\n| {scale} | config | CPU ms/req | user ms/req | kernel ms/req | remote wake-ups/req | ctx/req |\n|---|---|---|---|---|---|---|\n"
     );
     for p in points {
         md.push_str(&format!(
