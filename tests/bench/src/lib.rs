@@ -300,10 +300,14 @@ impl ProcStat {
         ProcStat::parse(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
     }
 
-    /// Busy (non-idle) CPU time from `a` to `self` over every CPU, ms.
+    /// Busy (non-idle: neither idle nor iowait) CPU ticks since boot.
+    fn busy(&self) -> u64 {
+        self.total() - self.idle - self.iowait
+    }
+
+    /// Busy CPU time from `a` to `self` over every CPU, ms.
     pub fn busy_ms_since(&self, a: &ProcStat) -> f64 {
-        let busy = |s: &ProcStat| s.total() - s.idle - s.iowait;
-        busy(self).saturating_sub(busy(a)) as f64 * 1e3 / clock_ticks_per_s()
+        self.busy().saturating_sub(a.busy()) as f64 * 1e3 / clock_ticks_per_s()
     }
 
     /// (busy fraction, kernel fraction) of the interval from `a` to `self`.
@@ -312,10 +316,10 @@ impl ProcStat {
         if total <= 0.0 {
             return (0.0, 0.0);
         }
-        let idle = (self.idle + self.iowait).saturating_sub(a.idle + a.iowait) as f64;
+        let busy = self.busy().saturating_sub(a.busy()) as f64;
         let kern = (self.system + self.irq + self.softirq)
             .saturating_sub(a.system + a.irq + a.softirq) as f64;
-        (1.0 - idle / total, kern / total)
+        (busy / total, kern / total)
     }
 }
 

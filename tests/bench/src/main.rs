@@ -583,7 +583,7 @@ struct Ctx<'a> {
 fn snapshot() -> (u64, ProcStat, SchedStat) {
     (
         now_ns(),
-        ProcStat::parse(&read("/proc/stat")),
+        ProcStat::read(),
         SchedStat::parse(&read("/proc/schedstat")),
     )
 }

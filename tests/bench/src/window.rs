@@ -142,6 +142,7 @@ pub(crate) fn record(
     let completed = counts.completed;
     let ctxt = end.1.ctxt.saturating_sub(start.1.ctxt);
     let ss = end.2.delta(&start.2);
+    let (util, kernel) = end.1.util_since(&start.1);
     let per = |x: u64| (completed > 0).then(|| x as f64 / completed as f64);
     RdhashdRecord {
         config: cfg.to_string(),
@@ -159,8 +160,8 @@ pub(crate) fn record(
         p99_ms: hist_quantile_ms(&counts.hist, 0.99),
         p999_ms: hist_quantile_ms(&counts.hist, 0.999),
         hist: counts.hist,
-        cpu_util: end.1.util_since(&start.1).0,
-        cpu_kernel: Some(end.1.util_since(&start.1).1),
+        cpu_util: util,
+        cpu_kernel: Some(kernel),
         ctxt,
         ctxt_per_req: per(ctxt),
         sched_count: ss.sched_count,
