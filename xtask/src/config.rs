@@ -25,6 +25,10 @@ pub enum Profile {
     /// Default without runtime text patching (no jump labels, no dynamic preemption), the
     /// kernel that multi-threaded TCG (`--accel mttcg`) runs safely.
     Parallel,
+    /// Default plus the ftrace function profiler (`bench --sched-ftrace`): the time inside
+    /// `__schedule()` as the prototype measured it. Patches text when the profiler starts,
+    /// so never under multi-threaded TCG.
+    Ftrace,
 }
 
 impl Profile {
@@ -34,6 +38,7 @@ impl Profile {
             Profile::Debug => "debug",
             Profile::Nolags => "nolags",
             Profile::Parallel => "parallel",
+            Profile::Ftrace => "ftrace",
         }
     }
 
@@ -44,6 +49,7 @@ impl Profile {
             Profile::Debug => &["minimal", "vm", "sched", "rust", "lags", "debug"],
             Profile::Nolags => &["minimal", "vm", "sched", "rust", "nolags"],
             Profile::Parallel => &["minimal", "vm", "sched", "rust", "lags", "parallel"],
+            Profile::Ftrace => &["minimal", "vm", "sched", "rust", "lags", "ftrace"],
         }
     }
 }
@@ -329,6 +335,7 @@ mod tests {
             Profile::Debug,
             Profile::Nolags,
             Profile::Parallel,
+            Profile::Ftrace,
         ] {
             let frags = fragment_paths(&paths, p).unwrap();
             for f in frags {

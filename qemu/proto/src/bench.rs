@@ -148,6 +148,11 @@ pub struct RdPlan {
     /// time inside `__schedule()` (`lb.rd_prof`); plans recorded before it existed: off.
     #[serde(default)]
     pub profile: bool,
+    /// Measure the time inside `schedule()` over the measured window with the ftrace
+    /// function profiler (`lb.rd_ftrace`; a kernel with `CONFIG_FUNCTION_PROFILER`, the
+    /// `ftrace` profile); plans recorded before it existed: off.
+    #[serde(default)]
+    pub ftrace: bool,
     /// Directory of per-function concurrency traces in the prototype's CSV format to replay
     /// (`lb.rd_trace`): F functions are its first F files in name order. Empty: the seeded
     /// synthetic trace (and in plans recorded before the option).
@@ -176,6 +181,7 @@ impl Default for RdPlan {
             trace_seed: 42,
             max_threads: 1024,
             profile: false,
+            ftrace: false,
             trace: String::new(),
             scales: unit_scale(),
         }
@@ -388,6 +394,7 @@ impl Plan {
                 "rd_trace_seed" => v.parse().map(|x| p.rd.trace_seed = x).is_ok(),
                 "rd_max_threads" => v.parse().map(|x| p.rd.max_threads = x).is_ok(),
                 "rd_prof" => flag(v).map(|x| p.rd.profile = x).is_some(),
+                "rd_ftrace" => flag(v).map(|x| p.rd.ftrace = x).is_some(),
                 "rd_scale" => list(v)
                     .filter(|x: &Vec<f64>| {
                         !x.is_empty() && x.iter().all(|&k| k > 0.0 && k <= 100.0)
@@ -461,6 +468,7 @@ impl Plan {
             format!("lb.rd_trace_seed={}", self.rd.trace_seed),
             format!("lb.rd_max_threads={}", self.rd.max_threads),
             format!("lb.rd_prof={}", u8::from(self.rd.profile)),
+            format!("lb.rd_ftrace={}", u8::from(self.rd.ftrace)),
             format!("lb.rd_scale={}", join(&self.rd.scales)),
             format!("lb.rd_trace={}", self.rd.trace),
             format!("lb.kn_users={}", join(&self.kn.users)),
@@ -632,6 +640,21 @@ pub struct SchedProfile {
     pub idle_share: f64,
 }
 
+/// The ftrace function profiler's account of `schedule()` and `schedule_idle()` (the
+/// callers of the `notrace` `__schedule()` that tasks and the idle loop use) over a measured
+/// window, summed over the CPUs and both functions (`trace_stat/function<N>`, with
+/// `sleep-time` off so that the time a task spent switched out inside them does not count,
+/// and `graph-time` on so that their callees do): the prototype's "time inside
+/// `schedule()`".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedFtrace {
+    /// Calls that returned inside the window.
+    pub calls: u64,
+    /// CPU time inside the two and their callees, ns.
+    pub time_ns: u64,
+}
+
 /// One run of the `rdhashd` workload (configuration x function count x repetition).
 /// Latencies run from the end of a request's sleep to its completion; the counts and
 /// percentiles cover the requests that completed inside the measured window.
@@ -698,6 +721,10 @@ pub struct RdhashdRecord {
     /// `None` when the run was not profiled (or records from before the option).
     #[serde(default)]
     pub sched_profile: Option<SchedProfile>,
+    /// Time inside `schedule()` from the ftrace function profiler (`lb.rd_ftrace`); `None`
+    /// when the run was not profiled so (and in records from before the option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched_ftrace: Option<SchedFtrace>,
     /// The window's counts second by second (for the report's block-bootstrap intervals);
     /// empty in records from before them.
     #[serde(default)]
@@ -919,6 +946,7 @@ mod tests {
                 trace_seed: 11,
                 max_threads: 64,
                 profile: true,
+                ftrace: true,
                 trace: "/traces".into(),
                 scales: vec![0.5, 0.85, 1.25],
             },
@@ -1024,6 +1052,10 @@ mod tests {
                     sampled_ns: 40_000_000_000,
                     schedule_share: 0.02,
                     idle_share: 0.1,
+                }),
+                sched_ftrace: Some(SchedFtrace {
+                    calls: 250_000,
+                    time_ns: 900_000_000,
                 }),
                 per_second: vec![SecondCounts {
                     completed: 3,

@@ -305,7 +305,10 @@ fn run_once(
     let mut pending_sum = 0u64;
     let ran = window::drive(
         tl,
-        plan.rd.profile,
+        window::Probes {
+            perf: plan.rd.profile,
+            ftrace: ctx.ftrace.as_ref(),
+        },
         out,
         "knative",
         |s| {

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 pub use lags_proto::bench::{
     DoneRecord, EnvRecord, Function, FunctionsRecord, Hist, KnPlan, KnativeRecord, LagsCounters,
-    OverheadRecord, Plan, RdPlan, RdhashdRecord, Record, RunRecord, SchedConfig, SchedProfile,
-    SecondCounts, Status, Summary, Uname, Workload, BINS_PER_DECADE, HIST_BINS,
+    OverheadRecord, Plan, RdPlan, RdhashdRecord, Record, RunRecord, SchedConfig, SchedFtrace,
+    SchedProfile, SecondCounts, Status, Summary, Uname, Workload, BINS_PER_DECADE, HIST_BINS,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -471,9 +471,68 @@ pub fn parse_perf_children(report: &str) -> Option<(u64, f64, f64)> {
     Some((events, sched, idle.max(0.0)))
 }
 
+/// One function's line of an ftrace `trace_stat/function<N>` file (the function profiler
+/// with the graph tracer): `name  hits  time us  avg us  s^2 us`, times in µs with up to
+/// three decimals. `None` when the function has no line (it did not return on that CPU).
+pub fn parse_function_stat(text: &str, func: &str) -> Option<SchedFtrace> {
+    text.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        if w.next()? != func {
+            return None;
+        }
+        let calls = w.next()?.parse::<u64>().ok()?;
+        let us = w.next()?;
+        (w.next()? == "us").then_some(())?;
+        // Integer arithmetic on the printed digits (whole µs past 7 digits).
+        let (int, frac) = us.split_once('.').unwrap_or((us, ""));
+        let mut ns = int.parse::<u64>().ok()?.checked_mul(1000)?;
+        if !frac.is_empty() {
+            let digits = frac.len().min(3);
+            let f = frac[..digits].parse::<u64>().ok()?;
+            ns += f * 10u64.pow(3 - digits as u32);
+        }
+        Some(SchedFtrace { calls, time_ns: ns })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Expect the profiler's line of the function asked for, times as ns, whichever the
+    // width of the time column; another function's line, or none, is None.
+    #[test]
+    fn function_profiler_stat() {
+        let text = "  Function                               Hit    Time            Avg             s^2\n  --------                               ---    ----            ---             ---\n  __schedule                          12345    4567.891 us     0.370 us        0.123 us    \n  schedule_idle                         10    1.5 us     0.150 us        0.000 us    \n";
+        assert_eq!(
+            parse_function_stat(text, "__schedule"),
+            Some(SchedFtrace {
+                calls: 12345,
+                time_ns: 4_567_891,
+            })
+        );
+        assert_eq!(
+            parse_function_stat(text, "schedule_idle"),
+            Some(SchedFtrace {
+                calls: 10,
+                time_ns: 1_500,
+            })
+        );
+        assert_eq!(parse_function_stat(text, "schedule"), None);
+        let long = "  __schedule                       98765432    12345678 us     124 us     9.000 us    \n";
+        assert_eq!(
+            parse_function_stat(long, "__schedule"),
+            Some(SchedFtrace {
+                calls: 98_765_432,
+                time_ns: 12_345_678_000,
+            })
+        );
+        assert_eq!(
+            parse_function_stat("  __schedule  12  bad us\n", "__schedule"),
+            None
+        );
+        assert_eq!(parse_function_stat("", "__schedule"), None);
+    }
 
     // Expect the generator's moments to match the distributions' definitions.
     #[test]

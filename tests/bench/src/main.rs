@@ -18,6 +18,7 @@
 
 #![recursion_limit = "256"]
 
+mod ftrace;
 mod host;
 mod knative;
 mod rdhashd;
@@ -578,6 +579,8 @@ struct Ctx<'a> {
     epoch: u64,
     runs_done: usize,
     runs_total: usize,
+    /// The function profiler, set up once when the plan asks for it (`lb.rd_ftrace`).
+    ftrace: Option<ftrace::Ftrace>,
 }
 
 fn snapshot() -> (u64, ProcStat, SchedStat) {
@@ -1145,8 +1148,19 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         epoch: 0,
         runs_done: 0,
         runs_total,
+        ftrace: None,
     };
     SchedConfig::check(&plan.configs)?;
+    if plan.rd.ftrace {
+        if !(rdhashd || knative) {
+            return Err(
+                "lb.rd_ftrace: only the closed-loop workloads (rdhashd, knative) \
+                        measure the time inside __schedule()"
+                    .into(),
+            );
+        }
+        ctx.ftrace = Some(ftrace::Ftrace::setup()?);
+    }
     if let Some(w) = ctx.knobs.warning() {
         out.say(&w);
     }

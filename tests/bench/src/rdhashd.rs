@@ -282,7 +282,10 @@ fn run_once(
     let window_start = tl.warm;
     let ran = window::drive(
         tl,
-        rd.profile,
+        window::Probes {
+            perf: rd.profile,
+            ftrace: ctx.ftrace.as_ref(),
+        },
         out,
         "rdhashd",
         |s| {

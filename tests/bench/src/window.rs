@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use lags_pid1::clock::{now_ns, sleep_until_ns};
 
+use crate::ftrace::Ftrace;
 use crate::rdhashd::{Map, Profiler};
 use crate::{host, snapshot, Ctx, Out};
 
@@ -180,6 +181,7 @@ pub(crate) fn record(
         },
         per_second: counts.per_second,
         sched_profile: ran.profile.clone(),
+        sched_ftrace: ran.ftrace.clone(),
         ..RdhashdRecord::default()
     }
 }
@@ -197,6 +199,8 @@ pub(crate) struct Ran {
     pub start: Snap,
     pub end: Snap,
     pub profile: Option<SchedProfile>,
+    /// Time inside `schedule()` and `schedule_idle()` from the function profiler.
+    pub ftrace: Option<SchedFtrace>,
     /// Busy CPU time of every measured second, ms (`/proc/stat` read at each second's start).
     pub busy_ms: Vec<f64>,
     /// A signal ended the run early (`--host`).
@@ -226,12 +230,20 @@ impl Window {
     }
 }
 
+/// What measures the window besides the counters.
+pub(crate) struct Probes<'a> {
+    /// A `perf record` of the window (`lb.rd_prof`).
+    pub perf: bool,
+    /// The function profiler over the window (`lb.rd_ftrace`).
+    pub ftrace: Option<&'a Ftrace>,
+}
+
 /// Runs the timeline: `each_second(s)` at the start of every second, the system snapshot
-/// (and with `profile` a `perf` recording) from the first measured second, a signal ending it
-/// early; `at_end` as soon as the window closes, before the profile is read.
+/// (and the probes) from the first measured second, a signal ending it early; `at_end` as
+/// soon as the window closes, before the profiles are read.
 pub(crate) fn drive(
     tl: Timeline,
-    profile: bool,
+    probes: Probes,
     out: &Out,
     workload: &str,
     mut each_second: impl FnMut(u64),
@@ -239,6 +251,7 @@ pub(crate) fn drive(
 ) -> Ran {
     let mut start = None;
     let mut profiler = None;
+    let mut traced = None;
     let mut stopped = false;
     let mut busy = BusyPerSecond::default();
     for s in 0..tl.total {
@@ -251,8 +264,11 @@ pub(crate) fn drive(
             let snap = snapshot();
             busy.mark(snap.1);
             start = Some(snap);
-            if profile {
+            if probes.perf {
                 profiler = Some(Profiler::start());
+            }
+            if let Some(f) = probes.ftrace {
+                traced = Some(f.start().map(|()| f));
             }
         } else if s > tl.warm {
             busy.mark(ProcStat::read());
@@ -263,6 +279,17 @@ pub(crate) fn drive(
         sleep_until_ns(tl.t0 + tl.total * 1_000_000_000);
     }
     let end = snapshot();
+    // The function profiler stops right at the window's end, the perf recording below
+    // after `at_end`.
+    let ftrace = match traced.map(|t| t.and_then(Ftrace::finish)) {
+        Some(Err(e)) => {
+            out.say(&format!("warning: {workload}: ftrace: {e}"));
+            None
+        }
+        Some(Ok(_)) if stopped => None,
+        Some(Ok(f)) => Some(f),
+        None => None,
+    };
     if !stopped {
         busy.mark(end.1);
     }
@@ -279,6 +306,7 @@ pub(crate) fn drive(
         start: start.unwrap_or(end),
         end,
         profile,
+        ftrace,
         busy_ms: busy.ms,
         stopped,
     }

@@ -185,6 +185,20 @@ pub struct BenchArgs {
     /// CPU time in `__schedule()` (always on with --host).
     #[arg(long)]
     pub sched_profile: bool,
+    /// rdhashd, knative: measure the CPU time inside `schedule()` over every measured
+    /// window with the ftrace function profiler, as the prototype did. Needs a kernel with
+    /// `CONFIG_FUNCTION_PROFILER`: `--profile ftrace` (single-threaded TCG or icount).
+    #[arg(long)]
+    pub sched_ftrace: bool,
+}
+
+/// Does a kernel `.config` have the ftrace function profiler with the graph tracer (time
+/// per call, which `--sched-ftrace` reads)?
+fn function_profiler(config: &str) -> bool {
+    let c = crate::config::parse_config(config);
+    ["CONFIG_FUNCTION_PROFILER", "CONFIG_FUNCTION_GRAPH_TRACER"]
+        .iter()
+        .all(|k| c.get(*k).is_some_and(|v| v.as_deref() == Some("y")))
 }
 
 /// `--workload`: the contract's names.
@@ -489,6 +503,7 @@ impl BenchArgs {
                 threshold_ms: self.rd_threshold_ms,
                 trace_seed: self.seed,
                 profile: self.sched_profile || self.host,
+                ftrace: self.sched_ftrace,
                 trace: match (&self.rd_trace, self.host) {
                     (None, _) => String::new(),
                     (Some(d), true) => d.display().to_string(),
@@ -542,6 +557,18 @@ impl BenchArgs {
                 kernel.display(),
                 profile.name()
             );
+        }
+        if self.sched_ftrace {
+            let config = paths.build(profile).join(".config");
+            let text = fs_err::read_to_string(&config).unwrap_or_default();
+            if !function_profiler(&text) {
+                bail!(
+                    "--sched-ftrace: {} has no CONFIG_FUNCTION_PROFILER with \
+                     CONFIG_FUNCTION_GRAPH_TRACER: use `--profile ftrace` (build it with \
+                     `cargo xtask build-kernel --profile ftrace`)",
+                    config.display()
+                );
+            }
         }
         if let Some(b) = &self.baseline_kernel {
             if !b.is_file() {
@@ -681,6 +708,24 @@ impl BenchArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Expect --sched-ftrace to accept only a kernel with the profiler and the graph tracer
+    // (the time per call needs the latter).
+    #[test]
+    fn sched_ftrace_needs_the_function_profiler() {
+        let ftrace = "CONFIG_FUNCTION_PROFILER=y\nCONFIG_FUNCTION_GRAPH_TRACER=y\n";
+        assert!(function_profiler(ftrace));
+        assert!(!function_profiler("CONFIG_FUNCTION_PROFILER=y\n"));
+        assert!(!function_profiler(
+            "# CONFIG_FUNCTION_PROFILER is not set\nCONFIG_FUNCTION_GRAPH_TRACER=y\n"
+        ));
+        assert!(!function_profiler(""));
+        let shipped = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ftrace.config"),
+        )
+        .unwrap();
+        assert!(function_profiler(&shipped), "configs/ftrace.config");
+    }
 
     // Expect the steal share from the `cpu` line's 8th field over the sum of the first 8
     // (guest time is already in user), and nothing without two snapshots that differ.

@@ -131,6 +131,9 @@ impl Settings {
         if a.rd_scale.is_some() && s.workload != Workload::Rdhashd {
             bail!("--rd-scale is an rdhashd option: add --workload rdhashd");
         }
+        if a.sched_ftrace && s.workload == Workload::ZipfOpen {
+            bail!("--sched-ftrace measures the closed-loop workloads: add --workload rdhashd or knative");
+        }
         if s.workload == Workload::Knative {
             if a.parts.is_none() {
                 s.parts = vec!["density".into()];
@@ -563,6 +566,7 @@ mod tests {
             &["--workload", "knative", "--kn-work-sigma=-1"],
             &["--workload", "knative", "--fifo-dispatch"],
             &["--workload", "zipf-open", "--rd-trace", "/tmp"],
+            &["--workload", "zipf-open", "--sched-ftrace"],
         ] {
             assert!(settings(bad).is_err(), "{bad:?} accepted");
         }

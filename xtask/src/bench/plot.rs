@@ -261,7 +261,8 @@ fn plot_ctx(path: &Path, pts: &[Point], accel: &str) -> PlotResult {
 /// The prototype's figures for rdhashd: goodput normalised to stock's highest goodput over
 /// the sweep (its "normalised to the CFS maximum"), with the bootstrap intervals as error
 /// bars (the repetitions' range where a point has none), and the share of CPU time inside
-/// `__schedule()`, against functions (× concurrency scale) per CPU.
+/// the scheduler (the function profiler's `schedule()`, else perf's `__schedule()`), against
+/// functions (× concurrency scale) per CPU.
 pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> PlotResult {
     use plotters::prelude::*;
     // The workload scale per CPU: functions (× the concurrency scale, when it is swept).
@@ -295,9 +296,17 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
         .map(|g| g.2)
         .fold(1.1f64, f64::max)
         * 1.1;
+    // The function profiler's share (the prototype's measurement) where the runs have it,
+    // else perf's sampled share.
+    let (share, source): (fn(&RdPoint) -> Option<Spread>, &str) =
+        if rd.iter().any(|p| p.ftrace_share.is_some()) {
+            (|p| p.ftrace_share, "ftrace function profiler")
+        } else {
+            (|p| p.sched_share, "perf samples")
+        };
     let smax = rd
         .iter()
-        .filter_map(|p| p.sched_share.map(|s| s.max * 100.0))
+        .filter_map(|p| share(p).map(|s| s.max * 100.0))
         .fold(0.0f64, f64::max);
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -328,7 +337,7 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
     if smax > 0.0 {
         let mut c = ChartBuilder::on(&panels[1])
             .caption(
-                format!("CPU time inside __schedule() ({accel})"),
+                format!("CPU time inside the scheduler ({accel})"),
                 ("sans-serif", 20),
             )
             .margin(12)
@@ -337,13 +346,13 @@ pub(super) fn plot_rd(path: &Path, rd: &[RdPoint], cpus: u32, accel: &str) -> Pl
             .build_cartesian_2d(xr(), 0f64..smax * 1.2)?;
         c.configure_mesh()
             .x_desc(xdesc)
-            .y_desc("share of all CPU time (%, perf samples)")
+            .y_desc(format!("share of all CPU time (%, {source})"))
             .draw()?;
         for cfg in &configs {
             let xs = rd
                 .iter()
                 .filter(|p| p.config == *cfg)
-                .filter_map(|p| p.sched_share.map(|s| (per_cpu(p), scaled(s, 100.0))));
+                .filter_map(|p| share(p).map(|s| (per_cpu(p), scaled(s, 100.0))));
             config_series(&mut c, cfg, xs)?;
         }
         legend(&mut c, SeriesLabelPosition::UpperLeft)?;

@@ -577,6 +577,19 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison], scale: &str) -> S
             ));
         }
     }
+    if rd.iter().any(|p| p.ftrace_share.is_some()) {
+        md.push_str(&format!("\n### Time inside `schedule()` (ftrace function profiler)\n\nThe prototype's measurement: the function profiler with the graph tracer over each measured window, on `schedule()` and `schedule_idle()` only (`__schedule()` is `notrace`; these are its callers for tasks, including preemption on the way back to user space, and for the idle loop), summed over both and over the CPUs, with `sleep-time` off (the time a task spends switched out is not charged to it) and `graph-time` on (the callees' time is). Share of all CPU time, idle included; µs per call; calls per completed request. The profiler's own entry and exit hooks are inside the measured time, alike for every configuration; under emulation the times are emulated time.\n\n| {scale} | config | schedule() share % | µs per call | calls per request |\n|---|---|---|---|---|\n"));
+        for p in rd {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                p.label(),
+                p.config,
+                fmt_spread(&p.ftrace_share, 100.0, 2),
+                fmt_spread(&p.ftrace_us_per_call, 1.0, 2),
+                fmt_spread(&p.ftrace_calls_per_req, 1.0, 2),
+            ));
+        }
+    }
     md
 }
 

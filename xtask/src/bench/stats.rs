@@ -206,6 +206,14 @@ pub struct RdPoint {
     pub sched_busy_share: Option<Spread>,
     /// µs inside `__schedule()` per context switch of the window.
     pub sched_us_per_switch: Option<Spread>,
+    /// Share of all CPU time (idle included) inside `schedule()` and `schedule_idle()` with
+    /// their callees, from the ftrace function profiler (`--sched-ftrace`): the prototype's
+    /// quantity.
+    pub ftrace_share: Option<Spread>,
+    /// µs inside them per call, from the function profiler.
+    pub ftrace_us_per_call: Option<Spread>,
+    /// Their calls per completed request, from the function profiler.
+    pub ftrace_calls_per_req: Option<Spread>,
 }
 
 /// A concurrency scale as an ordered key (millionths).
@@ -308,6 +316,19 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                     let p = r.sched_profile.as_ref()?;
                     (r.ctxt > 0)
                         .then(|| p.schedule_share * p.sampled_ns as f64 / r.ctxt as f64 / 1e3)
+                }),
+                ftrace_share: known(&|r| {
+                    let f = r.sched_ftrace.as_ref()?;
+                    let cpu_ns = r.window_s * 1e9 * r.cpus as f64;
+                    (cpu_ns > 0.0).then(|| f.time_ns as f64 / cpu_ns)
+                }),
+                ftrace_us_per_call: known(&|r| {
+                    let f = r.sched_ftrace.as_ref()?;
+                    (f.calls > 0).then(|| f.time_ns as f64 / f.calls as f64 / 1e3)
+                }),
+                ftrace_calls_per_req: known(&|r| {
+                    let f = r.sched_ftrace.as_ref()?;
+                    (r.completed > 0).then(|| f.calls as f64 / r.completed as f64)
                 }),
                 inflight_target: sp(&|r| Some(r.inflight_target_mean)),
                 capped_seconds: rs.iter().map(|r| r.capped_seconds).sum(),
@@ -654,6 +675,28 @@ mod tests {
         assert!(lags.underpowered && lags.min_completed == 9_999);
         // No stock run at 8 functions: nothing to normalise to.
         assert!(p[2].goodput_norm.is_none() && p[2].goodput.is_some());
+    }
+
+    // Expect the function profiler's time inside schedule() as a share of all CPU time of
+    // the window (every CPU), per call and calls per completed request; runs without it
+    // leave the point's values unknown rather than zero.
+    #[test]
+    fn function_profiler_shares() {
+        let profiled = |time_ns, calls| RdhashdRecord {
+            cpus: 2,
+            sched_ftrace: Some(lags_proto::bench::SchedFtrace { calls, time_ns }),
+            ..rd("lags", 4, 400, 500)
+        };
+        // 1 s inside schedule() in a 10 s window on 2 CPUs: 5%.
+        let p = rd_points(&[profiled(1_000_000_000, 1000), profiled(3_000_000_000, 2000)]);
+        let s = p[0].ftrace_share.unwrap();
+        assert_eq!((s.min, s.max), (0.05, 0.15));
+        let c = p[0].ftrace_us_per_call.unwrap();
+        assert_eq!((c.min, c.max), (1000.0, 1500.0));
+        let r = p[0].ftrace_calls_per_req.unwrap();
+        assert_eq!((r.min, r.max), (2.0, 4.0));
+        let none = rd_points(&[rd("stock", 4, 400, 500)]);
+        assert!(none[0].ftrace_share.is_none() && none[0].ftrace_us_per_call.is_none());
     }
 
     // Expect the capacity bracket to end at the first tested count where the SLO was

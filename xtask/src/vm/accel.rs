@@ -36,14 +36,18 @@ impl Accel {
 }
 
 /// Options of a kernel `.config` under which the kernel rewrites its own code at run time
-/// (static keys, dynamic preemption's static calls), which QEMU 7.2's multi-threaded TCG
-/// races with ("Oops: int3").
+/// (static keys, dynamic preemption's static calls, ftrace's call sites when a tracer
+/// starts), which QEMU 7.2's multi-threaded TCG races with ("Oops: int3").
 pub fn text_patching_options(config: &str) -> Vec<&'static str> {
     let c = crate::config::parse_config(config);
-    ["CONFIG_JUMP_LABEL", "CONFIG_PREEMPT_DYNAMIC"]
-        .into_iter()
-        .filter(|k| c.get(*k).is_some_and(|v| v.as_deref() == Some("y")))
-        .collect()
+    [
+        "CONFIG_JUMP_LABEL",
+        "CONFIG_PREEMPT_DYNAMIC",
+        "CONFIG_DYNAMIC_FTRACE",
+    ]
+    .into_iter()
+    .filter(|k| c.get(*k).is_some_and(|v| v.as_deref() == Some("y")))
+    .collect()
 }
 
 /// Refuses multi-threaded TCG for a kernel that patches its text at run time: the
@@ -221,6 +225,10 @@ mod tests {
         assert_eq!(
             text_patching_options(stock),
             ["CONFIG_JUMP_LABEL", "CONFIG_PREEMPT_DYNAMIC"]
+        );
+        assert_eq!(
+            text_patching_options("CONFIG_DYNAMIC_FTRACE=y\n"),
+            ["CONFIG_DYNAMIC_FTRACE"]
         );
         let parallel = "# CONFIG_JUMP_LABEL is not set\nCONFIG_SMP=y\n";
         assert!(text_patching_options(parallel).is_empty());
