@@ -26,7 +26,7 @@ pub enum Profile {
     /// kernel that multi-threaded TCG (`--accel mttcg`) runs safely.
     Parallel,
     /// Default plus the ftrace function profiler (`bench --sched-ftrace`): the time inside
-    /// `__schedule()` as the prototype measured it. Patches text when the profiler starts,
+    /// `schedule()` as the prototype measured it. Patches text when the profiler starts,
     /// so never under multi-threaded TCG.
     Ftrace,
 }

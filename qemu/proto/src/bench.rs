@@ -649,7 +649,9 @@ pub struct SchedProfile {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedFtrace {
-    /// Calls that returned inside the window.
+    /// Calls that started inside the window (the profiler counts a hit on entry and adds
+    /// the time on return: a call still switched out at the window's end is a hit without
+    /// its time, and a task switched out when the window began adds time without a hit).
     pub calls: u64,
     /// CPU time inside the two and their callees, ns.
     pub time_ns: u64,

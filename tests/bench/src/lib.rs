@@ -499,39 +499,23 @@ pub fn parse_function_stat(text: &str, func: &str) -> Option<SchedFtrace> {
 mod tests {
     use super::*;
 
-    // Expect the profiler's line of the function asked for, times as ns, whichever the
-    // width of the time column; another function's line, or none, is None.
+    // Expect the profiler's line of the function asked for, times as ns in each of the
+    // widths the kernel prints (3, 2, 1 or no decimals as the integer part grows); another
+    // function's line, or none, is None.
     #[test]
     fn function_profiler_stat() {
-        let text = "  Function                               Hit    Time            Avg             s^2\n  --------                               ---    ----            ---             ---\n  __schedule                          12345    4567.891 us     0.370 us        0.123 us    \n  schedule_idle                         10    1.5 us     0.150 us        0.000 us    \n";
-        assert_eq!(
-            parse_function_stat(text, "__schedule"),
-            Some(SchedFtrace {
-                calls: 12345,
-                time_ns: 4_567_891,
-            })
-        );
-        assert_eq!(
-            parse_function_stat(text, "schedule_idle"),
-            Some(SchedFtrace {
-                calls: 10,
-                time_ns: 1_500,
-            })
-        );
-        assert_eq!(parse_function_stat(text, "schedule"), None);
-        let long = "  __schedule                       98765432    12345678 us     124 us     9.000 us    \n";
-        assert_eq!(
-            parse_function_stat(long, "__schedule"),
-            Some(SchedFtrace {
-                calls: 98_765_432,
-                time_ns: 12_345_678_000,
-            })
-        );
-        assert_eq!(
-            parse_function_stat("  __schedule  12  bad us\n", "__schedule"),
-            None
-        );
-        assert_eq!(parse_function_stat("", "__schedule"), None);
+        let text = "  Function                               Hit    Time            Avg             s^2\n  --------                               ---    ----            ---             ---\n  schedule                            12345    4567.891 us     0.370 us        0.123 us    \n  schedule_idle                          10    12345.67 us     1234.567 us     0.000 us    \n";
+        let at = |text: &str, f: &str| parse_function_stat(text, f).map(|s| (s.calls, s.time_ns));
+        assert_eq!(at(text, "schedule"), Some((12345, 4_567_891)));
+        assert_eq!(at(text, "schedule_idle"), Some((10, 12_345_670)));
+        assert_eq!(at(text, "__schedule"), None);
+        let one = "  schedule                              7    123456.7 us     17636.67 us     9.000 us    \n";
+        assert_eq!(at(one, "schedule"), Some((7, 123_456_700)));
+        let none = "  schedule                       98765432    12345678 us     124.999 us     9.000 us    \n";
+        assert_eq!(at(none, "schedule"), Some((98_765_432, 12_345_678_000)));
+        assert_eq!(at("  schedule  12  bad us\n", "schedule"), None);
+        assert_eq!(at("  schedule  12  1.000 ms\n", "schedule"), None);
+        assert_eq!(at("", "schedule"), None);
     }
 
     // Expect the generator's moments to match the distributions' definitions.

@@ -1151,11 +1151,12 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         ftrace: None,
     };
     SchedConfig::check(&plan.configs)?;
-    if plan.rd.ftrace {
+    // Only the closed-loop sweeps use it (a --baseline-kernel boot runs the probes alone).
+    if plan.rd.ftrace && plan.has("density") {
         if !(rdhashd || knative) {
             return Err(
                 "lb.rd_ftrace: only the closed-loop workloads (rdhashd, knative) \
-                        measure the time inside __schedule()"
+                        measure the time inside schedule()"
                     .into(),
             );
         }

@@ -267,6 +267,8 @@ pub(crate) fn drive(
             if probes.perf {
                 profiler = Some(Profiler::start());
             }
+            // Starting it patches two call sites: charged to this window, in every
+            // configuration alike.
             if let Some(f) = probes.ftrace {
                 traced = Some(f.start().map(|()| f));
             }

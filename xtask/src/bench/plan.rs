@@ -134,6 +134,12 @@ impl Settings {
         if a.sched_ftrace && s.workload == Workload::ZipfOpen {
             bail!("--sched-ftrace measures the closed-loop workloads: add --workload rdhashd or knative");
         }
+        if a.sched_ftrace && a.host {
+            bail!(
+                "--sched-ftrace runs in a guest on the ftrace profile's kernel; on a host it \
+                 would rewrite the host's global tracing settings (use --sched-profile there)"
+            );
+        }
         if s.workload == Workload::Knative {
             if a.parts.is_none() {
                 s.parts = vec!["density".into()];
@@ -567,6 +573,7 @@ mod tests {
             &["--workload", "knative", "--fifo-dispatch"],
             &["--workload", "zipf-open", "--rd-trace", "/tmp"],
             &["--workload", "zipf-open", "--sched-ftrace"],
+            &["--workload", "rdhashd", "--sched-ftrace", "--host"],
         ] {
             assert!(settings(bad).is_err(), "{bad:?} accepted");
         }
