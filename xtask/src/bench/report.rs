@@ -468,6 +468,21 @@ pub fn render_knative(
 /// Then each configuration against stock: the paired ratio of CPU per request, resampled
 /// with the draws of the other comparisons, where the runs have per-second CPU. Empty when
 /// no record has the split (reports from before it). Pure.
+/// A table column of points: the quantity and the factor it is shown with.
+type Column = (fn(&RdPoint) -> Option<Spread>, f64);
+
+/// Table rows of points: the label, the configuration, then each column's spread times its
+/// factor, two decimals.
+fn spread_rows(points: &[RdPoint], cols: &[Column]) -> String {
+    points
+        .iter()
+        .map(|p| {
+            let cells: Vec<String> = cols.iter().map(|(f, k)| fmt_spread(&f(p), *k, 2)).collect();
+            format!("| {} | {} | {} |\n", p.label(), p.config, cells.join(" | "))
+        })
+        .collect()
+}
+
 fn render_cpu_costs(points: &[RdPoint], cmp: &[Comparison], scale: &str) -> String {
     if points.iter().all(|p| p.kernel_ms_per_req.is_none()) {
         return String::new();
@@ -475,18 +490,16 @@ fn render_cpu_costs(points: &[RdPoint], cmp: &[Comparison], scale: &str) -> Stri
     let mut md = format!(
         "\n### CPU per request\n\nThe guest's busy CPU time over the window (every CPU, the controller and the kernel included), per completed request, from `/proc/stat`; \"remote wake-ups\": wake-ups whose target CPU is not the waker's (`ttwu_count` − `ttwu_local` of `/proc/schedstat`). A configuration that completes the same work with more CPU per request spent the difference somewhere other than the work (busy time is tick-sampled: an interrupt on an idle CPU counts as idle). Medians over the repetitions, [min–max].\n\n| {scale} | config | CPU ms/req | user ms/req | kernel ms/req | remote wake-ups/req | ctx/req |\n|---|---|---|---|---|---|---|\n"
     );
-    for p in points {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            p.label(),
-            p.config,
-            fmt_spread(&p.cpu_ms_per_req, 1.0, 2),
-            fmt_spread(&p.user_ms_per_req, 1.0, 2),
-            fmt_spread(&p.kernel_ms_per_req, 1.0, 2),
-            fmt_spread(&p.remote_wakeups_per_req, 1.0, 2),
-            fmt_spread(&p.ctx_per_req, 1.0, 2),
-        ));
-    }
+    md.push_str(&spread_rows(
+        points,
+        &[
+            (|p| p.cpu_ms_per_req, 1.0),
+            (|p| p.user_ms_per_req, 1.0),
+            (|p| p.kernel_ms_per_req, 1.0),
+            (|p| p.remote_wakeups_per_req, 1.0),
+            (|p| p.ctx_per_req, 1.0),
+        ],
+    ));
     let paired: Vec<&Comparison> = cmp.iter().filter(|c| c.cpu_ratio.is_some()).collect();
     if !paired.is_empty() {
         md.push_str(&format!(
@@ -565,30 +578,26 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison], scale: &str) -> S
         }
     }
     if rd.iter().any(|p| p.sched_share.is_some()) {
-        md.push_str(&format!("\n### Where the CPU time went\n\n`perf record -a -g -e cpu-clock` (499 Hz) over each measured window: the share of samples inside `__schedule()` and its callees, of all CPU time and of the busy (non-idle) time, and that time per context switch of the window (`/proc/stat` ctxt). Sampling in place of the prototype's ftrace function profiler, which neither the bench kernels nor typical hosts enable; samples that fall in interrupts-off sections are taken when interrupts return, inside `__schedule()`'s tail.\n\n| {scale} | config | __schedule share % | of busy time % | µs per switch |\n|---|---|---|---|---|\n"));
-        for p in rd {
-            md.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                p.label(),
-                p.config,
-                fmt_spread(&p.sched_share, 100.0, 2),
-                fmt_spread(&p.sched_busy_share, 100.0, 2),
-                fmt_spread(&p.sched_us_per_switch, 1.0, 2),
-            ));
-        }
+        md.push_str(&format!("\n### Where the CPU time went\n\n`perf record -a -g -e cpu-clock` (499 Hz) over each measured window: the share of samples inside `__schedule()` and its callees, of all CPU time and of the busy (non-idle) time, and that time per context switch of the window (`/proc/stat` ctxt). Sampling needs no function profiler (the prototype's measurement is `--sched-ftrace`, below); samples that fall in interrupts-off sections are taken when interrupts return, inside `__schedule()`'s tail.\n\n| {scale} | config | __schedule share % | of busy time % | µs per switch |\n|---|---|---|---|---|\n"));
+        md.push_str(&spread_rows(
+            rd,
+            &[
+                (|p| p.sched_share, 100.0),
+                (|p| p.sched_busy_share, 100.0),
+                (|p| p.sched_us_per_switch, 1.0),
+            ],
+        ));
     }
     if rd.iter().any(|p| p.ftrace_share.is_some()) {
         md.push_str(&format!("\n### Time inside `schedule()` (ftrace function profiler)\n\nThe prototype's measurement: the function profiler with the graph tracer over each measured window, on `schedule()` and `schedule_idle()` only (`__schedule()` is `notrace`; these are its callers for tasks, including preemption on the way back to user space, and for the idle loop), summed over both and over the CPUs, with `sleep-time` off (the time a task spends switched out is not charged to it); their callees are not traced, so their time counts. Share of all CPU time, idle included; µs per call; calls per completed request (calls are counted on entry, time on return). The profiler's entry hook and its sched_switch probe are inside the measured time, alike for every configuration; under emulation the times are emulated time (under icount: instructions, 8 ns each).\n\n| {scale} | config | schedule() share % | µs per call | calls per request |\n|---|---|---|---|---|\n"));
-        for p in rd {
-            md.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                p.label(),
-                p.config,
-                fmt_spread(&p.ftrace_share, 100.0, 2),
-                fmt_spread(&p.ftrace_us_per_call, 1.0, 2),
-                fmt_spread(&p.ftrace_calls_per_req, 1.0, 2),
-            ));
-        }
+        md.push_str(&spread_rows(
+            rd,
+            &[
+                (|p| p.ftrace_share, 100.0),
+                (|p| p.ftrace_us_per_call, 1.0),
+                (|p| p.ftrace_calls_per_req, 1.0),
+            ],
+        ));
     }
     md
 }
