@@ -58,6 +58,12 @@ pub struct Plan {
     /// dispatcher, so a record without it reads as `true`.
     #[serde(default = "recorded_before_fifo_option")]
     pub fifo_dispatch: bool,
+    /// Turn `kernel.sched_schedstats` on for the runs (`lb.schedstats`, the default). Off,
+    /// the kernel keeps no `schedule()` or wake-up counts and LAGS counts no picks (each
+    /// costs scheduler time), so the records leave them unknown; plans recorded before the
+    /// option had them on.
+    #[serde(default = "recorded_before_schedstats_option")]
+    pub schedstats: bool,
     /// Overhead probes: repetitions (`lb.ov_reps`) and sizes (`lb.ov_pipe`,
     /// `lb.ov_msg_groups`, `lb.ov_msg_loops`, `lb.ov_switch_s`).
     pub ov_reps: usize,
@@ -305,6 +311,7 @@ impl Default for Plan {
             slo_floor_ms: 20.0,
             tuned_slice_ns: 100_000_000,
             fifo_dispatch: false,
+            schedstats: true,
             ov_reps: 3,
             ov_pipe_loops: 20_000,
             ov_msg_groups: 2,
@@ -319,6 +326,10 @@ impl Default for Plan {
 
 /// The dispatcher of every plan recorded before `lb.fifo` existed was `SCHED_FIFO`.
 fn recorded_before_fifo_option() -> bool {
+    true
+}
+
+fn recorded_before_schedstats_option() -> bool {
     true
 }
 
@@ -379,6 +390,7 @@ impl Plan {
                 "slo_floor_ms" => v.parse().map(|x| p.slo_floor_ms = x).is_ok(),
                 "tuned_slice_ns" => v.parse().map(|x| p.tuned_slice_ns = x).is_ok(),
                 "fifo" => flag(v).map(|x| p.fifo_dispatch = x).is_some(),
+                "schedstats" => flag(v).map(|x| p.schedstats = x).is_some(),
                 "ov_reps" => v.parse().map(|x| p.ov_reps = x).is_ok(),
                 "ov_pipe" => v.parse().map(|x| p.ov_pipe_loops = x).is_ok(),
                 "ov_msg_groups" => v.parse().map(|x| p.ov_msg_groups = x).is_ok(),
@@ -453,6 +465,7 @@ impl Plan {
             format!("lb.slo_floor_ms={}", self.slo_floor_ms),
             format!("lb.tuned_slice_ns={}", self.tuned_slice_ns),
             format!("lb.fifo={}", u8::from(self.fifo_dispatch)),
+            format!("lb.schedstats={}", u8::from(self.schedstats)),
             format!("lb.ov_reps={}", self.ov_reps),
             format!("lb.ov_pipe={}", self.ov_pipe_loops),
             format!("lb.ov_msg_groups={}", self.ov_msg_groups),
@@ -932,6 +945,7 @@ mod tests {
             slo_floor_ms: 15.0,
             tuned_slice_ns: 3_000_000,
             fifo_dispatch: true,
+            schedstats: false,
             ov_reps: 4,
             ov_pipe_loops: 1000,
             ov_msg_groups: 3,

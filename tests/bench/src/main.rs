@@ -27,7 +27,7 @@ mod window;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -583,12 +583,18 @@ struct Ctx<'a> {
     ftrace: Option<ftrace::Ftrace>,
 }
 
+/// Whether the plan runs with `kernel.sched_schedstats` on (`lb.schedstats`).
+static SCHEDSTATS: AtomicBool = AtomicBool::new(true);
+
+/// The time, `/proc/stat` and `/proc/schedstat`; with schedstats off the kernel does not
+/// count, so the schedstat part is empty (unknown, not zero).
 fn snapshot() -> (u64, ProcStat, SchedStat) {
-    (
-        now_ns(),
-        ProcStat::read(),
-        SchedStat::parse(&read("/proc/schedstat")),
-    )
+    let ss = if SCHEDSTATS.load(Ordering::Relaxed) {
+        SchedStat::parse(&read("/proc/schedstat"))
+    } else {
+        SchedStat::default()
+    };
+    (now_ns(), ProcStat::read(), ss)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1099,7 +1105,11 @@ fn bench(out: &mut Out, plan: &Plan, warnings: &[String]) -> Result<usize, Strin
         };
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
-    let _ = write("/proc/sys/kernel/sched_schedstats", "1");
+    SCHEDSTATS.store(plan.schedstats, Ordering::Relaxed);
+    let _ = write(
+        "/proc/sys/kernel/sched_schedstats",
+        if plan.schedstats { "1" } else { "0" },
+    );
     out.say("calibrating the spin loop ...");
     let ipn = calibrate();
     let capacity = calibrate_capacity(cpus, ipn);

@@ -96,6 +96,11 @@ pub struct BenchArgs {
     /// fair class's wakeup path); default: the fair class, as network arrivals would wake them.
     #[arg(long)]
     pub fifo_dispatch: bool,
+    /// rdhashd, knative: leave `kernel.sched_schedstats` off during the runs. The kernel then
+    /// keeps no schedule() and wake-up counts and LAGS counts no picks (the records leave
+    /// them unknown); what they cost in the scheduler is then not measured with it.
+    #[arg(long)]
+    pub no_schedstats: bool,
     /// Run everything in one boot even if it takes longer than ~20 minutes.
     #[arg(long)]
     pub single_boot: bool,
@@ -497,6 +502,7 @@ impl BenchArgs {
             slo_floor_ms: self.slo_floor_ms,
             tuned_slice_ns: self.tuned_slice_ns,
             fifo_dispatch: self.fifo_dispatch,
+            schedstats: !self.no_schedstats,
             rd: RdPlan {
                 sleep_ms: self.rd_sleep_ms,
                 burst_ms: self.rd_burst_ms,

@@ -134,6 +134,9 @@ impl Settings {
         if a.sched_ftrace && s.workload == Workload::ZipfOpen {
             bail!("--sched-ftrace measures the closed-loop workloads: add --workload rdhashd or knative");
         }
+        if a.no_schedstats && s.workload == Workload::ZipfOpen {
+            bail!("--no-schedstats is a closed-loop option (rdhashd, knative): zipf-open's records need the schedstat counts");
+        }
         if a.sched_ftrace && a.host {
             bail!(
                 "--sched-ftrace runs in a guest on the ftrace profile's kernel; on a host it \
@@ -573,6 +576,7 @@ mod tests {
             &["--workload", "knative", "--fifo-dispatch"],
             &["--workload", "zipf-open", "--rd-trace", "/tmp"],
             &["--workload", "zipf-open", "--sched-ftrace"],
+            &["--workload", "zipf-open", "--no-schedstats"],
             &["--workload", "rdhashd", "--sched-ftrace", "--host"],
         ] {
             assert!(settings(bad).is_err(), "{bad:?} accepted");

@@ -289,8 +289,11 @@ pub fn rd_points(recs: &[RdhashdRecord]) -> Vec<RdPoint> {
                 p999: sp(&|r| r.p999_ms),
                 ctx_per_req: sp(&|r| r.ctxt_per_req),
                 schedule_per_req: known(&|r| r.schedule_per_req),
+                // LAGS counts picks only while schedstats are on, which is when the record
+                // has schedule() counts.
                 lags_picks_per_req: known(&|r| {
                     let l = r.lags.as_ref()?;
+                    r.schedule_per_req?;
                     (r.completed > 0).then(|| l.picks as f64 / r.completed as f64)
                 }),
                 util: sp(&|r| Some(r.cpu_util)),
@@ -675,6 +678,25 @@ mod tests {
         assert!(lags.underpowered && lags.min_completed == 9_999);
         // No stock run at 8 functions: nothing to normalise to.
         assert!(p[2].goodput_norm.is_none() && p[2].goodput.is_some());
+    }
+
+    // Expect LAGS's picks per request only from runs with schedstats on (the kernel counts
+    // picks only then; such records have schedule() counts), unknown otherwise.
+    #[test]
+    fn lags_picks_need_schedstats() {
+        let lags = |schedule_per_req| RdhashdRecord {
+            lags: Some(lags_proto::bench::LagsCounters {
+                picks: 1000,
+                ..Default::default()
+            }),
+            schedule_per_req,
+            ..rd("lags", 4, 400, 500)
+        };
+        let on = rd_points(&[lags(Some(12.0))]);
+        assert_eq!(on[0].lags_picks_per_req.map(|s| s.median), Some(2.0));
+        let off = rd_points(&[lags(None)]);
+        assert!(off[0].lags_picks_per_req.is_none());
+        assert!(off[0].schedule_per_req.is_none());
     }
 
     // Expect the function profiler's time inside schedule() as a share of all CPU time of
