@@ -412,7 +412,7 @@ fn fmt_workload(x: f64) -> String {
 }
 
 /// What the "LAGS picks/req" column of the closed-loop tables counts.
-const LAGS_PICKS_NOTE: &str = "\"LAGS picks/req\": starts of a LAGS group that stock's requests would have run later (`lags_picks` of `cpu.stat`), per completed request; – where no group had LAGS statistics.";
+const LAGS_PICKS_NOTE: &str = "\"LAGS picks/req\": starts of a LAGS group that stock's requests would have run later (`lags_picks` of `cpu.stat`), per completed request; – where no group had LAGS statistics or schedstats were off (LAGS counts picks only with `kernel.sched_schedstats`).";
 
 /// The knative section: one row per (user count, configuration), then the intervals,
 /// the comparison with stock and the capacity in users. Pure.
@@ -1102,6 +1102,8 @@ mod tests {
                 picks: p,
                 ..Default::default()
             }),
+            // Runs with schedstats on: LAGS counted its picks.
+            schedule_per_req: Some(30.0),
             ..RdhashdRecord::default()
         };
         let recs = [
@@ -1114,16 +1116,16 @@ mod tests {
         // One repetition: single values; no latencies or switches recorded here.
         assert!(
             md.contains(
-                "| 135 | lags | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | – | 2.00 | 0.0 | 0 | ok |"
+                "| 135 | lags | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | 30.00 | 2.00 | 0.0 | 0 | ok |"
             ),
             "{md}"
         );
         assert!(
-            md.contains("| 135 | lags-inert | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | – | 0.00 |"),
+            md.contains("| 135 | lags-inert | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | 30.00 | 0.00 |"),
             "{md}"
         );
         assert!(
-            md.contains("| 135 | stock | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | – | – |"),
+            md.contains("| 135 | stock | 11500 | 57.5 | 55.0 | ∞ | ∞ | ∞ | 30.00 | – |"),
             "{md}"
         );
         assert!(
