@@ -58,6 +58,16 @@ impl Profile {
 pub type Requests = BTreeMap<String, Option<String>>;
 
 /// Parses Kconfig fragment or `.config` text. Later lines override earlier ones.
+/// Which of `options` a kernel `.config` (or fragment) sets to `y`, in the given order.
+pub fn options_on<'a>(config: &str, options: &[&'a str]) -> Vec<&'a str> {
+    let c = parse_config(config);
+    options
+        .iter()
+        .copied()
+        .filter(|k| c.get(*k).is_some_and(|v| v.as_deref() == Some("y")))
+        .collect()
+}
+
 pub fn parse_config(text: &str) -> Requests {
     let mut map = Requests::new();
     for line in text.lines() {

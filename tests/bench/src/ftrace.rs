@@ -8,11 +8,11 @@
 //! last switch when it exits and `cond_resched()` in the kernel (and, with full
 //! preemption, kernel preemption, which this project's kernels do not use). With
 //! `sleep-time` off the time a task spends switched out inside them is not charged to it;
-//! their callees are not traced, so their time counts (`graph-time`, set on as by default,
-//! would only matter for traced callees). What remains is the CPU time the scheduler itself
-//! took, on behalf of every task and of the idle loop, plus interrupts that arrive inside. Switching the profiler on resets its
-//! counts; switching it off keeps them readable in `trace_stat/function<N>`, one file per
-//! CPU.
+//! their callees are not traced, so their time counts whatever `graph-time` says (it only
+//! subtracts traced callees). What remains is the CPU time the scheduler itself took, on
+//! behalf of every task and of the idle loop, plus interrupts that arrive inside. Switching
+//! the profiler on resets its counts; switching it off keeps them readable in
+//! `trace_stat/function<N>`, one file per CPU.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -60,7 +60,6 @@ impl Ftrace {
             ));
         }
         f.set("options/sleep-time", "0")?;
-        f.set("options/graph-time", "1")?;
         Ok(f)
     }
 

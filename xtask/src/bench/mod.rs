@@ -200,10 +200,8 @@ pub struct BenchArgs {
 /// Does a kernel `.config` have the ftrace function profiler with the graph tracer (time
 /// per call, which `--sched-ftrace` reads)?
 fn function_profiler(config: &str) -> bool {
-    let c = crate::config::parse_config(config);
-    ["CONFIG_FUNCTION_PROFILER", "CONFIG_FUNCTION_GRAPH_TRACER"]
-        .iter()
-        .all(|k| c.get(*k).is_some_and(|v| v.as_deref() == Some("y")))
+    const NEEDED: [&str; 2] = ["CONFIG_FUNCTION_PROFILER", "CONFIG_FUNCTION_GRAPH_TRACER"];
+    crate::config::options_on(config, &NEEDED).len() == NEEDED.len()
 }
 
 /// `--workload`: the contract's names.

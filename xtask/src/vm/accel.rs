@@ -39,15 +39,14 @@ impl Accel {
 /// (static keys, dynamic preemption's static calls, ftrace's call sites when a tracer
 /// starts), which QEMU 7.2's multi-threaded TCG races with ("Oops: int3").
 pub fn text_patching_options(config: &str) -> Vec<&'static str> {
-    let c = crate::config::parse_config(config);
-    [
-        "CONFIG_JUMP_LABEL",
-        "CONFIG_PREEMPT_DYNAMIC",
-        "CONFIG_DYNAMIC_FTRACE",
-    ]
-    .into_iter()
-    .filter(|k| c.get(*k).is_some_and(|v| v.as_deref() == Some("y")))
-    .collect()
+    crate::config::options_on(
+        config,
+        &[
+            "CONFIG_JUMP_LABEL",
+            "CONFIG_PREEMPT_DYNAMIC",
+            "CONFIG_DYNAMIC_FTRACE",
+        ],
+    )
 }
 
 /// Refuses multi-threaded TCG for a kernel that patches its text at run time: the
