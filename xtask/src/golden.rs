@@ -352,18 +352,8 @@ fn golden_bench_runs() {
             }));
         }
         let env = bench::report::env_from_value(&env_v);
-        let pts = bench::stats::points(&recs.runs);
-        let ov = bench::stats::overhead_rows(&recs.overhead);
-        let h = bench::headline::headline(&pts, &ov, target);
-        let rd = bench::stats::rd_points(&recs.rd);
-        let cmp = bench::bootstrap::comparisons(&recs.rd);
-        let kn_runs: Vec<_> = recs.kn.iter().map(|k| k.run.clone()).collect();
-        let knp = bench::stats::rd_points(&kn_runs);
-        let kcmp = bench::bootstrap::comparisons(&kn_runs);
-        let rdc = bench::report::CapacityDetail::of(&recs.rd, target);
-        let knc = bench::report::CapacityDetail::of(&kn_runs, target);
-        let md =
-            bench::report::render_markdown(&env, &pts, &ov, &h, &rd, &cmp, &rdc, &knp, &kcmp, &knc);
+        let report = bench::report::Report::of(&recs, target);
+        let md = bench::report::render_markdown(&env, &report);
         let json = serde_json::to_string_pretty(&serde_json::json!({
             "boots": boots,
             "records": recs.raw.len(),
@@ -371,7 +361,7 @@ fn golden_bench_runs() {
             "rdhashd": recs.rd.len(),
             "knative": recs.kn.len(),
             "overhead": recs.overhead.len(),
-            "headline": h,
+            "headline": report.h,
         }))
         .expect("serializable")
             + "\n";

@@ -639,6 +639,12 @@ pub struct RunRecord {
     pub hist_heavy: Hist,
     /// `None` when the kernel has no LAGS statistics.
     pub lags: Option<LagsCounters>,
+    /// The measured requests second by second, by arrival: second `k` holds every request
+    /// that arrived in it (one that never completed is late, in the last bin), `good` those
+    /// that met their SLO; the report's bootstrap resamples them. Empty in records from
+    /// before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_second: Vec<SecondCounts>,
 }
 
 /// A `perf record -a -g -e cpu-clock` profile of a measured window.
@@ -656,9 +662,9 @@ pub struct SchedProfile {
 /// The ftrace function profiler's account of `schedule()` and `schedule_idle()` (the
 /// callers of the `notrace` `__schedule()` that tasks and the idle loop use) over a measured
 /// window, summed over the CPUs and both functions (`trace_stat/function<N>`, with
-/// `sleep-time` off so that the time a task spent switched out inside them does not count,
-/// and `graph-time` on so that their callees do): the prototype's "time inside
-/// `schedule()`".
+/// `sleep-time` off so that the time a task spent switched out inside them does not count;
+/// their callees are not traced, so their time counts in the callers'): the prototype's
+/// "time inside `schedule()`".
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedFtrace {
@@ -757,7 +763,9 @@ impl RdhashdRecord {
     }
 }
 
-/// The requests that completed in one second of an rdhashd window.
+/// One second of a measured window: the requests that completed in it (closed-loop
+/// workloads), or that arrived in it (zipf-open, [`RunRecord::per_second`]); `good` those
+/// under the threshold or within their SLO.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecondCounts {
@@ -1001,6 +1009,13 @@ mod tests {
                     bins: vec![(4, 2), (9, 1)],
                 },
                 ctxt_per_req: Some(1.5),
+                per_second: vec![SecondCounts {
+                    completed: 3,
+                    good: 2,
+                    hist: Hist {
+                        bins: vec![(9, 2), (160, 1)],
+                    },
+                }],
                 ..RunRecord::default()
             })),
             Record::Overhead(OverheadRecord {

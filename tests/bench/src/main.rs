@@ -706,6 +706,7 @@ fn run_once(
     // Per-request results of the measured window.
     let (ws, we) = (start_snap.0, end_snap.0);
     let mut all = Vec::new();
+    let mut arrivals = Vec::new();
     let mut light = Vec::new();
     let mut heavy = Vec::new();
     let mut completed_in_window = 0usize;
@@ -733,6 +734,7 @@ fn run_once(
         };
         let s = (resp, r.work_ns as f64);
         all.push(s);
+        arrivals.push((r.t_ns - warm_ns, resp, r.work_ns as f64));
         if funcs[r.func as usize].heavy {
             heavy.push(s);
         } else {
@@ -819,6 +821,12 @@ fn run_once(
         hist_light: histogram(light.iter().map(|s| s.0)),
         hist_heavy: histogram(heavy.iter().map(|s| s.0)),
         lags,
+        per_second: per_arrival_second(
+            &arrivals,
+            plan.duration_s.ceil() as usize,
+            plan.slo_mult,
+            floor,
+        ),
     }));
     out.record(&rec);
     ctx.runs_done += 1;

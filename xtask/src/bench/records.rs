@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use lags_proto::bench::{
-    DoneRecord, KnativeRecord, OverheadRecord, RdhashdRecord, Record, RunRecord, Status,
+    DoneRecord, KnativeRecord, OverheadRecord, RdhashdRecord, Record, RunRecord, SecondCounts,
+    Status,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -74,6 +75,9 @@ pub struct Run {
     pub hist_all: Hist,
     pub hist_light: Hist,
     pub lags: Option<LagsCounters>,
+    pub seed: u64,
+    /// The measured requests by arrival second (empty in records from before them).
+    pub per_second: Vec<SecondCounts>,
 }
 
 /// One overhead measurement: the guest's [`OverheadRecord`] tagged with the boot.
@@ -117,7 +121,41 @@ impl Run {
             hist_all: r.hist_all,
             hist_light: r.hist_light,
             lags: r.lags,
+            seed: r.seed,
+            per_second: r.per_second,
         }
+    }
+
+    /// The run's measured window in the shape of the closed-loop workloads' records, so that
+    /// the same bootstrap gives it intervals: its function count, its offered load as the
+    /// scale, its repetition (whose configurations ran the same arrival schedule) and its
+    /// seconds by arrival, of which `completed` counts every request and `good` the ones
+    /// within their SLO. `None` for a record without seconds (from before them).
+    pub fn window(&self) -> Option<RdhashdRecord> {
+        if self.per_second.is_empty() {
+            return None;
+        }
+        let requests: u64 = self.per_second.iter().map(|s| s.completed).sum();
+        Some(RdhashdRecord {
+            config: self.config.clone(),
+            funcs: self.funcs,
+            scale: Some(self.load),
+            rep: self.rep,
+            seed: self.seed,
+            window_s: self.per_second.len() as f64,
+            completed: requests,
+            good: self.per_second.iter().map(|s| s.good).sum(),
+            p50_ms: self.hist_all.quantile_ms(0.50),
+            p99_ms: self.hist_all.quantile_ms(0.99),
+            p999_ms: self.hist_all.quantile_ms(0.999),
+            hist: self.hist_all.clone(),
+            cpu_util: self.cpu_util,
+            ctxt_per_req: self.ctxt_per_req,
+            schedule_per_req: self.schedule_per_req,
+            lags: self.lags.clone(),
+            per_second: self.per_second.clone(),
+            ..RdhashdRecord::default()
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use super::bootstrap::{capacity_cis, comparisons, CapacityCi, Comparison, Interv
 use super::headline::{headline, Headline};
 use super::plan::Settings;
 use super::plot::plots;
-use super::records::Records;
+use super::records::{Records, Run};
 use super::stats::{
     lags_vs_stock, overhead_rows, point_label, points, rd_points, scale_capacity,
     window_capacities, OverheadRow, Point, RatioRange, RdPoint, ScaleCapacity, SloVerdict, Spread,
@@ -124,7 +124,7 @@ pub fn render_rdhashd(
     } else {
         "functions"
     };
-    md.push_str(&render_capacity(rd, target, unit));
+    md.push_str(&render_capacity(rd, target, unit, Pairing::TraceWindow));
     md.push_str(&render_interpolated_capacity(
         &detail.interpolated,
         target,
@@ -142,15 +142,16 @@ pub fn render_rdhashd(
 /// The capacity section of a closed-loop workload, `unit` naming its scale: each
 /// configuration's bracket with the verdict at every tested scale, and the range of the
 /// LAGS/stock ratio with the two capacity targets decided on it. Pure.
-pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str) -> String {
+pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str, pairing: Pairing) -> String {
     let mut md = String::new();
     let caps = scale_capacity(rd, target);
     if caps.is_empty() {
         return md;
     }
     md.push_str(&format!(
-        "\n### Capacity\n\nThe SLO holds at a tested count when at least {:.1}% of the completed requests are under the threshold: **held** when the 95% interval of that fraction (the two-stage bootstrap above) lies at or above {:.1}%, **missed** when it lies below, **undecided** when it contains it (without per-second counts, the median decides). Assuming that a missed SLO stays missed at larger counts, a capacity lies from the last count of the first run of held ones up to, not including, the first missed count.\n\n| config | capacity ({unit}) | per tested count: verdict, fraction under the threshold [95% CI] |\n|---|---|---|\n",
+        "\n### Capacity\n\nThe SLO holds at a tested count when at least {:.1}% {}: **held** when the 95% interval of that fraction (the two-stage bootstrap above) lies at or above {:.1}%, **missed** when it lies below, **undecided** when it contains it (without per-second counts, the median decides). Assuming that a missed SLO stays missed at larger counts, a capacity lies from the last count of the first run of held ones up to, not including, the first missed count.\n\n| config | capacity ({unit}) | per tested count: verdict, fraction under the threshold [95% CI] |\n|---|---|---|\n",
         target * 100.0,
+        pairing.fraction(),
         target * 100.0
     ));
     for c in &caps {
@@ -284,6 +285,9 @@ pub enum Pairing {
     /// across repetitions, so the configurations see the same distributions, not the same
     /// requests.
     Load,
+    /// The same arrival schedule (zipf-open): every request at the same time, for the same
+    /// function, with the same work.
+    Schedule,
 }
 
 impl Pairing {
@@ -291,6 +295,27 @@ impl Pairing {
         match self {
             Pairing::TraceWindow => "the same trace window and seed",
             Pairing::Load => "the same user count (its users drawing from the same distributions)",
+            Pairing::Schedule => "the same arrival schedule (the same requests at the same times)",
+        }
+    }
+
+    /// The fraction a capacity is read on, as a configuration's.
+    fn its_fraction(self) -> &'static str {
+        match self {
+            Pairing::TraceWindow | Pairing::Load => "its fraction of requests under the threshold",
+            Pairing::Schedule => "its SLO attainment (of the requests that arrived)",
+        }
+    }
+
+    /// What the SLO of a capacity is a fraction of.
+    fn fraction(self) -> &'static str {
+        match self {
+            Pairing::TraceWindow | Pairing::Load => {
+                "of the completed requests are under the threshold"
+            }
+            Pairing::Schedule => {
+                "of the requests that arrived met their SLO (one that never completed missed it)"
+            }
         }
     }
 
@@ -298,14 +323,14 @@ impl Pairing {
     fn window(self, wc: &WindowCapacity) -> String {
         match self {
             Pairing::TraceWindow => format!("{} (trace {} s)", wc.rep, wc.trace_offset_s),
-            Pairing::Load => format!("{}", wc.rep),
+            Pairing::Load | Pairing::Schedule => format!("{}", wc.rep),
         }
     }
 
     fn scope(self) -> &'static str {
         match self {
             Pairing::TraceWindow => "in this trace window",
-            Pairing::Load => "in this repetition",
+            Pairing::Load | Pairing::Schedule => "in this repetition",
         }
     }
 }
@@ -324,9 +349,10 @@ pub fn render_interpolated_capacity(
         return md;
     }
     md.push_str(&format!(
-        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where its fraction of requests under the threshold, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest), on the scales every repetition ran for both configurations. The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale, since they ran {shared}. A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | scales | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "\n### Capacity, interpolated, with intervals\n\nA configuration's capacity here is where {its}, pooled over the repetitions, first drops below {:.1}% as the workload grows, interpolated linearly between the two tested scales around the crossing (\"≥ x\": it held at every tested scale; \"< x\": it missed already at the smallest), on the scales every repetition ran for both configurations. The 95% intervals come from {ITERATIONS} paired resamples: the repetitions drawn with replacement, each drawn repetition's seconds in circular blocks, the same draw for both configurations and every scale, since they ran {shared}. A resample that does not cross counts with its most extreme reading, so an interval is never narrower than the data allow.\n\n| config | reps | scales | capacity ({unit}) | 95% CI | stock | 95% CI | ratio to stock | 95% CI | one-sided resamples | ratio ≥ 1.3 | ratio ≥ 0.95 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         target * 100.0,
         shared = pairing.shared(),
+        its = pairing.its_fraction(),
     ));
     for c in cis {
         let (met, loss) = ratio_targets(&c.ratio_ci, "undecided");
@@ -448,7 +474,7 @@ pub fn render_knative(
     md.push_str(&format!("\n{LAGS_PICKS_NOTE}\n"));
     md.push_str(&render_cpu_costs(kn, cmp, "users"));
     md.push_str(&render_rd_intervals(kn, cmp, "users"));
-    md.push_str(&render_capacity(kn, target, "users"));
+    md.push_str(&render_capacity(kn, target, "users", Pairing::Load));
     md.push_str(&render_interpolated_capacity(
         &detail.interpolated,
         target,
@@ -460,6 +486,80 @@ pub fn render_knative(
         "users",
         Pairing::Load,
     ));
+    md
+}
+
+/// A zipf-open sweep with intervals: each point's requests (and whether they can decide),
+/// SLO attainment and tails with the two-stage bootstrap over its arrival seconds, each
+/// configuration against stock paired on the same arrival schedule, and for the load sweep
+/// the capacity on the load axis with intervals. Empty for runs without seconds. Pure.
+pub fn render_zipf_windows(w: &Windows, sweep: &str, target: f64) -> String {
+    let mut md = String::new();
+    if w.points.is_empty() {
+        return md;
+    }
+    md.push_str(&format!(
+        "\n### {sweep} sweep: intervals\n\nThe same runs, second by second by arrival: a second holds every request that arrived in it, a request that never completed counts as missing its SLO. Two-stage bootstrap ({ITERATIONS} resamples): the repetitions drawn with replacement, then each drawn repetition's seconds in circular blocks of ⌈n^⅓⌉ seconds. **underpowered**: a repetition measured fewer than {RD_MIN_REQUESTS} requests, too few to decide a difference in a tail. Percentiles are the upper edges of the histogram's bins (20 per decade: up to 12% high).\n\n| F × load | config | requests | SLO % | 95% CI | p50 ms | 95% CI | p99 ms | 95% CI | power |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    ));
+    for p in &w.points {
+        let ci = p.ci.as_ref();
+        let pct = |i: Option<Interval>| {
+            i.map_or("–".into(), |c| {
+                format!("[{:.2}, {:.2}]", c.lo * 100.0, c.hi * 100.0)
+            })
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.label(),
+            p.config,
+            fmt_spread(&p.completed, 1.0, 0),
+            fmt_spread(&p.good_fraction, 100.0, 2),
+            pct(ci.and_then(|c| c.good_fraction)),
+            fmt_spread(&p.p50, 1.0, 1),
+            fmt_ci(ci.and_then(|c| c.p50), 1),
+            fmt_spread(&p.p99, 1.0, 1),
+            fmt_ci(ci.and_then(|c| c.p99), 1),
+            power(p),
+        ));
+    }
+    if !w.cmp.is_empty() {
+        md.push_str("\nAgainst stock, paired: both configurations of a repetition ran the same arrival schedule, and are resampled with the same draws. Every second holds the same arrivals for both, so the ratio of requests within their SLO is the ratio of attainments. An interval that contains 1 is **no difference**.\n\n| F × load | config | reps | SLO attainment ratio | 95% CI | attainment | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|\n");
+        for c in &w.cmp {
+            md.push_str(&format!(
+                "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+                point_label(c.funcs, c.scale),
+                c.config,
+                c.reps,
+                c.goodput_ratio,
+                fmt_ci(c.goodput_ratio_ci, 3),
+                c.goodput_verdict(),
+                c.p99_ratio.map_or("–".into(), |r| format!("{r:.3}")),
+                fmt_ci(c.p99_ratio_ci, 3),
+                c.p99_verdict(),
+            ));
+        }
+    }
+    if sweep == "Load" {
+        let unit = "functions × offered load";
+        let funcs: std::collections::BTreeSet<usize> = w.points.iter().map(|p| p.funcs).collect();
+        if let [f] = funcs.into_iter().collect::<Vec<_>>()[..] {
+            md.push_str(&format!(
+                "\nCapacities below are in {unit}: divide by {f} for the offered load.\n"
+            ));
+        }
+        md.push_str(&render_capacity(&w.points, target, unit, Pairing::Schedule));
+        md.push_str(&render_interpolated_capacity(
+            &w.capacity.interpolated,
+            target,
+            unit,
+            Pairing::Schedule,
+        ));
+        md.push_str(&render_window_capacity(
+            &w.capacity.windows,
+            unit,
+            Pairing::Schedule,
+        ));
+    }
     md
 }
 
@@ -602,22 +702,89 @@ pub fn render_rd_intervals(rd: &[RdPoint], cmp: &[Comparison], scale: &str) -> S
     md
 }
 
-/// The whole report; `rd` and `kn` add the rdhashd and knative sections (each with its
-/// comparisons against stock), and a report with closed-loop runs but no zipf-open runs
-/// leaves out zipf-open's capacity headline. Pure.
-#[allow(clippy::too_many_arguments)]
-pub fn render_markdown(
-    env: &Env,
-    pts: &[Point],
-    ov: &[OverheadRow],
-    h: &Headline,
-    rd: &[RdPoint],
-    cmp: &[Comparison],
-    rdc: &CapacityDetail,
-    kn: &[RdPoint],
-    kcmp: &[Comparison],
-    knc: &CapacityDetail,
-) -> String {
+/// The points of one set of measured windows with intervals: a closed-loop workload's, or
+/// one zipf-open sweep's ([`Run::window`]).
+#[derive(Debug, Default)]
+pub struct Windows {
+    pub points: Vec<RdPoint>,
+    /// Each configuration against stock, paired.
+    pub cmp: Vec<Comparison>,
+    pub capacity: CapacityDetail,
+}
+
+impl Windows {
+    pub fn of(recs: &[RdhashdRecord], target: f64) -> Windows {
+        Windows {
+            points: rd_points(recs),
+            cmp: comparisons(recs),
+            capacity: CapacityDetail::of(recs, target),
+        }
+    }
+}
+
+/// Everything the report shows, aggregated from the records.
+#[derive(Debug)]
+pub struct Report {
+    /// zipf-open's points (medians over the repetitions) and headline.
+    pub pts: Vec<Point>,
+    pub ov: Vec<OverheadRow>,
+    pub h: Headline,
+    /// zipf-open's sweeps with intervals (empty for records without seconds).
+    pub zipf_load: Windows,
+    pub zipf_density: Windows,
+    pub rd: Windows,
+    pub kn: Windows,
+}
+
+impl Report {
+    /// The report of `recs`, capacities judged at SLO fraction `target`. Pure.
+    pub fn of(recs: &Records, target: f64) -> Report {
+        let pts = points(&recs.runs);
+        let ov = overhead_rows(&recs.overhead);
+        let h = headline(&pts, &ov, target);
+        let sweep = |name: &str| {
+            let w: Vec<RdhashdRecord> = recs
+                .runs
+                .iter()
+                .filter(|r| r.sweep == name)
+                .filter_map(Run::window)
+                .collect();
+            Windows::of(&w, target)
+        };
+        let kn: Vec<RdhashdRecord> = recs.kn.iter().map(|k| k.run.clone()).collect();
+        Report {
+            zipf_load: sweep("load"),
+            zipf_density: sweep("density"),
+            rd: Windows::of(&recs.rd, target),
+            kn: Windows::of(&kn, target),
+            pts,
+            ov,
+            h,
+        }
+    }
+
+    /// A report of the given zipf-open points only (tests).
+    #[cfg(test)]
+    fn zipf(pts: Vec<Point>, ov: Vec<OverheadRow>, h: Headline) -> Report {
+        Report {
+            pts,
+            ov,
+            h,
+            zipf_load: Windows::default(),
+            zipf_density: Windows::default(),
+            rd: Windows::default(),
+            kn: Windows::default(),
+        }
+    }
+}
+
+/// The whole report: zipf-open's sweeps and headline, then the rdhashd and knative sections
+/// (each with its comparisons against stock); a report with closed-loop runs but no
+/// zipf-open runs leaves out zipf-open's capacity headline. Pure.
+pub fn render_markdown(env: &Env, r: &Report) -> String {
+    let (pts, ov, h) = (&r.pts, &r.ov, &r.h);
+    let (rd, cmp, rdc) = (&r.rd.points, &r.rd.cmp, &r.rd.capacity);
+    let (kn, kcmp, knc) = (&r.kn.points, &r.kn.cmp, &r.kn.capacity);
     let rd_only = pts.is_empty() && (!rd.is_empty() || !kn.is_empty());
     let mut md = String::new();
     md.push_str("# LAGS benchmark results\n\n");
@@ -692,6 +859,20 @@ pub fn render_markdown(
         if let Some(r) = h.ratio_tuned_stock {
             md.push_str(&format!(" Tuned-EEVDF/stock: {r:.3}."));
         }
+        if let Some(c) = r
+            .zipf_load
+            .capacity
+            .interpolated
+            .iter()
+            .find(|c| c.config == "lags")
+        {
+            let (met, loss) = ratio_targets(&c.ratio_ci, "undecided");
+            md.push_str(&format!(
+                "\n\nInterpolated, with a paired 95% interval (\"Load sweep: intervals\"): LAGS/stock {} {}; ratio ≥ 1.3: {met}; ratio ≥ 0.95 (no loss over 5%): {loss}.",
+                fmt_bounds(c.ratio, 3),
+                fmt_bounds_ci(c.ratio_ci, 3),
+            ));
+        }
         md.push_str("\n\n### Targets\n\n| target | met | measured |\n|---|---|---|\n");
         for t in &h.targets {
             let m = match t.met {
@@ -733,10 +914,16 @@ pub fn render_markdown(
     if pts.iter().any(|p| p.sweep == "load") {
         md.push_str("\n## Load sweep\n\nMedians over the repetitions, [min–max] in brackets.\n");
         table(&mut md, "load");
+        md.push_str(&render_zipf_windows(&r.zipf_load, "Load", h.slo_target));
     }
     if pts.iter().any(|p| p.sweep == "density") {
         md.push_str("\n## Density sweep\n");
         table(&mut md, "density");
+        md.push_str(&render_zipf_windows(
+            &r.zipf_density,
+            "Density",
+            h.slo_target,
+        ));
     }
     if !rd.is_empty() {
         md.push_str(&render_rdhashd(rd, cmp, rdc, env.cpus, h.slo_target));
@@ -787,41 +974,46 @@ pub(super) fn write(dir: &Path, env_v: Value, recs: &Records, target: f64) -> Re
     if let Some(kn) = guest_knative_plan(recs) {
         env.dispatcher = super::knative_text(&kn);
     }
-    let pts = points(&recs.runs);
-    let ov = overhead_rows(&recs.overhead);
-    let h = headline(&pts, &ov, target);
-    let rd = rd_points(&recs.rd);
-    let cmp = comparisons(&recs.rd);
-    let kn_runs: Vec<_> = recs.kn.iter().map(|k| k.run.clone()).collect();
-    let knp = rd_points(&kn_runs);
-    let kcmp = comparisons(&kn_runs);
-    let rdc = CapacityDetail::of(&recs.rd, target);
-    let knc = CapacityDetail::of(&kn_runs, target);
-    let md = render_markdown(&env, &pts, &ov, &h, &rd, &cmp, &rdc, &knp, &kcmp, &knc);
+    let r = Report::of(recs, target);
+    let md = render_markdown(&env, &r);
     util::write(&dir.join("summary.md"), &md)?;
     let doc = json!({
         "env": env_v,
         "guest_env": recs.env,
-        "headline": h,
-        "points": pts,
-        "overhead": ov,
-        "rdhashd": rd,
-        "rdhashd_vs_stock": cmp,
-        "rdhashd_capacity": capacity_json(&rd, target),
-        "rdhashd_capacity_interpolated": rdc.interpolated,
-        "rdhashd_capacity_per_window": rdc.windows,
-        "knative": knp,
-        "knative_vs_stock": kcmp,
-        "knative_capacity": capacity_json(&knp, target),
-        "knative_capacity_interpolated": knc.interpolated,
-        "knative_capacity_per_window": knc.windows,
+        "headline": r.h,
+        "points": r.pts,
+        "zipf_load_intervals": r.zipf_load.points,
+        "zipf_load_vs_stock": r.zipf_load.cmp,
+        "zipf_load_capacity_interpolated": r.zipf_load.capacity.interpolated,
+        "zipf_load_capacity_per_window": r.zipf_load.capacity.windows,
+        "zipf_density_intervals": r.zipf_density.points,
+        "zipf_density_vs_stock": r.zipf_density.cmp,
+        "overhead": r.ov,
+        "rdhashd": r.rd.points,
+        "rdhashd_vs_stock": r.rd.cmp,
+        "rdhashd_capacity": capacity_json(&r.rd.points, target),
+        "rdhashd_capacity_interpolated": r.rd.capacity.interpolated,
+        "rdhashd_capacity_per_window": r.rd.capacity.windows,
+        "knative": r.kn.points,
+        "knative_vs_stock": r.kn.cmp,
+        "knative_capacity": capacity_json(&r.kn.points, target),
+        "knative_capacity_interpolated": r.kn.capacity.interpolated,
+        "knative_capacity_per_window": r.kn.capacity.windows,
         "records": recs.raw,
     });
     util::write(
         &dir.join("results.json"),
         serde_json::to_string_pretty(&doc)?,
     )?;
-    for w in plots(dir, &recs.runs, &pts, &rd, env.cpus, &env.accel, target) {
+    for w in plots(
+        dir,
+        &recs.runs,
+        &r.pts,
+        &r.rd.points,
+        env.cpus,
+        &env.accel,
+        target,
+    ) {
         eprintln!("[bench] WARNING: {w}");
     }
     eprintln!("\n{}", md.split("\n## Load sweep").next().unwrap_or(&md));
@@ -891,7 +1083,7 @@ pub(crate) fn env_from_value(v: &Value) -> Env {
 mod tests {
     use super::*;
     use crate::bench::headline::Capacity;
-    use crate::bench::records::{OverheadRec, Run, Summary};
+    use crate::bench::records::{Hist, OverheadRec, Run, Summary};
     use crate::bench::stats::rd_points;
 
     fn run(config: &str, load: f64, rep: usize, slo: f64, light_p99: f64, ctx: f64) -> Run {
@@ -915,6 +1107,106 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    /// A zipf-open run with `secs` seconds of `arrived` requests each, `met` of them within
+    /// their SLO, the rest in the histogram's last bin.
+    fn arrivals(config: &str, load: f64, rep: usize, secs: usize, arrived: u64, met: u64) -> Run {
+        use lags_proto::bench::SecondCounts;
+        let second = SecondCounts {
+            completed: arrived,
+            good: met,
+            hist: Hist {
+                bins: [(80, met), (160, arrived - met)]
+                    .into_iter()
+                    .filter(|b| b.1 > 0)
+                    .collect(),
+            },
+        };
+        let mut r = run(config, load, rep, met as f64 / arrived as f64, 10.0, 3.0);
+        r.funcs = 50;
+        r.hist_all = Hist {
+            bins: second
+                .hist
+                .bins
+                .iter()
+                .map(|&(b, n)| (b, n * secs as u64))
+                .collect(),
+        };
+        r.per_second = vec![second; secs];
+        r
+    }
+
+    // Expect a zipf-open run's seconds to become a window of its function count at its load,
+    // every arrival counted, and none for a record from before the seconds.
+    #[test]
+    fn zipf_window() {
+        let w = arrivals("lags", 0.5, 2, 10, 40, 30)
+            .window()
+            .expect("a window");
+        assert_eq!((w.funcs, w.scale, w.rep), (50, Some(0.5), 2));
+        assert_eq!((w.completed, w.good, w.window_s), (400, 300, 10.0));
+        assert_eq!(
+            w.p99_ms,
+            Hist {
+                bins: vec![(160, 1)]
+            }
+            .quantile_ms(0.5)
+        );
+        assert!(run("lags", 0.5, 0, 1.0, 1.0, 1.0).window().is_none());
+    }
+
+    // Expect the zipf-open load sweep with intervals: attainment with its interval and the
+    // power of each point, LAGS against stock paired (lower where it misses more), and the
+    // interpolated capacity with the two capacity targets decided on its interval, also in
+    // the headline.
+    #[test]
+    fn zipf_intervals() {
+        let mut recs = Records::default();
+        for rep in 0..3 {
+            for (load, stock_met, lags_met) in [
+                (0.3, 100, 100),
+                (0.5, 100, 100),
+                (0.7, 99, 90),
+                (0.9, 80, 60),
+            ] {
+                recs.runs
+                    .push(arrivals("stock", load, rep, 20, 300, 3 * stock_met));
+                recs.runs
+                    .push(arrivals("lags", load, rep, 20, 300, 3 * lags_met));
+            }
+        }
+        let r = Report::of(&recs, 0.99);
+        assert!(r.zipf_density.points.is_empty());
+        let env = Env::default();
+        let md = render_markdown(&env, &r);
+        assert!(md.contains("### Load sweep: intervals"), "{md}");
+        assert!(
+            md.contains(
+                "| 50 × 0.7 | lags | 6000 [6000–6000] | 90.00 [90.00–90.00] | [90.00, 90.00] |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| **underpowered** (min 6000) |"), "{md}");
+        assert!(
+            md.contains("| 50 × 0.7 | lags | 3 | 0.909 | [0.909, 0.909] | lower |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 50 × 0.3 | lags | 3 | 1.000 | [1.000, 1.000] | no difference |"),
+            "{md}"
+        );
+        assert!(md.contains("divide by 50 for the offered load"), "{md}");
+        assert!(
+            md.contains("of the requests that arrived met their SLO"),
+            "{md}"
+        );
+        // Stock crosses 99% at 0.7 (exactly), LAGS between 0.5 and 0.7: 50 × (0.5 + 0.2/10).
+        let c = &r.zipf_load.capacity.interpolated[0];
+        assert_eq!(c.config, "lags");
+        assert!((c.capacity.lo - 26.0).abs() < 1e-9, "{c:?}");
+        assert!((c.stock.lo - 35.0).abs() < 1e-9, "{c:?}");
+        assert!(md.contains("LAGS/stock 0.743 [0.743, 0.743]; ratio ≥ 1.3: **not met**; ratio ≥ 0.95 (no loss over 5%): **a loss**."), "{md}");
     }
 
     // Expect aggregation, headline numbers, targets and the Markdown report from a small
@@ -979,18 +1271,7 @@ mod tests {
             command: "cargo xtask bench --quick".into(),
             ..Default::default()
         };
-        let md = render_markdown(
-            &env,
-            &pts,
-            &ov,
-            &h,
-            &[],
-            &[],
-            &CapacityDetail::default(),
-            &[],
-            &[],
-            &CapacityDetail::default(),
-        );
+        let md = render_markdown(&env, &Report::zipf(pts, ov, h));
         assert!(md.contains("**tcg**"), "{md}");
         assert!(md.contains("| lags | ≥ 0.700 |"), "{md}");
         assert!(md.contains("fewer machines"));
@@ -1047,18 +1328,9 @@ mod tests {
             ..Default::default()
         };
         let h = headline(&[], &[], 0.99);
-        let md = render_markdown(
-            &env,
-            &[],
-            &[],
-            &h,
-            &rd,
-            &[],
-            &CapacityDetail::default(),
-            &[],
-            &[],
-            &CapacityDetail::default(),
-        );
+        let mut report = Report::zipf(Vec::new(), Vec::new(), h);
+        report.rd.points = rd;
+        let md = render_markdown(&env, &report);
         assert!(
             !md.contains("## Headline") && !md.contains("Plots:"),
             "{md}"
@@ -1251,7 +1523,7 @@ mod tests {
             rec("lags", 8, 995),
             rec("lags", 19, 950),
         ];
-        let md = render_capacity(&rd_points(&recs), 0.99, "functions");
+        let md = render_capacity(&rd_points(&recs), 0.99, "functions", Pairing::TraceWindow);
         assert!(
             md.contains("| lags | [8, 19) | 8: held 99.50%; 19: **missed** 95.00% |"),
             "{md}"
@@ -1271,7 +1543,7 @@ mod tests {
             rec("stock", 4, 1000),
             rec("lags", 19, 1000),
         ];
-        let md = render_capacity(&rd_points(&recs), 0.99, "functions");
+        let md = render_capacity(&rd_points(&recs), 0.99, "functions", Pairing::TraceWindow);
         assert!(md.contains("| lags | ≥ 19, no upper bound |"), "{md}");
         assert!(md.contains("| stock | [4, 8) |"), "{md}");
         assert!(md.contains("above 2.38, no upper bound"), "{md}");
@@ -1280,7 +1552,7 @@ mod tests {
             md.contains("- No capacity loss of more than 5% (ratio ≥ 0.95): **holds**."),
             "{md}"
         );
-        assert_eq!(render_capacity(&[], 0.99, "users"), "");
+        assert_eq!(render_capacity(&[], 0.99, "users", Pairing::Load), "");
     }
 
     // Expect one row per window and configuration, the paired ratio of each window with
