@@ -149,10 +149,11 @@ pub fn render_capacity(rd: &[RdPoint], target: f64, unit: &str, pairing: Pairing
         return md;
     }
     md.push_str(&format!(
-        "\n### Capacity\n\nThe SLO holds at a tested count when at least {:.1}% {}: **held** when the 95% interval of that fraction (the two-stage bootstrap above) lies at or above {:.1}%, **missed** when it lies below, **undecided** when it contains it (without per-second counts, the median decides). Assuming that a missed SLO stays missed at larger counts, a capacity lies from the last count of the first run of held ones up to, not including, the first missed count.\n\n| config | capacity ({unit}) | per tested count: verdict, fraction under the threshold [95% CI] |\n|---|---|---|\n",
+        "\n### Capacity\n\nThe SLO holds at a tested count when at least {:.1}% {}: **held** when the 95% interval of that fraction (the two-stage bootstrap above) lies at or above {:.1}%, **missed** when it lies below, **undecided** when it contains it (without per-second counts, the median decides). Assuming that a missed SLO stays missed at larger counts, a capacity lies from the last count of the first run of held ones up to, not including, the first missed count.\n\n| config | capacity ({unit}) | per tested count: verdict, {fname} [95% CI] |\n|---|---|---|\n",
         target * 100.0,
         pairing.fraction(),
-        target * 100.0
+        target * 100.0,
+        fname = pairing.fraction_name(),
     ));
     for c in &caps {
         md.push_str(&format!(
@@ -307,6 +308,14 @@ impl Pairing {
         }
     }
 
+    /// The fraction's name in a table header.
+    fn fraction_name(self) -> &'static str {
+        match self {
+            Pairing::TraceWindow | Pairing::Load => "fraction under the threshold",
+            Pairing::Schedule => "SLO attainment",
+        }
+    }
+
     /// What the SLO of a capacity is a fraction of.
     fn fraction(self) -> &'static str {
         match self {
@@ -383,9 +392,10 @@ pub fn render_window_capacity(windows: &[WindowCapacity], unit: &str, pairing: P
         return md;
     }
     md.push_str(&format!(
-        "\n### Capacity per window\n\nEach repetition on its own: its configurations ran {shared} back to back, so their capacities compare paired. A verdict comes from the block bootstrap of that repetition's own seconds (circular blocks of ⌈n^⅓⌉ s, {ITERATIONS} resamples): its interval carries the variation within the window (which seconds, the host's noise), not the variation between windows, which the pooled capacity above carries. So a window's ratio answers \"{scope}, on this testbed\".\n\n| window | config | capacity ({unit}) | per tested count: verdict, fraction under the threshold [95% CI] |\n|---|---|---|---|\n",
+        "\n### Capacity per window\n\nEach repetition on its own: its configurations ran {shared} back to back, so their capacities compare paired. A verdict comes from the block bootstrap of that repetition's own seconds (circular blocks of ⌈n^⅓⌉ s, {ITERATIONS} resamples): its interval carries the variation within the window (which seconds, the host's noise), not the variation between windows, which the pooled capacity above carries. So a window's ratio answers \"{scope}, on this testbed\".\n\n| window | config | capacity ({unit}) | per tested count: verdict, {fname} [95% CI] |\n|---|---|---|---|\n",
         shared = pairing.shared(),
         scope = pairing.scope(),
+        fname = pairing.fraction_name(),
     ));
     for wc in windows {
         for c in &wc.caps {
