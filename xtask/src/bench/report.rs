@@ -440,6 +440,8 @@ pub fn render_window_capacity(windows: &[WindowCapacity], unit: &str, pairing: P
 
 /// A workload scale as the capacity section prints it: whole numbers without decimals.
 fn fmt_workload(x: f64) -> String {
+    // 100 × 0.55 is 55.000000000000007 in binary floating point.
+    let x = (x * 1e6).round() / 1e6;
     if x.fract() == 0.0 {
         format!("{x:.0}")
     } else {
@@ -536,12 +538,12 @@ pub fn render_zipf_windows(w: &Windows, sweep: &str, target: f64) -> String {
         md.push_str("\nAgainst stock, paired: both configurations of a repetition ran the same arrival schedule, and are resampled with the same draws. Every second holds the same arrivals for both, so the ratio of requests within their SLO is the ratio of attainments. An interval that contains 1 is **no difference**.\n\n| F × load | config | reps | SLO attainment ratio | 95% CI | attainment | p99 ratio | 95% CI | p99 |\n|---|---|---|---|---|---|---|---|---|\n");
         for c in &w.cmp {
             md.push_str(&format!(
-                "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {:.4} | {} | {} | {} | {} | {} |\n",
                 point_label(c.funcs, c.scale),
                 c.config,
                 c.reps,
                 c.goodput_ratio,
-                fmt_ci(c.goodput_ratio_ci, 3),
+                fmt_ci(c.goodput_ratio_ci, 4),
                 c.goodput_verdict(),
                 c.p99_ratio.map_or("–".into(), |r| format!("{r:.3}")),
                 fmt_ci(c.p99_ratio_ci, 3),
@@ -1199,14 +1201,15 @@ mod tests {
         );
         assert!(md.contains("| **underpowered** (min 6000) |"), "{md}");
         assert!(
-            md.contains("| 50 × 0.7 | lags | 3 | 0.909 | [0.909, 0.909] | lower |"),
+            md.contains("| 50 × 0.7 | lags | 3 | 0.9091 | [0.9091, 0.9091] | lower |"),
             "{md}"
         );
         assert!(
-            md.contains("| 50 × 0.3 | lags | 3 | 1.000 | [1.000, 1.000] | no difference |"),
+            md.contains("| 50 × 0.3 | lags | 3 | 1.0000 | [1.0000, 1.0000] | no difference |"),
             "{md}"
         );
         assert!(md.contains("divide by 50 for the offered load"), "{md}");
+        assert!(md.contains("| lags | [25, 35) |"), "{md}");
         assert!(
             md.contains("of the requests that arrived met their SLO"),
             "{md}"
