@@ -265,6 +265,8 @@ fn fmt_bounds(b: RatioRange, prec: usize) -> String {
         Some(h) if h == b.lo => format!("{:.prec$}", b.lo),
         Some(h) if b.lo == 0.0 => format!("< {h:.prec$}"),
         Some(h) => format!("{:.prec$}–{h:.prec$}", b.lo),
+        // Neither curve crossed inside the tested range: a ratio it does not bound.
+        None if b.lo == 0.0 => "unbounded".into(),
         None => format!("≥ {:.prec$}", b.lo),
     }
 }
@@ -1220,6 +1222,20 @@ mod tests {
         assert!((c.capacity.lo - 26.0).abs() < 1e-9, "{c:?}");
         assert!((c.stock.lo - 35.0).abs() < 1e-9, "{c:?}");
         assert!(md.contains("LAGS/stock 0.743 [0.743, 0.743]; ratio ≥ 1.3: **not met**; ratio ≥ 0.95 (no loss over 5%): **a loss**."), "{md}");
+        // Both held at every tested load: the ratio is not bounded, and says so.
+        let mut held = Records::default();
+        for rep in 0..2 {
+            for load in [0.3, 0.5] {
+                for config in ["stock", "lags"] {
+                    held.runs.push(arrivals(config, load, rep, 20, 300, 300));
+                }
+            }
+        }
+        let md = render_markdown(&env, &Report::of(&held, 0.99));
+        assert!(
+            md.contains("LAGS/stock unbounded [0.000, ∞); ratio ≥ 1.3: undecided; ratio ≥ 0.95 (no loss over 5%): undecided."),
+            "{md}"
+        );
     }
 
     // Expect aggregation, headline numbers, targets and the Markdown report from a small
