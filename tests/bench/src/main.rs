@@ -823,7 +823,7 @@ fn run_once(
         lags,
         per_second: per_arrival_second(
             &arrivals,
-            plan.duration_s.ceil() as usize,
+            (end_ns - warm_ns).div_ceil(1_000_000_000) as usize,
             plan.slo_mult,
             floor,
         ),

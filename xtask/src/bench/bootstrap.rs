@@ -12,9 +12,10 @@
 
 use serde::Serialize;
 
+use super::records::bounded_quantile_ms;
 use super::stats::{scale_key, RatioRange};
 use lags_pid1::rng::SplitMix64;
-use lags_proto::bench::{dense_quantile_ms, RdhashdRecord, HIST_BINS};
+use lags_proto::bench::{RdhashdRecord, HIST_BINS};
 
 /// Resamples per interval.
 pub const ITERATIONS: usize = 2000;
@@ -137,8 +138,8 @@ fn stat<'a>(parts: impl Iterator<Item = (&'a Series, &'a [usize])>) -> Stat {
         throughput: per_second(completed),
         fraction: (completed > 0).then(|| good as f64 / completed as f64),
         cpu_ms_per_req: busy.filter(|_| completed > 0).map(|b| b / completed as f64),
-        p50: dense_quantile_ms(bins(), 0.50),
-        p99: dense_quantile_ms(bins(), 0.99),
+        p50: bounded_quantile_ms(bins(), 0.50),
+        p99: bounded_quantile_ms(bins(), 0.99),
     }
 }
 
@@ -322,8 +323,9 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
             if let (Some(a), Some(b)) = (x.cpu_ms_per_req, y.cpu_ms_per_req) {
                 cpu.extend(ratio(a, b));
             }
+            // A tail among the requests that never completed has no ratio.
             if let (Some(a), Some(b)) = (x.p99, y.p99) {
-                p99.extend(ratio(a, b));
+                p99.extend(ratio(a, b).filter(|r| r.is_finite() && *r > 0.0));
             }
         }
         out.push(Comparison {
@@ -339,7 +341,11 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
                 .zip(y0.cpu_ms_per_req)
                 .and_then(|(a, b)| ratio(a, b)),
             cpu_ratio_ci: Interval::of(&mut cpu),
-            p99_ratio: x0.p99.zip(y0.p99).and_then(|(a, b)| ratio(a, b)),
+            p99_ratio: x0
+                .p99
+                .zip(y0.p99)
+                .and_then(|(a, b)| ratio(a, b))
+                .filter(|r| r.is_finite() && *r > 0.0),
             p99_ratio_ci: Interval::of(&mut p99),
             config,
         });

@@ -224,6 +224,10 @@ impl Settings {
             bail!("loads must be fractions of the vCPUs (0.01..1.5)");
         }
         s.loads.sort_by(f64::total_cmp);
+        // One run per (repetition, load) and configuration: a load given twice would run a
+        // second schedule that the report could not pair (loads are told apart to 1e-6).
+        s.loads
+            .dedup_by(|a, b| (*a * 1e6).round() == (*b * 1e6).round());
         Ok(s)
     }
 
@@ -617,6 +621,8 @@ mod tests {
             "{}",
             b[0].estimate_s
         );
+        let z = settings(&["--loads", "0.5,0.3,0.5,0.3000000001"]).unwrap();
+        assert_eq!(z.loads, vec![0.3, 0.5]);
         let one = settings(&["--workload", "rdhashd", "--rd-scale", "1.2"]).unwrap();
         assert_eq!((one.rd_scales, one.rd_funcs.len()), (vec![1.2], 4));
         for bad in [

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::util;
 
+use lags_proto::bench::{dense_quantile_ms, HIST_BINS};
 pub use lags_proto::bench::{Hist, LagsCounters, Summary};
 
 /// What the host does with a guest histogram.
@@ -76,8 +77,20 @@ pub struct Run {
     pub hist_light: Hist,
     pub lags: Option<LagsCounters>,
     pub seed: u64,
+    pub cpus: usize,
+    /// Length of the measured window, s.
+    pub window_s: f64,
     /// The measured requests by arrival second (empty in records from before them).
     pub per_second: Vec<SecondCounts>,
+}
+
+/// The quantile `q` of a histogram's (bin, count) pairs, in ascending bin order, as the
+/// upper edge of its bin ([`dense_quantile_ms`]), or infinite when it falls in the last bin:
+/// that bin has no upper edge (it holds everything larger, and the requests that never
+/// completed).
+pub fn bounded_quantile_ms(bins: impl Iterator<Item = (u32, u64)> + Clone, q: f64) -> Option<f64> {
+    let last = Hist::upper_edge_ms(HIST_BINS as u32 - 1);
+    dense_quantile_ms(bins, q).map(|v| if v >= last { f64::INFINITY } else { v })
 }
 
 /// One overhead measurement: the guest's [`OverheadRecord`] tagged with the boot.
@@ -122,6 +135,8 @@ impl Run {
             hist_light: r.hist_light,
             lags: r.lags,
             seed: r.seed,
+            cpus: r.cpus,
+            window_s: r.window_s,
             per_second: r.per_second,
         }
     }
@@ -130,26 +145,31 @@ impl Run {
     /// the same bootstrap gives it intervals: its function count, its offered load as the
     /// scale, its repetition (whose configurations ran the same arrival schedule) and its
     /// seconds by arrival, of which `completed` counts every request and `good` the ones
-    /// within their SLO. `None` for a record without seconds (from before them).
+    /// within their SLO. A percentile that falls on a request that never completed (the
+    /// histogram's last bin) is infinite. `None` for a record without seconds (from before
+    /// them).
     pub fn window(&self) -> Option<RdhashdRecord> {
         if self.per_second.is_empty() {
             return None;
         }
         let requests: u64 = self.per_second.iter().map(|s| s.completed).sum();
+        let q = |q: f64| bounded_quantile_ms(self.hist_all.bins.iter().copied(), q);
         Some(RdhashdRecord {
             config: self.config.clone(),
             funcs: self.funcs,
             scale: Some(self.load),
             rep: self.rep,
             seed: self.seed,
-            window_s: self.per_second.len() as f64,
+            cpus: self.cpus,
+            window_s: self.window_s,
             completed: requests,
             good: self.per_second.iter().map(|s| s.good).sum(),
-            p50_ms: self.hist_all.quantile_ms(0.50),
-            p99_ms: self.hist_all.quantile_ms(0.99),
-            p999_ms: self.hist_all.quantile_ms(0.999),
+            p50_ms: q(0.50),
+            p99_ms: q(0.99),
+            p999_ms: q(0.999),
             hist: self.hist_all.clone(),
             cpu_util: self.cpu_util,
+            cpu_kernel: Some(self.cpu_kernel),
             ctxt_per_req: self.ctxt_per_req,
             schedule_per_req: self.schedule_per_req,
             lags: self.lags.clone(),

@@ -298,7 +298,9 @@ impl Pairing {
         match self {
             Pairing::TraceWindow => "the same trace window and seed",
             Pairing::Load => "the same user count (its users drawing from the same distributions)",
-            Pairing::Schedule => "the same arrival schedule (the same requests at the same times)",
+            Pairing::Schedule => {
+                "the same arrival schedule at each load (the same requests at the same times)"
+            }
         }
     }
 
@@ -644,9 +646,14 @@ fn power(p: &RdPoint) -> String {
 }
 
 fn fmt_ci(ci: Option<Interval>, prec: usize) -> String {
-    ci.map_or("–".into(), |c| {
-        format!("[{:.*}, {:.*}]", prec, c.lo, prec, c.hi)
-    })
+    let f = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.prec$}")
+        } else {
+            "∞".into()
+        }
+    };
+    ci.map_or("–".into(), |c| format!("[{}, {}]", f(c.lo), f(c.hi)))
 }
 
 /// The rdhashd intervals, the comparison with stock and the profile. Pure.
@@ -1139,6 +1146,8 @@ mod tests {
         };
         let mut r = run(config, load, rep, met as f64 / arrived as f64, 10.0, 3.0);
         r.funcs = 50;
+        r.cpus = 2;
+        r.window_s = secs as f64;
         r.hist_all = Hist {
             bins: second
                 .hist
@@ -1160,13 +1169,11 @@ mod tests {
             .expect("a window");
         assert_eq!((w.funcs, w.scale, w.rep), (50, Some(0.5), 2));
         assert_eq!((w.completed, w.good, w.window_s), (400, 300, 10.0));
-        assert_eq!(
-            w.p99_ms,
-            Hist {
-                bins: vec![(160, 1)]
-            }
-            .quantile_ms(0.5)
-        );
+        // A quarter never completed: the median is the met requests' bin, the p99 has no
+        // bound.
+        assert_eq!(w.p50_ms, Some(Hist::upper_edge_ms(80)));
+        assert_eq!(w.p99_ms, Some(f64::INFINITY));
+        assert_eq!(w.cpus, 2);
         assert!(run("lags", 0.5, 0, 1.0, 1.0, 1.0).window().is_none());
     }
 
@@ -1211,6 +1218,16 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("divide by 50 for the offered load"), "{md}");
+        // At 0.9 a fifth (stock) and two fifths (LAGS) never completed: both p99s are
+        // unbounded, and their ratio is not a number to show.
+        assert!(
+            md.contains("| 50 × 0.9 | lags | 3 | 0.7500 | [0.7500, 0.7500] | lower | – | – | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 11.2 [11.2–11.2] | [11.2, 11.2] | ∞ [∞–∞] | [∞, ∞] |"),
+            "{md}"
+        );
         assert!(md.contains("| lags | [25, 35) |"), "{md}");
         assert!(
             md.contains("of the requests that arrived met their SLO"),
