@@ -57,7 +57,6 @@ impl Profile {
 /// What a fragment asks for: `Some(value)` for `CONFIG_X=value`, `None` for "is not set".
 pub type Requests = BTreeMap<String, Option<String>>;
 
-/// Parses Kconfig fragment or `.config` text. Later lines override earlier ones.
 /// Which of `options` a kernel `.config` (or fragment) sets to `y`, in the given order.
 pub fn options_on<'a>(config: &str, options: &[&'a str]) -> Vec<&'a str> {
     let c = parse_config(config);
@@ -68,6 +67,7 @@ pub fn options_on<'a>(config: &str, options: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
+/// Parses Kconfig fragment or `.config` text. Later lines override earlier ones.
 pub fn parse_config(text: &str) -> Requests {
     let mut map = Requests::new();
     for line in text.lines() {

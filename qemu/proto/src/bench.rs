@@ -542,7 +542,9 @@ impl Hist {
 
     /// Upper edge in ms of the bin holding quantile `q` (0..=1) of the counts; `None` for an
     /// empty histogram. Nearest-rank: the smallest bin whose cumulative count reaches
-    /// `ceil(q × n)` (at least 1).
+    /// `ceil(q × n)` (at least 1). Infinite when that is the last bin, which has no upper
+    /// edge: it holds everything larger, and the requests that never completed (a record
+    /// written with an infinite percentile reads it back as `None`).
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
         dense_quantile_ms(self.bins.iter().copied(), q)
     }
@@ -560,7 +562,11 @@ pub fn dense_quantile_ms(bins: impl Iterator<Item = (u32, u64)> + Clone, q: f64)
     for (bin, c) in bins {
         acc += c;
         if acc >= rank {
-            return Some(Hist::upper_edge_ms(bin));
+            return Some(if bin as usize >= HIST_BINS - 1 {
+                f64::INFINITY
+            } else {
+                Hist::upper_edge_ms(bin)
+            });
         }
     }
     None
@@ -704,7 +710,7 @@ pub struct RdhashdRecord {
     pub burst_ms: f64,
     pub sleep_ms: f64,
     /// Latency percentiles, ms: the upper edge of the histogram bin holding the quantile;
-    /// `None` without completed requests.
+    /// `None` without completed requests, or beyond the histogram's range.
     pub p50_ms: Option<f64>,
     pub p90_ms: Option<f64>,
     pub p99_ms: Option<f64>,

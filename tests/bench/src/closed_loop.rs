@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(r.wanted, vec![0, 0, 0, 0, 4]);
     }
 
-    // Expect nearest-rank quantiles at bin upper edges.
+    // Expect nearest-rank quantiles at bin upper edges, and none for the last bin.
     #[test]
     fn quantiles_from_the_histogram() {
         assert_eq!(hist_quantile_ms(&Hist::default(), 0.5), None);
@@ -425,5 +425,10 @@ mod tests {
         assert_eq!(hist_quantile_ms(&h, 0.91), Some(edge(100.0)));
         assert_eq!(hist_quantile_ms(&h, 0.999), Some(edge(100.0)));
         assert!(edge(1.0) > 1.0 && edge(1.0) < 1.13);
+        // The last bin has no upper edge: a quantile there (a request that never completed,
+        // or beyond 100 s) is infinite.
+        let h = histogram([1.0e6, f64::INFINITY].into_iter());
+        assert_eq!(hist_quantile_ms(&h, 0.5), Some(edge(1.0)));
+        assert_eq!(hist_quantile_ms(&h, 0.99), Some(f64::INFINITY));
     }
 }

@@ -218,30 +218,23 @@ pub fn per_arrival_second(
     mult: f64,
     floor_ns: f64,
 ) -> Vec<SecondCounts> {
-    let mut hist = vec![vec![0u64; HIST_BINS]; secs];
-    let mut out = vec![SecondCounts::default(); secs];
+    let mut by_second = vec![Vec::new(); secs];
     for &(at, resp, svc) in samples {
-        let k = (at / 1_000_000_000) as usize;
-        let Some(s) = out.get_mut(k) else {
-            continue;
-        };
-        s.completed += 1;
-        if slo_met(resp, svc, mult, floor_ns) {
-            s.good += 1;
+        if let Some(v) = by_second.get_mut((at / 1_000_000_000) as usize) {
+            v.push((resp, svc));
         }
-        hist[k][hist_bin(resp / 1e3)] += 1;
     }
-    for (s, h) in out.iter_mut().zip(hist) {
-        s.hist = Hist {
-            bins: h
-                .into_iter()
-                .enumerate()
-                .filter(|&(_, n)| n > 0)
-                .map(|(b, n)| (b as u32, n))
-                .collect(),
-        };
-    }
-    out
+    by_second
+        .iter()
+        .map(|v: &Vec<(f64, f64)>| SecondCounts {
+            completed: v.len() as u64,
+            good: v
+                .iter()
+                .filter(|&&(resp, svc)| slo_met(resp, svc, mult, floor_ns))
+                .count() as u64,
+            hist: histogram(v.iter().map(|s| s.0)),
+        })
+        .collect()
 }
 
 pub fn hist_bin(us: f64) -> usize {

@@ -12,10 +12,9 @@
 
 use serde::Serialize;
 
-use super::records::bounded_quantile_ms;
 use super::stats::{scale_key, RatioRange};
 use lags_pid1::rng::SplitMix64;
-use lags_proto::bench::{RdhashdRecord, HIST_BINS};
+use lags_proto::bench::{dense_quantile_ms, RdhashdRecord, HIST_BINS};
 
 /// Resamples per interval.
 pub const ITERATIONS: usize = 2000;
@@ -138,8 +137,8 @@ fn stat<'a>(parts: impl Iterator<Item = (&'a Series, &'a [usize])>) -> Stat {
         throughput: per_second(completed),
         fraction: (completed > 0).then(|| good as f64 / completed as f64),
         cpu_ms_per_req: busy.filter(|_| completed > 0).map(|b| b / completed as f64),
-        p50: bounded_quantile_ms(bins(), 0.50),
-        p99: bounded_quantile_ms(bins(), 0.99),
+        p50: dense_quantile_ms(bins(), 0.50),
+        p99: dense_quantile_ms(bins(), 0.99),
     }
 }
 
@@ -310,6 +309,12 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
             |runs: &[&Series]| stat(runs.iter().zip(&full).map(|(s, ix)| (*s, ix.as_slice())));
         let (x0, y0) = (whole(&xs), whole(&ys));
         let ratio = |x: f64, y: f64| (y > 0.0).then(|| x / y);
+        // A tail among the requests that never completed (infinite) has no ratio.
+        let tail_ratio = |x: Option<f64>, y: Option<f64>| {
+            x.zip(y)
+                .filter(|(a, b)| a.is_finite() && b.is_finite())
+                .and_then(|(a, b)| ratio(a, b))
+        };
         // Scale 1 keeps the stream of the reports from before the scale axis.
         let mut rng = SplitMix64::new(
             SEED ^ funcs as u64 ^ ((sk - 1_000_000) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
@@ -323,10 +328,7 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
             if let (Some(a), Some(b)) = (x.cpu_ms_per_req, y.cpu_ms_per_req) {
                 cpu.extend(ratio(a, b));
             }
-            // A tail among the requests that never completed has no ratio.
-            if let (Some(a), Some(b)) = (x.p99, y.p99) {
-                p99.extend(ratio(a, b).filter(|r| r.is_finite() && *r > 0.0));
-            }
+            p99.extend(tail_ratio(x.p99, y.p99));
         }
         out.push(Comparison {
             funcs,
@@ -341,11 +343,7 @@ pub fn comparisons(recs: &[RdhashdRecord]) -> Vec<Comparison> {
                 .zip(y0.cpu_ms_per_req)
                 .and_then(|(a, b)| ratio(a, b)),
             cpu_ratio_ci: Interval::of(&mut cpu),
-            p99_ratio: x0
-                .p99
-                .zip(y0.p99)
-                .and_then(|(a, b)| ratio(a, b))
-                .filter(|r| r.is_finite() && *r > 0.0),
+            p99_ratio: tail_ratio(x0.p99, y0.p99),
             p99_ratio_ci: Interval::of(&mut p99),
             config,
         });

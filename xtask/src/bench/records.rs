@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use crate::util;
 
-use lags_proto::bench::{dense_quantile_ms, HIST_BINS};
 pub use lags_proto::bench::{Hist, LagsCounters, Summary};
 
 /// What the host does with a guest histogram.
@@ -84,15 +83,6 @@ pub struct Run {
     pub per_second: Vec<SecondCounts>,
 }
 
-/// The quantile `q` of a histogram's (bin, count) pairs, in ascending bin order, as the
-/// upper edge of its bin ([`dense_quantile_ms`]), or infinite when it falls in the last bin:
-/// that bin has no upper edge (it holds everything larger, and the requests that never
-/// completed).
-pub fn bounded_quantile_ms(bins: impl Iterator<Item = (u32, u64)> + Clone, q: f64) -> Option<f64> {
-    let last = Hist::upper_edge_ms(HIST_BINS as u32 - 1);
-    dense_quantile_ms(bins, q).map(|v| if v >= last { f64::INFINITY } else { v })
-}
-
 /// One overhead measurement: the guest's [`OverheadRecord`] tagged with the boot.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct OverheadRec {
@@ -153,7 +143,7 @@ impl Run {
             return None;
         }
         let requests: u64 = self.per_second.iter().map(|s| s.completed).sum();
-        let q = |q: f64| bounded_quantile_ms(self.hist_all.bins.iter().copied(), q);
+        let q = |q: f64| self.hist_all.quantile_ms(q);
         Some(RdhashdRecord {
             config: self.config.clone(),
             funcs: self.funcs,

@@ -736,9 +736,18 @@ pub struct Windows {
 impl Windows {
     pub fn of(recs: &[RdhashdRecord], target: f64) -> Windows {
         Windows {
+            capacity: CapacityDetail::of(recs, target),
+            ..Windows::paired(recs)
+        }
+    }
+
+    /// The points and the comparisons only: windows on no capacity axis (zipf-open's density
+    /// sweep, where the function count changes the workload's shape, not its size).
+    pub fn paired(recs: &[RdhashdRecord]) -> Windows {
+        Windows {
             points: rd_points(recs),
             cmp: comparisons(recs),
-            capacity: CapacityDetail::of(recs, target),
+            capacity: CapacityDetail::default(),
         }
     }
 }
@@ -763,19 +772,17 @@ impl Report {
         let pts = points(&recs.runs);
         let ov = overhead_rows(&recs.overhead);
         let h = headline(&pts, &ov, target);
-        let sweep = |name: &str| {
-            let w: Vec<RdhashdRecord> = recs
-                .runs
+        let sweep = |name: &str| -> Vec<RdhashdRecord> {
+            recs.runs
                 .iter()
                 .filter(|r| r.sweep == name)
                 .filter_map(Run::window)
-                .collect();
-            Windows::of(&w, target)
+                .collect()
         };
         let kn: Vec<RdhashdRecord> = recs.kn.iter().map(|k| k.run.clone()).collect();
         Report {
-            zipf_load: sweep("load"),
-            zipf_density: sweep("density"),
+            zipf_load: Windows::of(&sweep("load"), target),
+            zipf_density: Windows::paired(&sweep("density")),
             rd: Windows::of(&recs.rd, target),
             kn: Windows::of(&kn, target),
             pts,
